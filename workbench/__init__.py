@@ -1,0 +1,58 @@
+"""workbench: supercomputer-scale data science from a Jupyter notebook.
+
+A pool of MPI engines runs heavy cells; every parallel feature reduces through one
+numba-compiled allreduce (:mod:`workbench.comm`) and reports through one progress
+channel (:mod:`workbench.progress`) that ipywidgets draw live.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Pool",
+    "__version__",
+    "allreduce",
+    "allreduce_async",
+    "load_ipython_extension",
+    "progress",
+    "unload_ipython_extension",
+]
+
+# Imported on first use: engines and the notebook should not pay for numba or
+# ipyparallel start-up unless they use the piece that needs it.
+_LAZY = {
+    "Pool": ("workbench.pool", "Pool"),
+    "progress": ("workbench.progress", "progress"),
+    "allreduce": ("workbench.comm", "allreduce"),
+    "allreduce_async": ("workbench.comm", "allreduce_async"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module_name, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'workbench' has no attribute {name!r}") from None
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the ``%wb`` and ``%%distributed`` magics (``%load_ext workbench``)."""
+    from workbench.magics import register
+
+    register(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Nothing to undo: magics stay registered until the kernel ends."""
