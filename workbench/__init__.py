@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# Eager, and light: the function must win over the submodule of the same name.
+from workbench.progress import progress
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -25,7 +28,6 @@ __all__ = [
 # ipyparallel start-up unless they use the piece that needs it.
 _LAZY = {
     "Pool": ("workbench.pool", "Pool"),
-    "progress": ("workbench.progress", "progress"),
     "allreduce": ("workbench.comm", "allreduce"),
     "allreduce_async": ("workbench.comm", "allreduce_async"),
 }

@@ -1,0 +1,165 @@
+"""%wb and %%distributed driven through a real IPython shell against real MPI engines."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+from IPython.core.error import UsageError
+
+from workbench.errors import PoolTimeoutError, RankError
+
+
+def test_distributed_output_from_every_rank_labelled(shell, live_pool, capsys):
+    shell.run_cell_magic("distributed", "", "print(f'hello from {rank} of {size}')")
+    out = capsys.readouterr().out
+    for r in range(live_pool.size):
+        assert f"[rank {r}] hello from {r} of {live_pool.size}" in out
+
+
+def test_distributed_targets(shell, live_pool, capsys):
+    shell.run_cell_magic("distributed", "--targets 0,2", "print('picked', rank)")
+    out = capsys.readouterr().out
+    assert "[rank 0] picked 0" in out and "[rank 2] picked 2" in out
+    assert "[rank 1]" not in out
+
+
+def test_distributed_failure_shows_first_failing_rank(shell, live_pool):
+    with pytest.raises(RankError) as info:
+        shell.run_cell_magic(
+            "distributed", "", "if rank >= 1:\n    raise RuntimeError(f'boom {rank}')"
+        )
+    assert info.value.ranks == [1, 2]
+    lines = info.value._render_traceback_()
+    assert lines[0] == "[rank 1] RuntimeError: boom 1"
+    assert lines[-1].startswith("And 1 other rank of 3 failed: 2")
+
+
+def test_distributed_failure_in_shell_has_no_package_traceback(shell, live_pool, capsys):
+    result = shell.run_cell("%%distributed\nif rank == 0:\n    1 / 0\n")
+    assert isinstance(result.error_in_exec, RankError)
+    shown = capsys.readouterr()
+    text = shown.out + shown.err
+    assert "[rank 0] ZeroDivisionError" in text
+    assert "workbench/execution.py" not in text
+
+
+def test_distributed_timeout(shell, live_pool):
+    start = time.monotonic()
+    with pytest.raises(PoolTimeoutError):
+        shell.run_cell_magic("distributed", "--timeout 1", "import time\ntime.sleep(120)")
+    assert time.monotonic() - start < 10
+    shell.run_cell_magic("distributed", "", "assert rank < size")
+
+
+def test_ctrl_c_interrupts_every_engine(shell, live_pool, capsys):
+    """SIGINT on the client side: engines interrupted, prompt back quickly, pool usable."""
+    threading.Timer(1.0, os.kill, args=(os.getpid(), signal.SIGINT)).start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        shell.run_cell_magic(
+            "distributed", "", "import time\nfor _ in range(1200): time.sleep(0.05)"
+        )
+    assert time.monotonic() - start < 8
+    assert "interrupted ranks 0, 1, 2" in capsys.readouterr().err
+    assert {r["state"] for r in live_pool.status().rows} == {"idle"}
+    shell.run_cell_magic("distributed", "", "x = rank * 2")
+    assert live_pool.view().pull("x", block=True) == [0, 2, 4]
+
+
+def test_progress_reaches_the_notebook(shell, live_pool, capsys):
+    cell = (
+        "import workbench as wb, time\n"
+        "for i in range(1, 6):\n"
+        "    wb.progress(i, total=5, loss=1 / i)\n"
+        "    time.sleep(0.05)\n"
+    )
+    shell.run_cell_magic("distributed", "", cell)
+    out = capsys.readouterr().out
+    final = [line for line in out.splitlines() if line.startswith("[progress")][-1]
+    for r in range(live_pool.size):
+        assert f"r{r} 5/5 loss=0.2" in final
+    assert final.endswith("[done]")
+
+
+def test_no_progress_flag(shell, live_pool, capsys):
+    shell.run_cell_magic(
+        "distributed", "--no-progress", "import workbench as wb\nwb.progress(1, total=1)"
+    )
+    assert "[progress" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("magic", "line", "cell"),
+    [
+        ("wb", "frobnicate", None),
+        ("wb", "status extra.json", None),
+        ("wb", "start -n zero", None),
+        ("wb", "stop -n 2", None),
+        ("distributed", "--targets 0,x", "pass"),
+        ("distributed", "--targets 3-1", "pass"),
+        ("distributed", "--timeout -1", "pass"),
+        ("distributed", "--targets 9", "pass"),
+        ("distributed", "--bogus", "pass"),
+    ],
+)
+def test_bad_arguments_are_usage_errors(shell, live_pool, magic, line, cell):
+    with pytest.raises(UsageError):
+        if cell is None:
+            shell.run_line_magic(magic, line)
+        else:
+            shell.run_cell_magic(magic, line, cell)
+
+
+def test_bad_arguments_print_usage_not_traceback(shell, live_pool, capsys):
+    shell.run_cell("%wb frobnicate")
+    shown = capsys.readouterr()
+    text = shown.out + shown.err
+    assert "UsageError" in text
+    assert "Traceback" not in text
+
+
+def test_wb_status_and_start_refusal(shell, live_pool, capsys):
+    shell.run_line_magic("wb", "status")
+    out = capsys.readouterr().out
+    assert "rank" in out and "idle" in out
+    with pytest.raises(UsageError, match="already running"):
+        shell.run_line_magic("wb", "start -n 2")
+
+
+def test_wb_attach_by_file(shell, live_pool, capsys):
+    shell.run_line_magic("wb", f"attach {live_pool.cluster_file}")
+    assert f"attached to {live_pool.size} MPI engines" in capsys.readouterr().out
+    from workbench.pool import current, set_current
+
+    attached = current()
+    assert attached is not live_pool and attached.size == live_pool.size
+    attached.close()
+    set_current(live_pool)
+
+
+def test_distributed_without_pool_starts_default_then_lifecycle(shell, live_pool, capsys):
+    from workbench.pool import current, set_current
+
+    set_current(None)
+    try:
+        shell.run_cell_magic("distributed", "", "print('auto', rank)")
+        out = capsys.readouterr().out
+        started = current()
+        assert started is not None and started is not live_pool
+        assert f"started a local pool of {started.size} MPI engines" in out
+        assert out.count("no pool yet") == 1
+        assert "[rank 0] auto 0" in out
+        old = [e.pid for e in started.engines]
+        shell.run_line_magic("wb", "restart")
+        assert set(old).isdisjoint(e.pid for e in started.engines)
+        shell.run_line_magic("wb", "stop")
+        assert current() is None and started.stopped
+        assert not os.path.exists(started.cluster_file)
+    finally:
+        if current() is not None:
+            current().stop()
+        set_current(live_pool)

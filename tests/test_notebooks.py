@@ -1,0 +1,54 @@
+"""Shared notebook templates executed headless (`workbench run`) on a real local MPI pool."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(name: str, tmp_path: Path, *params: str) -> nbformat.NotebookNode:
+    out = tmp_path / f"{name}.out.ipynb"
+    args = [sys.executable, "-m", "workbench.cli", "run", str(ROOT / "notebooks" / name)]
+    for p in params:
+        args += ["-p", p]
+    done = subprocess.run(
+        [*args, "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ.copy(),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return nbformat.read(out, as_version=4)
+
+
+def _text(cell) -> str:
+    parts = []
+    for o in cell.get("outputs", []):
+        parts.append(o.get("text", ""))
+        parts.append(str(o.get("data", {}).get("text/plain", "")))
+    return "".join(parts)
+
+
+def test_quickstart(tmp_path):
+    nb = _run("00-quickstart.ipynb", tmp_path, "n_engines=3")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    everything = "\n".join(_text(c) for c in code)
+    assert "started 3 MPI engines" in everything
+    for r in range(3):
+        assert f"[rank {r}] hello from rank {r} of 3" in everything
+        assert f"[rank {r}] final loss" in everything
+    assert "squares by rank: [1, 4, 9]" in everything
+    progress = [c for c in code if "wb.progress" in c.source][0]
+    views = [o for o in progress.outputs if o.get("output_type") == "display_data"]
+    assert views and "application/vnd.jupyter.widget-view+json" in views[0]["data"]
+    status = [c for c in code if c.source.strip() == "%wb status"][0]
+    assert "idle" in _text(status) and "rank" in _text(status)
+    assert "pool stopped" in everything

@@ -1,0 +1,123 @@
+"""EnginePool on real MPI engines: rank order, status, failures, timeouts, death, re-attach."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+import workbench as wb
+from workbench.errors import EngineDiedError, PoolError, PoolTimeoutError, RankError
+from workbench.pool import Pool
+
+
+def _whoami(tag):
+    from mpi4py import MPI
+
+    return (MPI.COMM_WORLD.rank, MPI.COMM_WORLD.size, tag)
+
+
+def test_run_returns_results_in_rank_order(live_pool):
+    out = live_pool.run(_whoami, "x")
+    assert out == [(r, live_pool.size, "x") for r in range(live_pool.size)]
+    # the engine behind each result is the one the pool lists for that rank
+    pids = live_pool.run(os.getpid)
+    assert pids == [e.pid for e in live_pool.engines]
+
+
+def test_namespace_has_comm_rank_size(live_pool):
+    live_pool.execute("_probe = (rank, size, comm.Get_rank())", progress=False)
+    got = live_pool.view().pull("_probe", block=True)
+    assert got == [(r, live_pool.size, r) for r in range(live_pool.size)]
+
+
+def test_run_on_subset_of_ranks(live_pool):
+    assert live_pool.apply(_whoami, ("s",), ranks=[2, 0]) == [(0, 3, "s"), (2, 3, "s")]
+    with pytest.raises(ValueError, match="not in this pool"):
+        live_pool.apply(_whoami, ("s",), ranks=[7])
+
+
+def test_status_table(live_pool):
+    status = live_pool.status()
+    assert [r["rank"] for r in status.rows] == list(range(live_pool.size))
+    assert {r["state"] for r in status.rows} == {"idle"}
+    assert all(r["memory"] and r["memory"] > 10 * 2**20 for r in status.rows)
+    text = str(status)
+    assert text.splitlines()[0].split() == ["rank", "engine", "host", "pid", "state", "memory"]
+    assert "<table>" in status._repr_html_()
+
+
+def _fail_on_one():
+    from mpi4py import MPI
+
+    if MPI.COMM_WORLD.rank == 1:
+        raise KeyError("missing-column")
+    return "fine"
+
+
+def test_failing_rank_reports_rank_and_traceback(live_pool):
+    with pytest.raises(RankError) as info:
+        live_pool.run(_fail_on_one)
+    err = info.value
+    assert err.ranks == [1]
+    assert "rank 1 raised KeyError" in str(err)
+    rendered = "\n".join(err._render_traceback_())
+    assert "[rank 1] KeyError" in rendered
+    assert "_fail_on_one" in rendered  # the remote traceback, not ours
+    assert live_pool.run(_whoami, 1)[1][0] == 1  # pool still works
+
+
+def test_all_ranks_failing_counts_the_others(live_pool):
+    with pytest.raises(RankError) as info:
+        live_pool.execute("raise ValueError(f'bad {rank}')", progress=False)
+    assert info.value.ranks == [0, 1, 2]
+    assert "and 2 other ranks of 3 failed: 1, 2" in str(info.value)
+
+
+def test_timeout_interrupts_engines_and_pool_stays_usable(live_pool):
+    start = time.monotonic()
+    with pytest.raises(PoolTimeoutError, match="timeout of 1 s"):
+        live_pool.execute("import time\nfor _ in range(600): time.sleep(0.1)", timeout=1)
+    assert time.monotonic() - start < 10
+    assert [s["state"] for s in live_pool.status().rows] == ["idle"] * live_pool.size
+    assert live_pool.run(_whoami, 2)[0] == (0, 3, 2)
+
+
+def test_reattach_after_dropping_the_client(live_pool):
+    other = Pool.attach(live_pool.cluster_file)
+    try:
+        assert other.run(_whoami, "again") == live_pool.run(_whoami, "again")
+        assert [e.pid for e in other.engines] == [e.pid for e in live_pool.engines]
+    finally:
+        other.close()  # drops the connection, keeps the engines
+        wb.pool.set_current(live_pool)
+    assert live_pool.run(_whoami, 0)[0] == (0, 3, 0)
+
+
+def test_attach_to_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(PoolError, match="does not exist"):
+        Pool.attach(str(tmp_path / "nope.json"))
+
+
+def test_bad_pool_size():
+    with pytest.raises(ValueError, match="positive number of engines"):
+        Pool.local(0)
+
+
+def test_killed_engine_is_reported_by_rank_then_restart_recovers(live_pool):
+    victim = live_pool.engines[1].pid
+    code = "import time\nfor _ in range(600): time.sleep(0.1)"
+    ar_start = time.monotonic()
+    import threading
+
+    threading.Timer(1.5, os.kill, args=(victim, signal.SIGKILL)).start()
+    with pytest.raises(EngineDiedError) as info:
+        live_pool.execute(code, timeout=60, progress=False)
+    assert time.monotonic() - ar_start < 12
+    assert 1 in info.value.ranks
+    assert f"process {victim}" in str(info.value)
+    live_pool.restart()
+    assert live_pool.run(_whoami, "back") == [(r, 3, "back") for r in range(3)]
+    assert victim not in [e.pid for e in live_pool.engines]

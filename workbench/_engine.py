@@ -1,0 +1,33 @@
+"""Code that runs on the engines when a pool connects (kept tiny: it is shipped by value)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+__all__ = ["bootstrap"]
+
+
+def bootstrap() -> dict[str, Any]:
+    """Define ``comm``, ``rank``, ``size`` in the engine namespace; return who this engine is."""
+    from IPython import get_ipython
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    shell = get_ipython()
+    if shell is not None:
+        shell.user_ns.update(comm=comm, rank=comm.rank, size=comm.size)
+    return {
+        "rank": comm.rank,
+        "size": comm.size,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
+
+
+def memory_rss() -> int:
+    """Resident memory of this engine in bytes."""
+    import psutil
+
+    return psutil.Process().memory_info().rss

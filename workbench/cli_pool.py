@@ -1,0 +1,100 @@
+"""``workbench pool start|status|stop``: a pool that notebooks attach to with ``%wb attach``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from typing import Any
+
+from workbench._args import positive_count
+from workbench.errors import PoolError
+
+__all__ = ["add_pool_parser"]
+
+
+def add_pool_parser(subparsers: Any) -> None:
+    """Add the ``pool`` command group to the ``workbench`` parser."""
+    p = subparsers.add_parser("pool", help="start, inspect or stop a pool of MPI engines")
+    sub = p.add_subparsers(dest="pool_command", metavar="COMMAND")
+
+    start = sub.add_parser("start", help="start a local pool of MPI engines")
+    start.add_argument(
+        "-n", type=positive_count, default=None, help="number of engines (default: cores)"
+    )
+    start.add_argument("--detach", action="store_true", help="return; the pool keeps running")
+    start.add_argument("--profile", default=None, help="IPython profile for the cluster file")
+    start.set_defaults(handler=_cmd_start)
+
+    for name, handler, text in [
+        ("status", _cmd_status, "show each rank of a running pool"),
+        ("stop", _cmd_stop, "stop a running pool"),
+    ]:
+        q = sub.add_parser(name, help=text)
+        q.add_argument("cluster_file", nargs="?", help="the pool's cluster file (default: newest)")
+        q.add_argument("--profile", default=None, help="IPython profile holding the cluster files")
+        q.set_defaults(handler=handler)
+    p.set_defaults(handler=lambda args: _usage(p))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _cmd_start(args: argparse.Namespace) -> int:
+    from workbench.pool import Pool
+
+    pool = Pool.local(args.n, detach=args.detach, profile=args.profile)
+    print(f"started {pool.size} MPI engines")
+    print(f"cluster file: {pool.cluster_file}")
+    print(f"attach from a notebook with:  %wb attach {pool.cluster_file}")
+    if args.detach:
+        pool.close()
+        print(f"stop with:  workbench pool stop {pool.cluster_file}")
+        return 0
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print("running; Ctrl-C stops the pool", flush=True)
+    try:
+        while not stop.wait(1.0):
+            if pool.dead_ranks():
+                print("engines died; stopping the pool", file=sys.stderr)
+                break
+    except KeyboardInterrupt:
+        pass
+    pool.stop()
+    print("pool stopped")
+    return 0
+
+
+def _attach(args: argparse.Namespace) -> Any:
+    from workbench.pool import Pool
+
+    return Pool.attach(args.cluster_file, profile=args.profile)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    pool = _attach(args)
+    try:
+        print(pool.status())
+    finally:
+        pool.close()
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    pool = _attach(args)
+    pool.stop()
+    print(f"stopped the pool of {pool.size} MPI engines ({pool.cluster_file})")
+    return 0
+
+
+def run_pool_command(args: argparse.Namespace) -> int:
+    """Run a parsed ``pool`` command; pool problems become one line on stderr, exit 1."""
+    try:
+        return args.handler(args)
+    except PoolError as e:
+        print(f"workbench pool: {e}", file=sys.stderr)
+        return 1

@@ -1,0 +1,186 @@
+"""Wait for work on the engines: stream rank-labelled output, drive the progress view,
+and turn timeouts, Ctrl-C, dead engines and remote errors into clear exceptions.
+
+Both ``Pool.run`` and ``%%distributed`` go through :func:`wait_for`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from ipyparallel.error import RemoteError
+
+from workbench.errors import EngineDiedError, PoolTimeoutError, RankError, RankFailure
+from workbench.progress import KEY, ProgressTracker
+
+if TYPE_CHECKING:
+    from ipyparallel.client.asyncresult import AsyncResult
+
+    from workbench.pool import Pool
+
+__all__ = ["wait_for"]
+
+_POLL = 0.05  # seconds between looks at the result
+_DEATH_CHECK = 0.5  # seconds between checks for dead engines
+_GRACE = 5.0  # seconds engines get to stop after an interrupt
+
+
+def _as_list(value: Any, n: int) -> list[Any]:
+    return value if isinstance(value, list) else [value] * n
+
+
+class _Streamer:
+    """Print new stdout/stderr of each rank with a ``[rank r]`` prefix, whole lines only."""
+
+    def __init__(self, ranks: list[int]) -> None:
+        self.ranks = ranks
+        self.offsets = {(r, n): 0 for r in ranks for n in ("stdout", "stderr")}
+        self.partial = {(r, n): "" for r in ranks for n in ("stdout", "stderr")}
+        self.outputs = dict.fromkeys(ranks, 0)
+
+    def feed(self, ar: AsyncResult, *, final: bool = False) -> None:
+        n = len(self.ranks)
+        for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+            texts = _as_list(ar[name], n)
+            for rank, text in zip(self.ranks, texts, strict=False):
+                key = (rank, name)
+                new = (text or "")[self.offsets[key] :]
+                self.offsets[key] += len(new)
+                buf = self.partial[key] + new
+                lines = buf.split("\n")
+                self.partial[key] = "" if final else lines.pop()
+                lines = [line for line in lines if line or not final]
+                if final and lines and lines[-1] == "":
+                    lines.pop()
+                if lines:
+                    stream.write("".join(f"[rank {rank}] {line}\n" for line in lines))
+                    stream.flush()
+        self._displays(ar, n)
+
+    def _displays(self, ar: AsyncResult, n: int) -> None:
+        outputs = _as_list(ar["outputs"], n)
+        for rank, outs in zip(self.ranks, outputs, strict=False):
+            for content in outs[self.outputs[rank] :]:
+                _publish(content)
+            self.outputs[rank] = len(outs)
+
+
+def _publish(content: dict[str, Any]) -> None:
+    try:
+        from IPython.display import publish_display_data
+    except ImportError:
+        return
+    publish_display_data(data=content.get("data", {}), metadata=content.get("metadata", {}))
+
+
+def _payloads(ar: AsyncResult, ranks: list[int]) -> dict[int, dict[str, Any]]:
+    data = _as_list(ar["data"], len(ranks))
+    return {r: d[KEY] for r, d in zip(ranks, data, strict=False) if d and KEY in d}
+
+
+def wait_for(
+    ar: AsyncResult,
+    pool: Pool,
+    ranks: list[int],
+    *,
+    timeout: float | None = None,
+    stream: bool = True,
+    progress: bool = True,
+) -> list[Any]:
+    """Wait for ``ar`` (one child per rank, in ``ranks`` order) and return its results.
+
+    Raises :class:`RankError` when ranks raised, :class:`PoolTimeoutError` past
+    ``timeout`` (engines interrupted), :class:`EngineDiedError` when an engine died,
+    and re-raises ``KeyboardInterrupt`` after interrupting the engines.
+    """
+    from workbench.widgets import make_progress_view
+
+    streamer = _Streamer(ranks) if stream else None
+    tracker = ProgressTracker(ranks)
+    view = make_progress_view() if progress else None
+    start = time.monotonic()
+    next_check = start + _DEATH_CHECK
+
+    def tick(final: bool = False) -> None:
+        if streamer:
+            streamer.feed(ar, final=final)
+        if (tracker.update(_payloads(ar, ranks)) and view) or (view and tracker.seen):
+            view.refresh(tracker)
+
+    def finish(states: dict[int, str]) -> None:
+        tick(final=True)
+        tracker.finish(states)
+        if view:
+            view.close(tracker)
+
+    try:
+        while not ar.ready():
+            ar.wait(_POLL)
+            tick()
+            now = time.monotonic()
+            if timeout is not None and now - start > timeout and not ar.ready():
+                stuck = _interrupt(ar, pool, ranks)
+                finish(dict.fromkeys(ranks, "interrupted"))
+                msg = (
+                    f"ran past the timeout of {timeout:g} s; ranks {_span(ranks)} were interrupted"
+                )
+                if stuck:
+                    msg += (
+                        f". Ranks {_span(stuck)} did not stop within {_GRACE:g} s "
+                        "(blocked in MPI or C code?): run `%wb restart` to recover"
+                    )
+                raise PoolTimeoutError(msg)
+            if now >= next_check and not ar.ready():
+                next_check = now + _DEATH_CHECK
+                dead = pool.dead_ranks(ranks)
+                if dead:
+                    finish({r: "failed" if r in dead else "interrupted" for r in ranks})
+                    raise EngineDiedError(dead)
+    except KeyboardInterrupt:
+        stuck = _interrupt(ar, pool, ranks)
+        finish(dict.fromkeys(ranks, "interrupted"))
+        note = f"; ranks {_span(stuck)} still busy, run `%wb restart`" if stuck else ""
+        print(f"workbench: interrupted ranks {_span(ranks)}{note}", file=sys.stderr)
+        raise
+
+    ar.wait_for_output(timeout=2.0)
+    values = ar.get(timeout=0, return_exceptions=True)
+    values = _as_list(values, len(ranks)) if len(ranks) == 1 else values
+    failures = [
+        _failure(rank, v)
+        for rank, v in zip(ranks, values, strict=False)
+        if isinstance(v, Exception)
+    ]
+    failed = {f.rank for f in failures}
+    finish({r: "failed" if r in failed else "done" for r in ranks})
+    if failures:
+        raise RankError(failures, size=len(ranks))
+    return list(values)
+
+
+def _interrupt(ar: AsyncResult, pool: Pool, ranks: list[int]) -> list[int]:
+    """SIGINT every rank still working; return the ranks that did not stop in time."""
+    pool.interrupt(ranks)
+    deadline = time.monotonic() + _GRACE
+    while not ar.ready() and time.monotonic() < deadline:
+        ar.wait(_POLL)
+    if ar.ready():
+        return []
+    return [
+        r
+        for r, md in zip(ranks, _as_list(ar.metadata, len(ranks)), strict=False)
+        if not md.get("completed")
+    ]
+
+
+def _failure(rank: int, exc: BaseException) -> RankFailure:
+    if isinstance(exc, RemoteError):
+        eid = (exc.engine_info or {}).get("engine_id", -1)
+        return RankFailure(rank, eid, exc.ename, str(exc.evalue), exc.traceback or "")
+    return RankFailure(rank, -1, type(exc).__name__, str(exc), "")
+
+
+def _span(ranks: list[int]) -> str:
+    return ", ".join(str(r) for r in ranks)

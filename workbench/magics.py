@@ -1,0 +1,107 @@
+"""IPython magics: ``%wb`` (pool control) and ``%%distributed`` (a cell on every rank).
+
+A thin front end: arguments are parsed here, the work is done by :mod:`workbench.pool`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from workbench import pool as _pool
+from workbench._args import parse_ranks, positive_count, positive_seconds
+from workbench.errors import PoolError
+
+__all__ = ["WorkbenchMagics", "register"]
+
+_ACTIONS = ("start", "attach", "status", "restart", "stop")
+
+
+@magics_class
+class WorkbenchMagics(Magics):
+    """``%wb`` and ``%%distributed``."""
+
+    @line_magic
+    @magic_arguments()
+    @argument("action", choices=_ACTIONS, help="what to do with the pool")
+    @argument("cluster_file", nargs="?", help="attach: the pool's cluster file (default: newest)")
+    @argument(
+        "-n",
+        type=positive_count,
+        default=None,
+        help="start: number of MPI engines (default: cores)",
+    )
+    @argument("--profile", default=None, help="IPython profile that holds the cluster files")
+    @argument("--detach", action="store_true", help="start: keep the pool after the kernel exits")
+    def wb(self, line: str) -> None:
+        """Pool control: ``%wb start [-n N] | attach [FILE] | status | restart | stop``."""
+        args = parse_argstring(self.wb, line)
+        if args.cluster_file and args.action != "attach":
+            raise UsageError(f"%wb {args.action} takes no file argument (only `%wb attach FILE`)")
+        if (args.n is not None or args.detach) and args.action != "start":
+            raise UsageError(f"-n and --detach go with `%wb start`, not `%wb {args.action}`")
+        getattr(self, f"_{args.action}")(args)
+
+    def _start(self, args: argparse.Namespace) -> None:
+        old = _pool.current()
+        if old is not None:
+            raise UsageError(
+                f"a pool is already running ({old.size} ranks); `%wb stop` it first, "
+                "or `%wb restart` to restart its engines"
+            )
+        pool = _pool.Pool.local(args.n, detach=args.detach, profile=args.profile)
+        print(f"workbench: started {pool.size} MPI engines (cluster file {pool.cluster_file})")
+
+    def _attach(self, args: argparse.Namespace) -> None:
+        pool = _pool.Pool.attach(args.cluster_file, profile=args.profile)
+        print(f"workbench: attached to {pool.size} MPI engines ({pool.cluster_file})")
+
+    def _status(self, args: argparse.Namespace) -> None:
+        from IPython.display import display
+
+        display(_require_pool().status())
+
+    def _restart(self, args: argparse.Namespace) -> None:
+        pool = _require_pool()
+        pool.restart()
+        print(f"workbench: restarted {pool.size} MPI engines")
+
+    def _stop(self, args: argparse.Namespace) -> None:
+        pool = _require_pool()
+        pool.stop()
+        _pool.set_current(None)
+        print("workbench: pool stopped")
+
+    @cell_magic
+    @magic_arguments()
+    @argument("--targets", type=parse_ranks, default=None, help="ranks to run on, e.g. 0,1 or 0-3")
+    @argument(
+        "--timeout", type=positive_seconds, default=None, help="interrupt and fail after S seconds"
+    )
+    @argument("--no-progress", action="store_true", help="do not show the progress view")
+    def distributed(self, line: str, cell: str) -> None:
+        """Run the cell on every rank (``comm``, ``rank``, ``size`` are defined there)."""
+        args = parse_argstring(self.distributed, line)
+        pool = _pool.current()
+        if pool is None:
+            pool = _pool.Pool.local()
+            print(f"workbench: no pool yet, started a local pool of {pool.size} MPI engines")
+        if args.targets is not None and max(args.targets) >= pool.size:
+            raise UsageError(f"--targets {args.targets} outside this pool of {pool.size} ranks")
+        pool.execute(cell, ranks=args.targets, timeout=args.timeout, progress=not args.no_progress)
+
+
+def _require_pool() -> Any:
+    pool = _pool.current()
+    if pool is None:
+        raise PoolError("no pool: start one with `%wb start -n N` or attach with `%wb attach`")
+    return pool
+
+
+def register(ipython: Any) -> None:
+    """Register the magics with ``ipython`` (called by ``%load_ext workbench``)."""
+    ipython.register_magics(WorkbenchMagics)

@@ -1,0 +1,463 @@
+"""EnginePool: MPI engines driven through ipyparallel, addressed by MPI rank.
+
+``Pool.local`` starts ``n`` engines as one ``mpiexec`` job with the controller on
+loopback; ``Pool.attach`` re-connects to a running pool through its cluster file.
+Work goes to the engines ordered by MPI rank, never by engine id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import glob
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import ipyparallel as ipp
+import psutil
+
+from workbench import _engine
+from workbench.errors import PoolError
+from workbench.execution import wait_for
+
+__all__ = ["EngineInfo", "Pool", "PoolStatus", "current", "find_mpiexec", "set_current"]
+
+_START_TIMEOUT = 120.0
+_current: Pool | None = None
+
+
+def current() -> Pool | None:
+    """The pool the magics use (the last one started or attached in this process)."""
+    return _current if _current is not None and not _current.stopped else None
+
+
+def set_current(pool: Pool | None) -> None:
+    """Make ``pool`` the one the magics use."""
+    global _current
+    _current = pool
+
+
+def find_mpiexec() -> str:
+    """``mpiexec`` of this environment (the ``mpich`` wheel puts it next to python)."""
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    found = beside if os.access(beside, os.X_OK) else shutil.which("mpiexec")
+    if not found:
+        raise PoolError(
+            "no `mpiexec` found next to this Python or on PATH: "
+            "install MPI with `pip install mpich mpi4py` (or load your site's MPI module)"
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """Who an engine is: its MPI rank, ipyparallel id, host and process id."""
+
+    rank: int
+    engine_id: int
+    host: str
+    pid: int
+
+
+@dataclass(frozen=True, repr=False)
+class PoolStatus:
+    """``pool.status()``: one row per rank; prints as a table."""
+
+    rows: list[dict[str, Any]]
+    cluster_file: str
+
+    def __str__(self) -> str:
+        cols = ["rank", "engine", "host", "pid", "state", "memory"]
+        cells = [
+            [
+                str(r["rank"]),
+                str(r["engine_id"]),
+                r["host"],
+                str(r["pid"]),
+                r["state"],
+                _mib(r["memory"]),
+            ]
+            for r in self.rows
+        ]
+        widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=False))]
+        lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) for row in cells]
+        return "\n".join([*lines, f"cluster file: {self.cluster_file}"])
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        head = "".join(
+            f"<th>{c}</th>" for c in ["rank", "engine", "host", "pid", "state", "memory"]
+        )
+        body = "".join(
+            f"<tr><td>{r['rank']}</td><td>{r['engine_id']}</td><td>{r['host']}</td>"
+            f"<td>{r['pid']}</td><td>{r['state']}</td><td>{_mib(r['memory'])}</td></tr>"
+            for r in self.rows
+        )
+        return f"<table><tr>{head}</tr>{body}</table><small>{self.cluster_file}</small>"
+
+
+def _mib(nbytes: int | None) -> str:
+    return "?" if nbytes is None else f"{nbytes / 2**20:.0f} MiB"
+
+
+class Pool:
+    """A pool of MPI engines. Build it with :meth:`local` or :meth:`attach`."""
+
+    def __init__(
+        self, cluster: ipp.Cluster, client: ipp.Client, *, owner: bool, reuse_map: bool = False
+    ) -> None:
+        self.cluster = cluster
+        self.client = client
+        self.owner = owner
+        self.stopped = False
+        self.engines: list[EngineInfo] = []
+        self._connect(reuse=reuse_map)
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def local(
+        cls,
+        n: int | None = None,
+        *,
+        detach: bool = False,
+        profile: str | None = None,
+        timeout: float = _START_TIMEOUT,
+    ) -> Pool:
+        """Start ``n`` MPI engines on this machine (default: one per core).
+
+        The controller listens on loopback only. With ``detach=True`` the pool outlives
+        this process (re-attach with :meth:`attach`, stop with ``workbench pool stop``).
+        """
+        n = (os.cpu_count() or 1) if n is None else n
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"n must be a positive number of engines, got {n!r}")
+        kwargs: dict[str, Any] = {"profile": profile} if profile else {}
+        cluster = ipp.Cluster(
+            n=n,
+            engines="mpi",
+            controller_ip="127.0.0.1",
+            shutdown_atexit=not detach,
+            delay=0,
+            engine_timeout=int(timeout),
+            log_level=30,
+            **kwargs,
+        )
+        cluster.config.MPIEngineSetLauncher.mpi_cmd = [find_mpiexec()]
+        try:
+            client = cluster.start_and_connect_sync()
+        except (TimeoutError, RuntimeError) as e:
+            _stop_quietly(cluster)
+            raise PoolError(f"could not start {n} MPI engines: {e}") from None
+        pool = cls(cluster, client, owner=not detach)
+        set_current(pool)
+        return pool
+
+    @classmethod
+    def attach(
+        cls,
+        cluster_file: str | None = None,
+        cluster_id: str | None = None,
+        profile: str | None = None,
+        *,
+        timeout: float = 30.0,
+    ) -> Pool:
+        """Connect to a running pool: by cluster file, by id, or the newest one in the profile."""
+        if cluster_file is None and cluster_id is None:
+            cluster_file = newest_cluster_file(profile)
+        if cluster_file is not None and not os.path.exists(cluster_file):
+            raise PoolError(f"cluster file {cluster_file} does not exist; is the pool running?")
+        try:
+            if cluster_file is not None:
+                cluster = ipp.Cluster.from_file(cluster_file)
+            else:
+                cluster = ipp.Cluster.from_file(profile=profile, cluster_id=cluster_id or "")
+        except FileNotFoundError as e:
+            raise PoolError(f"no pool found ({e}); start one with `%wb start`") from None
+        client = cluster.connect_client_sync()
+        try:
+            client.wait_for_engines(timeout=timeout)
+        except TimeoutError:
+            client.close()
+            raise PoolError(
+                f"pool {cluster.cluster_id} has no engines after {timeout:g} s; "
+                "it may have stopped: start a new one with `%wb start`"
+            ) from None
+        pool = cls(cluster, client, owner=False, reuse_map=True)
+        set_current(pool)
+        return pool
+
+    def _connect(self, *, reuse: bool = False) -> None:
+        """Map engines to MPI ranks and define comm/rank/size on every engine.
+
+        With ``reuse``, the map saved by the process that started the pool is taken when it
+        still matches the registered engines, so attaching does not queue behind busy engines.
+        """
+        if reuse and self._load_engine_map():
+            return
+        view = self.client[:]
+        infos = view.apply_async(_engine.bootstrap).get(timeout=_START_TIMEOUT)
+        self.engines = sorted(
+            (
+                EngineInfo(i["rank"], eid, i["host"], i["pid"])
+                for i, eid in zip(infos, view.targets, strict=False)
+            ),
+            key=lambda e: e.rank,
+        )
+        sizes = {i["size"] for i in infos}
+        if sizes != {len(infos)}:
+            raise PoolError(
+                f"engines disagree on the MPI world (sizes {sorted(sizes)} for {len(infos)} "
+                "engines): they were not started as one MPI job; restart the pool"
+            )
+        self._save_engine_map()
+
+    @property
+    def _map_file(self) -> str:
+        folder = os.path.dirname(self.cluster_file) or "."
+        return os.path.join(folder, f"workbench-{self.cluster.cluster_id}.json")
+
+    def _save_engine_map(self) -> None:
+        if not self.cluster.cluster_file:
+            return
+        fd = os.open(self._map_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump([dataclasses.asdict(e) for e in self.engines], f)
+
+    def _load_engine_map(self) -> bool:
+        try:
+            with open(self._map_file) as f:
+                engines = [EngineInfo(**e) for e in json.load(f)]
+        except (OSError, ValueError, TypeError):
+            return False
+        if sorted(e.engine_id for e in engines) != sorted(self.client.ids):
+            return False
+        self.engines = sorted(engines, key=lambda e: e.rank)
+        return True
+
+    # -- facts ---------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        """Number of ranks."""
+        return len(self.engines)
+
+    @property
+    def cluster_file(self) -> str:
+        """Path of the file that :meth:`attach` takes."""
+        return self.cluster.cluster_file
+
+    def view(self, ranks: Sequence[int] | None = None) -> Any:
+        """An ipyparallel DirectView on ``ranks`` (default all), in rank order."""
+        self._check_alive()
+        return self.client[[self._engine(r).engine_id for r in self._ranks(ranks)]]
+
+    def _ranks(self, ranks: Sequence[int] | None) -> list[int]:
+        if ranks is None:
+            return [e.rank for e in self.engines]
+        bad = [r for r in ranks if not 0 <= r < self.size]
+        if bad or not ranks:
+            raise ValueError(
+                f"ranks {list(ranks)} are not in this pool of {self.size} (0..{self.size - 1})"
+            )
+        return sorted(set(ranks))
+
+    def _engine(self, rank: int) -> EngineInfo:
+        return self.engines[rank]
+
+    def _check_alive(self) -> None:
+        if self.stopped:
+            raise PoolError(
+                "this pool was stopped; start a new one with `%wb start` / Pool.local()"
+            )
+
+    # -- work ------------------------------------------------------------------------------
+    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Any]:
+        """Call ``fn(*args, **kwargs)`` on every rank; results ordered by rank."""
+        return self.apply(fn, args, kwargs)
+
+    def apply(
+        self,
+        fn: Callable[..., Any],
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        ranks: Sequence[int] | None = None,
+        timeout: float | None = None,
+        stream: bool = True,
+        progress: bool = True,
+    ) -> list[Any]:
+        """:meth:`run` with options: a subset of ``ranks``, a ``timeout``, output and progress."""
+        ranks = self._ranks(ranks)
+        ar = self.view(ranks).apply_async(fn, *args, **(kwargs or {}))
+        return wait_for(ar, self, ranks, timeout=timeout, stream=stream, progress=progress)
+
+    def execute(
+        self,
+        code: str,
+        *,
+        ranks: Sequence[int] | None = None,
+        timeout: float | None = None,
+        stream: bool = True,
+        progress: bool = True,
+    ) -> None:
+        """Run ``code`` in the namespace of each rank (what ``%%distributed`` does)."""
+        ranks = self._ranks(ranks)
+        ar = self.view(ranks).execute(code, silent=False, block=False)
+        wait_for(ar, self, ranks, timeout=timeout, stream=stream, progress=progress)
+
+    def interrupt(self, ranks: Sequence[int] | None = None) -> None:
+        """Send SIGINT to the engines of ``ranks`` (through ipyparallel's control channel)."""
+        ids = [self._engine(r).engine_id for r in self._ranks(ranks)]
+        live = [i for i in ids if i in self.client.ids]
+        if live:
+            self.client.send_signal(signal.SIGINT, targets=live, block=False)
+
+    def dead_ranks(self, ranks: Sequence[int] | None = None) -> dict[int, str]:
+        """Ranks whose engine is gone, with why we think so."""
+        here = socket.gethostname()
+        registered = set(self.client.ids)
+        dead: dict[int, str] = {}
+        for rank in self._ranks(ranks):
+            e = self._engine(rank)
+            if e.host == here and not _alive(e.pid):
+                dead[rank] = f"process {e.pid} on {e.host} exited"
+            elif e.engine_id not in registered:
+                dead[rank] = f"engine {e.engine_id} on {e.host} unregistered (missed heartbeats)"
+        return dead
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def status(self) -> PoolStatus:
+        """A table of rank, engine id, host, pid, state (idle/busy/dead) and memory."""
+        self._check_alive()
+        dead = self.dead_ranks()
+        queue = self.client.queue_status()
+        rows = []
+        for e in self.engines:
+            q = queue.get(e.engine_id, {}) if e.rank not in dead else {}
+            state = "dead" if e.rank in dead else ("busy" if q.get("queue") else "idle")
+            rows.append(
+                {
+                    "rank": e.rank,
+                    "engine_id": e.engine_id,
+                    "host": e.host,
+                    "pid": e.pid,
+                    "state": state,
+                    "memory": _rss(e) if state != "dead" else None,
+                }
+            )
+        return PoolStatus(rows, self.cluster_file)
+
+    def restart(self, *, timeout: float = _START_TIMEOUT) -> None:
+        """Stop the engines and start the same number again (same controller)."""
+        self._check_alive()
+        n = self.size
+        with _quiet(self.cluster):
+            self.cluster.stop_engines_sync()
+        _wait_gone(self.engines, timeout=15.0)
+        deadline = time.monotonic() + 10.0
+        while self.client.ids and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.cluster.start_engines_sync(n)
+        self.client.wait_for_engines(n, timeout=timeout)
+        self._connect()
+
+    def stop(self) -> None:
+        """Stop the engines and the controller, and remove the cluster file."""
+        if self.stopped:
+            return
+        self.stopped = True
+        engines = list(self.engines)
+        try:
+            self.client.close()
+        finally:
+            _stop_quietly(self.cluster)
+            _wait_gone(engines, timeout=15.0)
+            with contextlib.suppress(OSError):
+                os.remove(self._map_file)
+            if current() is None and _current is self:
+                set_current(None)
+
+    def close(self) -> None:
+        """Drop the connection but leave the pool running (for :meth:`attach` later)."""
+        self.client.close()
+        self.stopped = True
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "stopped" if self.stopped else f"{self.size} ranks"
+        return f"<workbench.Pool {self.cluster.cluster_id} {state}>"
+
+
+def newest_cluster_file(profile: str | None = None) -> str:
+    """The most recently written cluster file of ``profile`` (default profile if None)."""
+    profile_dir = ipp.Cluster(profile=profile or "default").profile_dir
+    files = glob.glob(os.path.join(profile_dir, "security", "cluster-*.json"))
+    if not files:
+        raise PoolError(
+            f"no running pool found in {profile_dir}/security; start one with `%wb start` "
+            "or `workbench pool start --detach`, or pass the cluster file"
+        )
+    return max(files, key=os.path.getmtime)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _rss(e: EngineInfo) -> int | None:
+    if e.host != socket.gethostname():
+        return None
+    try:
+        return psutil.Process(e.pid).memory_info().rss
+    except psutil.Error:
+        return None
+
+
+def _wait_gone(engines: list[EngineInfo], timeout: float) -> None:
+    """Wait (bounded) for local engine processes to exit; kill what is left."""
+    here = socket.gethostname()
+    procs = []
+    for e in engines:
+        if e.host == here:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                procs.append(psutil.Process(e.pid))
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for p in alive:
+        p.kill()
+
+
+@contextlib.contextmanager
+def _quiet(cluster: ipp.Cluster) -> Iterator[None]:
+    """Silence the engines' exit logs when we stop them on purpose (mpiexec exits non-zero)."""
+    level = cluster.log.level
+    cluster.log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        cluster.log.setLevel(level)
+
+
+def _stop_quietly(cluster: ipp.Cluster) -> None:
+    try:
+        with _quiet(cluster):
+            cluster.stop_cluster_sync()
+    except Exception as e:  # the cluster may be half started or already gone
+        print(f"workbench: while stopping the pool: {e}", file=sys.stderr)
