@@ -89,3 +89,25 @@ def test_progress_rejects_bad_input(args, kwargs, exc, match):
 def test_progress_outside_engine_prints_text(capsys):
     wb.progress(3, total=4, loss=0.5)
     assert "[progress] step 3/4 loss=0.5" in capsys.readouterr().err
+
+
+def test_widget_view_draws_live_metric_chart_in_place():
+    t = ProgressTracker([0, 1])
+    view = RankProgressWidget()
+    t.update({0: _payload(3, 3, loss=0.3), 1: _payload(2, 2, loss=0.5)})
+    view.refresh(t)
+    svg = view.plot.value
+    assert svg.count("<svg") == 1 and ">loss<" in svg
+    assert svg.count("<polyline") == 2  # one line per rank
+    widget = view.plot.widget
+    t.update({0: _payload(6, 6, loss=0.1)})
+    view.refresh(t)
+    assert view.plot.widget is widget and view.plot.value != svg
+    assert view.box.children[-1] is widget
+
+
+def test_chart_of_constant_metric_and_nan_is_safe():
+    from workbench.widgets.metric_plot import svg_chart
+
+    assert svg_chart("x", {0: [(1, 2.0), (2, 2.0)]}).startswith("<svg")
+    assert svg_chart("x", {0: [(1, float("nan"))]}) == ""

@@ -1,4 +1,5 @@
-"""Live rank progress: one bar per rank with its latest metrics and the elapsed time.
+"""Live rank progress: one bar per rank with its latest metrics and the elapsed time,
+and a live chart of each numeric metric.
 
 In a Jupyter kernel with ipywidgets the view is a widget updated in place; in a
 terminal, a plain script or without ipywidgets it prints a compact line now and then.
@@ -12,6 +13,7 @@ import time
 from typing import Any, Protocol
 
 from workbench.progress import ProgressTracker, RankProgress
+from workbench.widgets.metric_plot import MetricPlot
 
 __all__ = ["ProgressView", "RankProgressWidget", "TextProgress", "make_progress_view"]
 
@@ -59,6 +61,7 @@ class RankProgressWidget:
         self.box: Any = None
         self.header: Any = None
         self.rows: dict[int, tuple[Any, Any]] = {}
+        self.plot: MetricPlot | None = None
 
     def _build(self, tracker: ProgressTracker) -> None:
         import ipywidgets as w
@@ -72,7 +75,8 @@ class RankProgressWidget:
             text = w.HTML()
             self.rows[rank] = (bar, text)
             rows.append(w.HBox([w.Label(f"rank {rank}", layout=w.Layout(width="5em")), bar, text]))
-        self.box = w.VBox([self.header, *rows])
+        self.plot = MetricPlot()
+        self.box = w.VBox([self.header, *rows, self.plot.widget])
         self.box.add_class("workbench-progress")
         display(self.box)
 
@@ -91,6 +95,8 @@ class RankProgressWidget:
         for rank, state in tracker.ranks.items():
             bar, text = self.rows[rank]
             self._paint(bar, text, state)
+        if self.plot is not None:
+            self.plot.update({r: s.history for r, s in tracker.ranks.items()})
 
     @staticmethod
     def _paint(bar: Any, text: Any, state: RankProgress) -> None:
