@@ -33,12 +33,18 @@ _LAZY = {
 }
 
 
+_SUBMODULES = {"comm", "data", "pool", "train", "select", "linalg", "widgets"}
+
+
 def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _SUBMODULES:
+        return importlib.import_module(f"workbench.{name}")
     try:
         module_name, attr = _LAZY[name]
     except KeyError:
         raise AttributeError(f"module 'workbench' has no attribute {name!r}") from None
-    import importlib
 
     value = getattr(importlib.import_module(module_name), attr)
     globals()[name] = value

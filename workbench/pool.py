@@ -74,6 +74,7 @@ class PoolStatus:
 
     rows: list[dict[str, Any]]
     cluster_file: str
+    data: list[str] = dataclasses.field(default_factory=list)
 
     def __str__(self) -> str:
         cols = ["rank", "engine", "host", "pid", "state", "memory"]
@@ -91,7 +92,9 @@ class PoolStatus:
         widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
         lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=False))]
         lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) for row in cells]
-        return "\n".join([*lines, f"cluster file: {self.cluster_file}"])
+        lines.append(f"cluster file: {self.cluster_file}")
+        lines += [f"data: {d}" for d in self.data]
+        return "\n".join(lines)
 
     __repr__ = __str__
 
@@ -104,7 +107,8 @@ class PoolStatus:
             f"<td>{r['pid']}</td><td>{r['state']}</td><td>{_mib(r['memory'])}</td></tr>"
             for r in self.rows
         )
-        return f"<table><tr>{head}</tr>{body}</table><small>{self.cluster_file}</small>"
+        data = "".join(f"<br><small>data: {d}</small>" for d in self.data)
+        return f"<table><tr>{head}</tr>{body}</table><small>{self.cluster_file}</small>{data}"
 
 
 def _mib(nbytes: int | None) -> str:
@@ -122,6 +126,7 @@ class Pool:
         self.owner = owner
         self.stopped = False
         self.engines: list[EngineInfo] = []
+        self._handles: dict[str, Any] = {}  # data placed on the engines, by key
         self._connect(reuse=reuse_map)
 
     # -- construction -------------------------------------------------------------------
@@ -315,6 +320,28 @@ class Pool:
         ar = self.view(ranks).execute(code, silent=False, block=False)
         wait_for(ar, self, ranks, timeout=timeout, stream=stream, progress=progress)
 
+    def scatter(self, x: Any, *, key: str | None = None) -> Any:
+        """Split ``x`` by rows over the ranks, once; returns a :class:`DistributedArray`.
+
+        Engine code reads its block with ``wb.data.local(handle.key)``.
+        """
+        from workbench.data import scatter_rows
+
+        self._check_alive()
+        return scatter_rows(self, x, key=key)
+
+    def broadcast(self, obj: Any, *, key: str | None = None) -> Any:
+        """Put ``obj`` on every rank, once; returns a :class:`Broadcast` handle."""
+        from workbench.data import broadcast
+
+        self._check_alive()
+        return broadcast(self, obj, key=key)
+
+    @property
+    def handles(self) -> list[Any]:
+        """Data placed on the engines through this pool and not yet freed."""
+        return list(self._handles.values())
+
     def interrupt(self, ranks: Sequence[int] | None = None) -> None:
         """Send SIGINT to the engines of ``ranks`` (through ipyparallel's control channel)."""
         ids = [self._engine(r).engine_id for r in self._ranks(ranks)]
@@ -355,7 +382,7 @@ class Pool:
                     "memory": _rss(e) if state != "dead" else None,
                 }
             )
-        return PoolStatus(rows, self.cluster_file)
+        return PoolStatus(rows, self.cluster_file, [h.describe() for h in self.handles])
 
     def restart(self, *, timeout: float = _START_TIMEOUT) -> None:
         """Stop the engines and start the same number again (same controller)."""
@@ -367,6 +394,9 @@ class Pool:
         deadline = time.monotonic() + 10.0
         while self.client.ids and time.monotonic() < deadline:
             time.sleep(0.1)
+        for handle in self.handles:
+            handle.freed = True  # the engines that held it are gone
+        self._handles.clear()
         self.cluster.start_engines_sync(n)
         self.client.wait_for_engines(n, timeout=timeout)
         self._connect()
