@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from workbench._args import positive_count
@@ -13,9 +14,11 @@ from workbench.errors import PoolError
 
 __all__ = ["add_pool_parser"]
 
+Handler = Callable[[argparse.Namespace], int]
 
-def add_pool_parser(subparsers: Any) -> None:
-    """Add the ``pool`` command group to the ``workbench`` parser."""
+
+def add_pool_parser(subparsers: Any, group_help: Callable[[Any], Handler]) -> None:
+    """Add the ``pool`` command group; ``group_help(parser)`` handles a bare ``workbench pool``."""
     p = subparsers.add_parser("pool", help="start, inspect or stop a pool of MPI engines")
     sub = p.add_subparsers(dest="pool_command", metavar="COMMAND")
 
@@ -25,7 +28,7 @@ def add_pool_parser(subparsers: Any) -> None:
     )
     start.add_argument("--detach", action="store_true", help="return; the pool keeps running")
     start.add_argument("--profile", default=None, help="IPython profile for the cluster file")
-    start.set_defaults(handler=_cmd_start)
+    start.set_defaults(handler=_guard(_cmd_start))
 
     for name, handler, text in [
         ("status", _cmd_status, "show each rank of a running pool"),
@@ -34,13 +37,21 @@ def add_pool_parser(subparsers: Any) -> None:
         q = sub.add_parser(name, help=text)
         q.add_argument("cluster_file", nargs="?", help="the pool's cluster file (default: newest)")
         q.add_argument("--profile", default=None, help="IPython profile holding the cluster files")
-        q.set_defaults(handler=handler)
-    p.set_defaults(handler=lambda args: _usage(p))
+        q.set_defaults(handler=_guard(handler))
+    p.set_defaults(handler=group_help(p))
 
 
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
+def _guard(handler: Handler) -> Handler:
+    """Pool problems (no pool, missing file, engines gone) become one line on stderr, exit 1."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except PoolError as e:
+            print(f"workbench pool: {e}", file=sys.stderr)
+            return 1
+
+    return run
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
@@ -89,12 +100,3 @@ def _cmd_stop(args: argparse.Namespace) -> int:
     pool.stop()
     print(f"stopped the pool of {pool.size} MPI engines ({pool.cluster_file})")
     return 0
-
-
-def run_pool_command(args: argparse.Namespace) -> int:
-    """Run a parsed ``pool`` command; pool problems become one line on stderr, exit 1."""
-    try:
-        return args.handler(args)
-    except PoolError as e:
-        print(f"workbench pool: {e}", file=sys.stderr)
-        return 1
