@@ -17,11 +17,12 @@ import time
 
 os.environ.setdefault("IPYTHONDIR", tempfile.mkdtemp(prefix="wb-bench-"))
 
-import ipyparallel as ipp  # noqa: E402
-from IPython.testing.globalipapp import start_ipython  # noqa: E402
+import ipyparallel as ipp
+from IPython.testing.globalipapp import start_ipython
 
-import workbench as wb  # noqa: E402
-from workbench.pool import find_mpiexec, set_current  # noqa: E402
+import workbench as wb
+from workbench.launch import find_mpiexec
+from workbench.pool import set_current
 
 
 def start_ipp(n: int) -> tuple[float, ipp.Cluster, ipp.Client]:
@@ -86,7 +87,7 @@ def main() -> None:
         b = statistics.median(data["workbench"]) * scale
         print(f"{label:34}{a:14.2f}{b:14.2f}{b / a:9.2f}")
     print("ipyparallel: ipp.Cluster(n, engines='mpi').start_and_connect_sync() and %%px")
-    print("workbench:   wb.Pool.local(n) (includes the rank map + comm/rank/size) and %%distributed")
+    print("workbench:   wb.Pool.local(n) (with rank map, comm/rank/size) and %%distributed")
 
 
 if __name__ == "__main__":

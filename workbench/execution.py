@@ -155,6 +155,10 @@ def wait_for(
     ]
     failed = {f.rank for f in failures}
     finish({r: "failed" if r in failed else "done" for r in ranks})
+    died = {f.rank: "its engine died while running the task" for f in failures
+            if f.ename == "EngineError"}  # fmt: skip
+    if died:  # ipyparallel noticed first (unregistration); say which processes are gone
+        raise EngineDiedError({**died, **pool.dead_ranks(ranks)})
     if failures:
         raise RankError(failures, size=len(ranks))
     return list(values)

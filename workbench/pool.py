@@ -9,27 +9,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import glob
 import json
-import logging
 import os
-import shutil
 import signal
 import socket
-import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipyparallel as ipp
-import psutil
 
-from workbench import _engine
+from workbench import _engine, launch
+from workbench._status import EngineInfo, PoolStatus
 from workbench.errors import PoolError
 from workbench.execution import wait_for
+from workbench.slurm import SlurmOptions, job_state
 
-__all__ = ["EngineInfo", "Pool", "PoolStatus", "current", "find_mpiexec", "set_current"]
+__all__ = ["EngineInfo", "Pool", "PoolStatus", "current", "set_current"]
 
 _START_TIMEOUT = 120.0
 _current: Pool | None = None
@@ -46,75 +42,6 @@ def set_current(pool: Pool | None) -> None:
     _current = pool
 
 
-def find_mpiexec() -> str:
-    """``mpiexec`` of this environment (the ``mpich`` wheel puts it next to python)."""
-    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    found = beside if os.access(beside, os.X_OK) else shutil.which("mpiexec")
-    if not found:
-        raise PoolError(
-            "no `mpiexec` found next to this Python or on PATH: "
-            "install MPI with `pip install mpich mpi4py` (or load your site's MPI module)"
-        )
-    return found
-
-
-@dataclass(frozen=True)
-class EngineInfo:
-    """Who an engine is: its MPI rank, ipyparallel id, host and process id."""
-
-    rank: int
-    engine_id: int
-    host: str
-    pid: int
-
-
-@dataclass(frozen=True, repr=False)
-class PoolStatus:
-    """``pool.status()``: one row per rank; prints as a table."""
-
-    rows: list[dict[str, Any]]
-    cluster_file: str
-    data: list[str] = dataclasses.field(default_factory=list)
-
-    def __str__(self) -> str:
-        cols = ["rank", "engine", "host", "pid", "state", "memory"]
-        cells = [
-            [
-                str(r["rank"]),
-                str(r["engine_id"]),
-                r["host"],
-                str(r["pid"]),
-                r["state"],
-                _mib(r["memory"]),
-            ]
-            for r in self.rows
-        ]
-        widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=False))]
-        lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) for row in cells]
-        lines.append(f"cluster file: {self.cluster_file}")
-        lines += [f"data: {d}" for d in self.data]
-        return "\n".join(lines)
-
-    __repr__ = __str__
-
-    def _repr_html_(self) -> str:
-        head = "".join(
-            f"<th>{c}</th>" for c in ["rank", "engine", "host", "pid", "state", "memory"]
-        )
-        body = "".join(
-            f"<tr><td>{r['rank']}</td><td>{r['engine_id']}</td><td>{r['host']}</td>"
-            f"<td>{r['pid']}</td><td>{r['state']}</td><td>{_mib(r['memory'])}</td></tr>"
-            for r in self.rows
-        )
-        data = "".join(f"<br><small>data: {d}</small>" for d in self.data)
-        return f"<table><tr>{head}</tr>{body}</table><small>{self.cluster_file}</small>{data}"
-
-
-def _mib(nbytes: int | None) -> str:
-    return "?" if nbytes is None else f"{nbytes / 2**20:.0f} MiB"
-
-
 class Pool:
     """A pool of MPI engines. Build it with :meth:`local` or :meth:`attach`."""
 
@@ -127,6 +54,7 @@ class Pool:
         self.stopped = False
         self.engines: list[EngineInfo] = []
         self._handles: dict[str, Any] = {}  # data placed on the engines, by key
+        self._job_checked: tuple[float, str | None] = (-1e9, None)
         self._connect(reuse=reuse_map)
 
     # -- construction -------------------------------------------------------------------
@@ -145,25 +73,37 @@ class Pool:
         this process (re-attach with :meth:`attach`, stop with ``workbench pool stop``).
         """
         n = (os.cpu_count() or 1) if n is None else n
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"n must be a positive number of engines, got {n!r}")
-        kwargs: dict[str, Any] = {"profile": profile} if profile else {}
-        cluster = ipp.Cluster(
-            n=n,
-            engines="mpi",
-            controller_ip="127.0.0.1",
-            shutdown_atexit=not detach,
-            delay=0,
-            engine_timeout=int(timeout),
-            log_level=30,
-            **kwargs,
+        cluster, client = launch.local_cluster(n, detach=detach, profile=profile, timeout=timeout)
+        pool = cls(cluster, client, owner=not detach)
+        set_current(pool)
+        return pool
+
+    @classmethod
+    def slurm(
+        cls,
+        n: int,
+        *,
+        partition: str | None = None,
+        time: str | None = None,
+        account: str | None = None,
+        nodes: int | None = None,
+        extra: str | None = None,
+        launcher: str = "mpiexec",
+        controller_ip: str | None = None,
+        detach: bool = False,
+        profile: str | None = None,
+        timeout: float = 600.0,
+    ) -> Pool:
+        """Start ``n`` MPI engines as one Slurm job (``sbatch``); the controller stays here.
+
+        ``launcher`` is ``"mpiexec"`` (inside the job) or ``"srun"`` (``--mpi=pmi2``); the
+        queue state is shown while waiting; Ctrl-C or ``timeout`` cancels the job.
+        ``extra`` holds more sbatch options, e.g. ``"--mem=4G --qos=debug"``.
+        """
+        opts = SlurmOptions(partition, time, account, nodes, extra, launcher)
+        cluster, client = launch.slurm_cluster(
+            n, opts, controller_ip=controller_ip, detach=detach, profile=profile, timeout=timeout
         )
-        cluster.config.MPIEngineSetLauncher.mpi_cmd = [find_mpiexec()]
-        try:
-            client = cluster.start_and_connect_sync()
-        except (TimeoutError, RuntimeError) as e:
-            _stop_quietly(cluster)
-            raise PoolError(f"could not start {n} MPI engines: {e}") from None
         pool = cls(cluster, client, owner=not detach)
         set_current(pool)
         return pool
@@ -179,7 +119,7 @@ class Pool:
     ) -> Pool:
         """Connect to a running pool: by cluster file, by id, or the newest one in the profile."""
         if cluster_file is None and cluster_id is None:
-            cluster_file = newest_cluster_file(profile)
+            cluster_file = launch.newest_cluster_file(profile)
         if cluster_file is not None and not os.path.exists(cluster_file):
             raise PoolError(f"cluster file {cluster_file} does not exist; is the pool running?")
         try:
@@ -353,14 +293,34 @@ class Pool:
         """Ranks whose engine is gone, with why we think so."""
         here = socket.gethostname()
         registered = set(self.client.ids)
+        job_ended = self._job_ended()
         dead: dict[int, str] = {}
         for rank in self._ranks(ranks):
             e = self._engine(rank)
-            if e.host == here and not _alive(e.pid):
+            if job_ended:
+                dead[rank] = job_ended
+            elif e.host == here and not launch.alive(e.pid):
                 dead[rank] = f"process {e.pid} on {e.host} exited"
             elif e.engine_id not in registered:
                 dead[rank] = f"engine {e.engine_id} on {e.host} unregistered (missed heartbeats)"
         return dead
+
+    @property
+    def job_id(self) -> str | None:
+        """The Slurm job of the engines, or None for a local pool."""
+        return launch.slurm_job_id(self.cluster)
+
+    def _job_ended(self) -> str | None:
+        """For a Slurm pool, why its job is over (checked at most every 2 s), else None."""
+        job = self.job_id
+        if job is None:
+            return None
+        now = time.monotonic()
+        if now - self._job_checked[0] >= 2.0:
+            state, _ = job_state(job)
+            ended = state not in ("RUNNING", "COMPLETING", "UNKNOWN")
+            self._job_checked = (now, f"slurm job {job} is {state.lower()}" if ended else None)
+        return self._job_checked[1]
 
     # -- lifecycle ---------------------------------------------------------------------------
     def status(self) -> PoolStatus:
@@ -379,18 +339,20 @@ class Pool:
                     "host": e.host,
                     "pid": e.pid,
                     "state": state,
-                    "memory": _rss(e) if state != "dead" else None,
+                    "memory": launch.rss(e) if state != "dead" else None,
                 }
             )
-        return PoolStatus(rows, self.cluster_file, [h.describe() for h in self.handles])
+        backend = f"slurm job {self.job_id}" if self.job_id else "local"
+        data = [h.describe() for h in self.handles]
+        return PoolStatus(rows, self.cluster_file, data, backend)
 
     def restart(self, *, timeout: float = _START_TIMEOUT) -> None:
         """Stop the engines and start the same number again (same controller)."""
         self._check_alive()
         n = self.size
-        with _quiet(self.cluster):
+        with launch.quiet(self.cluster):
             self.cluster.stop_engines_sync()
-        _wait_gone(self.engines, timeout=15.0)
+        launch.wait_gone(self.engines, timeout=15.0)
         deadline = time.monotonic() + 10.0
         while self.client.ids and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -410,8 +372,8 @@ class Pool:
         try:
             self.client.close()
         finally:
-            _stop_quietly(self.cluster)
-            _wait_gone(engines, timeout=15.0)
+            launch.stop_quietly(self.cluster)
+            launch.wait_gone(engines, timeout=15.0)
             with contextlib.suppress(OSError):
                 os.remove(self._map_file)
             if current() is None and _current is self:
@@ -431,63 +393,3 @@ class Pool:
     def __repr__(self) -> str:
         state = "stopped" if self.stopped else f"{self.size} ranks"
         return f"<workbench.Pool {self.cluster.cluster_id} {state}>"
-
-
-def newest_cluster_file(profile: str | None = None) -> str:
-    """The most recently written cluster file of ``profile`` (default profile if None)."""
-    profile_dir = ipp.Cluster(profile=profile or "default").profile_dir
-    files = glob.glob(os.path.join(profile_dir, "security", "cluster-*.json"))
-    if not files:
-        raise PoolError(
-            f"no running pool found in {profile_dir}/security; start one with `%wb start` "
-            "or `workbench pool start --detach`, or pass the cluster file"
-        )
-    return max(files, key=os.path.getmtime)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _rss(e: EngineInfo) -> int | None:
-    if e.host != socket.gethostname():
-        return None
-    try:
-        return psutil.Process(e.pid).memory_info().rss
-    except psutil.Error:
-        return None
-
-
-def _wait_gone(engines: list[EngineInfo], timeout: float) -> None:
-    """Wait (bounded) for local engine processes to exit; kill what is left."""
-    here = socket.gethostname()
-    procs = []
-    for e in engines:
-        if e.host == here:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                procs.append(psutil.Process(e.pid))
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
-    for p in alive:
-        p.kill()
-
-
-@contextlib.contextmanager
-def _quiet(cluster: ipp.Cluster) -> Iterator[None]:
-    """Silence the engines' exit logs when we stop them on purpose (mpiexec exits non-zero)."""
-    level = cluster.log.level
-    cluster.log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        cluster.log.setLevel(level)
-
-
-def _stop_quietly(cluster: ipp.Cluster) -> None:
-    try:
-        with _quiet(cluster):
-            cluster.stop_cluster_sync()
-    except Exception as e:  # the cluster may be half started or already gone
-        print(f"workbench: while stopping the pool: {e}", file=sys.stderr)

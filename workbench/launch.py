@@ -1,0 +1,231 @@
+"""Start and stop the ipyparallel clusters behind a pool: local ``mpiexec`` or a Slurm job.
+
+Pool logic lives in :mod:`workbench.pool`; this module only knows processes and launchers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import logging
+import os
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import ipyparallel as ipp
+import psutil
+
+from workbench._status import EngineInfo
+from workbench.errors import PoolError
+from workbench.slurm import SlurmOptions, batch_template, job_state, require_slurm
+
+__all__ = [
+    "alive",
+    "find_mpiexec",
+    "local_cluster",
+    "newest_cluster_file",
+    "rss",
+    "slurm_cluster",
+    "slurm_job_id",
+    "stop_quietly",
+    "wait_gone",
+]
+
+
+def find_mpiexec() -> str:
+    """``mpiexec`` of this environment (the ``mpich`` wheel puts it next to python)."""
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    found = beside if os.access(beside, os.X_OK) else shutil.which("mpiexec")
+    if not found:
+        raise PoolError(
+            "no `mpiexec` found next to this Python or on PATH: "
+            "install MPI with `pip install mpich mpi4py` (or load your site's MPI module)"
+        )
+    return found
+
+
+def _check_count(n: Any) -> int:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n must be a positive number of engines, got {n!r}")
+    return n
+
+
+def _cluster(n: int, engines: str, ip: str, detach: bool, profile: str | None, timeout: float):
+    kwargs: dict[str, Any] = {"profile": profile} if profile else {}
+    return ipp.Cluster(
+        n=n,
+        engines=engines,
+        controller_ip=ip,
+        shutdown_atexit=not detach,
+        delay=0,
+        engine_timeout=int(timeout),
+        log_level=30,
+        **kwargs,
+    )
+
+
+def local_cluster(
+    n: int, *, detach: bool, profile: str | None, timeout: float
+) -> tuple[ipp.Cluster, ipp.Client]:
+    """``n`` MPI engines on this machine, controller on loopback; returns (cluster, client)."""
+    _check_count(n)
+    cluster = _cluster(n, "mpi", "127.0.0.1", detach, profile, timeout)
+    cluster.config.MPIEngineSetLauncher.mpi_cmd = [find_mpiexec()]
+    try:
+        return cluster, cluster.start_and_connect_sync()
+    except (TimeoutError, RuntimeError) as e:
+        stop_quietly(cluster)
+        raise PoolError(f"could not start {n} MPI engines: {e}") from None
+
+
+def default_controller_ip() -> str:
+    """The address compute nodes reach this machine on: that of its hostname."""
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+def slurm_cluster(
+    n: int,
+    opts: SlurmOptions,
+    *,
+    controller_ip: str | None,
+    detach: bool,
+    profile: str | None,
+    timeout: float,
+) -> tuple[ipp.Cluster, ipp.Client]:
+    """``n`` engines as one MPI job in a Slurm allocation; shows the queue state while waiting.
+
+    Ctrl-C or ``timeout`` while waiting cancels the job.
+    """
+    _check_count(n)
+    try:
+        require_slurm()
+    except RuntimeError as e:
+        raise PoolError(str(e)) from None
+    ip = controller_ip or default_controller_ip()
+    cluster = _cluster(n, "slurm", ip, detach, profile, timeout)
+    cluster.config.SlurmEngineSetLauncher.batch_template = batch_template(opts, find_mpiexec())
+    try:
+        cluster.start_cluster_sync()
+        client = cluster.connect_client_sync()
+        _wait_in_queue(cluster, client, n, timeout)
+    except BaseException:
+        stop_quietly(cluster)
+        raise
+    return cluster, client
+
+
+def slurm_job_id(cluster: ipp.Cluster) -> str | None:
+    """The Slurm job id of the cluster's engines, if they run through Slurm."""
+    for engine_set in cluster.engines.values():
+        job = getattr(engine_set, "job_id", None)
+        if job:
+            return str(job)
+    return None
+
+
+def _wait_in_queue(cluster: ipp.Cluster, client: ipp.Client, n: int, timeout: float) -> None:
+    """Print each change of the job's state (pending, running, engines registered)."""
+    job = slurm_job_id(cluster)
+    deadline = time.monotonic() + timeout
+    last = None
+    while len(client.ids) < n:
+        state, detail = job_state(job) if job else ("UNKNOWN", "")
+        line = f"slurm job {job}: {state.lower()}" + (f" ({detail})" if detail else "")
+        if state == "RUNNING":
+            line = f"slurm job {job}: running on {detail}; engines registered {len(client.ids)}/{n}"
+        if line != last:
+            print(f"workbench: {line}", flush=True)
+            last = line
+        if state in ("GONE", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"):
+            raise PoolError(
+                f"slurm job {job} ended ({state}) before its engines registered"
+                f"{_job_output(cluster)}"
+            )
+        if time.monotonic() > deadline:
+            raise PoolError(
+                f"{len(client.ids)}/{n} engines registered after {timeout:g} s "
+                f"(slurm job {job}: {state}); the job was cancelled"
+            )
+        time.sleep(0.2)
+    print(f"workbench: slurm job {job}: {n}/{n} engines registered", flush=True)
+
+
+def _job_output(cluster: ipp.Cluster) -> str:
+    for engine_set in cluster.engines.values():
+        with contextlib.suppress(Exception):
+            text = engine_set.get_output(remove=False)
+            if text:
+                tail = "\n".join(text.splitlines()[-15:])
+                return f"; its output ends with:\n{tail}"
+    return ""
+
+
+def newest_cluster_file(profile: str | None = None) -> str:
+    """The most recently written cluster file of ``profile`` (default profile if None)."""
+    profile_dir = ipp.Cluster(profile=profile or "default").profile_dir
+    files = glob.glob(os.path.join(profile_dir, "security", "cluster-*.json"))
+    if not files:
+        raise PoolError(
+            f"no running pool found in {profile_dir}/security; start one with `%wb start` "
+            "or `workbench pool start --detach`, or pass the cluster file"
+        )
+    return max(files, key=os.path.getmtime)
+
+
+def alive(pid: int) -> bool:
+    """True while process ``pid`` runs (zombies count as gone)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def rss(e: EngineInfo) -> int | None:
+    """Resident memory of a local engine, None for engines on other hosts."""
+    if e.host != socket.gethostname():
+        return None
+    try:
+        return psutil.Process(e.pid).memory_info().rss
+    except psutil.Error:
+        return None
+
+
+def wait_gone(engines: list[EngineInfo], timeout: float) -> None:
+    """Wait (bounded) for local engine processes to exit; kill what is left."""
+    here = socket.gethostname()
+    procs = []
+    for e in engines:
+        if e.host == here:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                procs.append(psutil.Process(e.pid))
+    _, left = psutil.wait_procs(procs, timeout=timeout)
+    for p in left:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+
+
+@contextlib.contextmanager
+def quiet(cluster: ipp.Cluster) -> Iterator[None]:
+    """Silence the engines' exit logs when we stop them on purpose (mpiexec exits non-zero)."""
+    level = cluster.log.level
+    cluster.log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        cluster.log.setLevel(level)
+
+
+def stop_quietly(cluster: ipp.Cluster) -> None:
+    """Stop the controller and engines; report, don't raise, if that half fails."""
+    try:
+        with quiet(cluster):
+            cluster.stop_cluster_sync()
+    except Exception as e:  # the cluster may be half started or already gone
+        print(f"workbench: while stopping the pool: {e}", file=sys.stderr)

@@ -1,0 +1,118 @@
+"""Engines on compute nodes through Slurm: the batch script and the job's state.
+
+The engines are one MPI job inside one Slurm allocation, started either with ``mpiexec``
+inside the job (MPICH's hydra launches through Slurm) or with ``srun --mpi=pmi2``; use
+whichever works with the MPI in use. The controller stays on the notebook's machine.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+__all__ = ["SlurmOptions", "batch_template", "job_state", "require_slurm"]
+
+_TIME = re.compile(r"^(\d+|\d+:\d{2}(:\d{2})?|\d+-\d+(:\d{2}(:\d{2})?)?)$")
+_NAME = re.compile(r"^[A-Za-z0-9_.,\-]+$")
+LAUNCHERS = ("mpiexec", "srun")
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """What to ask Slurm for; validated on creation."""
+
+    partition: str | None = None
+    time: str | None = None
+    account: str | None = None
+    nodes: int | None = None
+    extra: str | None = None
+    launcher: str = "mpiexec"
+
+    def __post_init__(self) -> None:
+        for field in ("partition", "account"):
+            value = getattr(self, field)
+            if value is not None and not _NAME.match(value):
+                raise ValueError(f"slurm {field} {value!r} is not a valid name")
+        if self.time is not None and not _TIME.match(self.time):
+            raise ValueError(
+                f"slurm time {self.time!r} is not a Slurm time: use minutes, MM:SS, HH:MM:SS "
+                "or D-HH[:MM[:SS]] (e.g. 30 or 1:00:00)"
+            )
+        if self.nodes is not None and (not isinstance(self.nodes, int) or self.nodes < 1):
+            raise ValueError(f"slurm nodes must be a positive integer, got {self.nodes!r}")
+        if self.launcher not in LAUNCHERS:
+            raise ValueError(f"launcher must be one of {LAUNCHERS}, got {self.launcher!r}")
+        for opt in self.extra_options():
+            if not opt.startswith("-"):
+                raise ValueError(
+                    f"extra slurm option {opt!r} is not an option; pass sbatch options such as "
+                    '"--mem=4G --qos=debug"'
+                )
+
+    def extra_options(self) -> list[str]:
+        """The ``extra`` string split into sbatch options (no shell evaluation)."""
+        if not self.extra:
+            return []
+        if "\n" in self.extra or "\r" in self.extra:
+            raise ValueError("extra slurm options must be on one line")
+        return shlex.split(self.extra)
+
+
+def batch_template(opts: SlurmOptions, mpiexec: str) -> str:
+    """The sbatch script template (ipyparallel fills ``{n}``, ``{cluster_id}``, ...)."""
+    lines = [
+        "#!/bin/sh",
+        "#SBATCH --export=ALL",
+        "#SBATCH --job-name=workbench-{cluster_id}",
+        "#SBATCH --ntasks={n}",
+        "#SBATCH --output={output_file}",
+    ]
+    if opts.partition:
+        lines.append(f"#SBATCH --partition={opts.partition}")
+    if opts.time:
+        lines.append(f"#SBATCH --time={opts.time}")
+    if opts.account:
+        lines.append(f"#SBATCH --account={opts.account}")
+    if opts.nodes:
+        lines.append(f"#SBATCH --nodes={opts.nodes}")
+    lines += [f"#SBATCH {_brace(shlex.quote(o))}" for o in opts.extra_options()]
+    if opts.launcher == "srun":
+        lines.append("srun --mpi=pmi2 {program_and_args}")
+    else:
+        lines.append(f"{_brace(shlex.quote(mpiexec))} -n {{n}} {{program_and_args}}")
+    return "\n".join(lines) + "\n"
+
+
+def _brace(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def require_slurm() -> None:
+    """Raise a clear error when Slurm's commands are not on PATH."""
+    missing = [c for c in ("sbatch", "squeue", "scancel") if shutil.which(c) is None]
+    if missing:
+        raise RuntimeError(
+            f"Slurm commands not found: {', '.join(missing)}. Run on a Slurm login node, or "
+            "for a single-node test install slurm-wlm and munge and run tests/slurm/start-slurm.sh"
+        )
+
+
+def job_state(job_id: str, timeout: float = 10.0) -> tuple[str, str]:
+    """``(state, reason_or_nodes)`` of a job; ``("GONE", "")`` once Slurm forgot it."""
+    try:
+        out = subprocess.run(
+            ["squeue", "-h", "-j", str(job_id), "-o", "%T|%R"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        ).stdout.strip()
+    except subprocess.TimeoutExpired:
+        return ("UNKNOWN", "squeue did not answer")
+    if not out:
+        return ("GONE", "")
+    state, _, detail = out.splitlines()[0].partition("|")
+    return (state, detail)
