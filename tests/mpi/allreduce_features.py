@@ -1,0 +1,232 @@
+"""Fused lists, async teams, in-place, torch, zero-length, input errors, env tuning.
+
+Run: mpiexec -n P python -m mpi4py tests/mpi/allreduce_features.py
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+from _common import COMM, RANK, SIZE, Failures
+
+from workbench.comm import allreduce, allreduce_async, settings
+
+try:
+    import torch
+except ImportError:  # the pytest side skips the torch case when torch is missing
+    torch = None
+
+TRIANGLE = SIZE * (SIZE - 1) // 2  # sum of ranks
+
+
+def fused_mixed() -> None:
+    rng = np.random.default_rng(7)
+    shapes = [(3, 4), (1,), (0,), (1000,), (17, 3), (5000,), (2, 2, 2)]
+    dtypes = ["float32", "int64", "float64", "float16", "int32", "float32", "float64"]
+    xs = [
+        np.full(s, RANK + 1, dtype=d) + (rng.integers(0, 5, s).astype(d))
+        for s, d in zip(shapes, dtypes, strict=True)
+    ]
+    for fb in (None, 64, 4096, 1 << 20):  # tiny fusion buffers force several batches
+        for algo in ("auto", "ring", "shm"):
+            res = allreduce(xs, "sum", algorithm=algo, fusion_bytes=fb)
+            assert isinstance(res, list) and len(res) == len(xs)
+            for x, r in zip(xs, res, strict=True):
+                want = sum(np.full(x.shape, k + 1, x.dtype) for k in range(SIZE)) + SIZE * (
+                    x - (RANK + 1)
+                )
+                assert r.shape == x.shape and r.dtype == x.dtype, (r.shape, r.dtype)
+                np.testing.assert_array_equal(r, want.astype(x.dtype))
+    maxes = allreduce([np.array([RANK], np.int32), np.array([-RANK, RANK], np.float64)], "max")
+    assert maxes[0][0] == SIZE - 1 and list(maxes[1]) == [0, SIZE - 1]
+    assert allreduce([], "sum") == []
+
+
+def fused_in_place_many() -> None:
+    xs = [np.full(k % 13 + 1, float(RANK), np.float32) for k in range(200)]
+    before = [x.ctypes.data for x in xs]
+    res = allreduce(xs, "mean", out=xs, fusion_bytes=2048)
+    assert res is xs and [x.ctypes.data for x in xs] == before
+    for x in xs:
+        np.testing.assert_allclose(x, (SIZE - 1) / 2, rtol=1e-6)
+
+
+def in_place() -> None:
+    for algo in ("auto", "mpi", "ring", "rhd", "shm", "hierarchical"):
+        x = np.arange(10_001, dtype=np.float64) + RANK
+        ptr = x.ctypes.data
+        r = allreduce(x, out=x, algorithm=algo)
+        assert r is x and x.ctypes.data == ptr
+        np.testing.assert_array_equal(x, SIZE * np.arange(10_001) + TRIANGLE)
+    h = np.ones(33, np.float16) * (RANK + 1)
+    assert allreduce(h, "max", out=h) is h and h.dtype == np.float16 and h[0] == SIZE
+    out = np.empty((2, 3), np.int32)
+    r = allreduce(np.full((2, 3), RANK, np.int32), "min", out=out)
+    assert r is out and (out == 0).all()
+
+
+def zero_length() -> None:
+    for algo in ("auto", "mpi", "ring", "rhd", "shm", "hierarchical"):
+        r = allreduce(np.empty((0, 3), np.float32), "sum", algorithm=algo)
+        assert r.shape == (0, 3) and r.dtype == np.float32
+    s = allreduce(np.float64(RANK + 1))  # 0-d works too
+    assert float(s) == SIZE * (SIZE + 1) / 2
+
+
+def other_inputs() -> None:
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    r = allreduce(x.T)  # non-contiguous input: fine out of place
+    np.testing.assert_array_equal(r, SIZE * x.T)
+    mv = memoryview(np.full(4, RANK, np.int64))  # buffer protocol
+    np.testing.assert_array_equal(allreduce(mv), np.full(4, TRIANGLE))
+
+    class Dl:  # DLPack only
+        def __init__(self, a: np.ndarray) -> None:
+            self.a = a
+
+        def __dlpack__(self, **kw: object) -> object:
+            return self.a.__dlpack__(**kw)
+
+        def __dlpack_device__(self) -> tuple[int, int]:
+            return self.a.__dlpack_device__()
+
+    np.testing.assert_array_equal(allreduce(Dl(np.ones(3, np.float64))), np.full(3, SIZE))
+
+
+def input_errors() -> None:
+    def raises(exc: type, words: list[str], fn, *a, **kw) -> None:  # type: ignore[no-untyped-def]
+        try:
+            fn(*a, **kw)
+        except exc as e:
+            msg = str(e)
+            assert all(w in msg for w in words), msg
+            return
+        raise AssertionError(f"{fn.__name__}{a} did not raise {exc.__name__}")
+
+    x = np.ones((4, 4), np.float32)
+    raises(TypeError, ["strides", "contiguous"], allreduce, x.T, out=x.T)
+    raises(TypeError, ["complex128", "float32"], allreduce, np.ones(3, np.complex128))
+    raises(TypeError, ["uint8"], allreduce, np.ones(3, np.uint8))
+    raises(ValueError, ["'prod'", "sum, mean, max, min"], allreduce, x, "prod")
+    raises(TypeError, ["mean", "int32"], allreduce, np.ones(3, np.int32), "mean")
+    raises(ValueError, ["out has shape"], allreduce, x, out=np.empty(3, np.float32))
+    raises(ValueError, ["algorithm", "'bogus'", "ring"], allreduce, x, algorithm="bogus")
+    # the same call works afterwards: the failed calls left every rank in step
+    np.testing.assert_array_equal(allreduce(x), SIZE * x)
+
+
+def env_tuning() -> None:
+    bad = {
+        "WORKBENCH_ALLREDUCE_ALGO": ("fastest", "auto, ring"),
+        "WORKBENCH_FUSION_BYTES": ("lots", "positive integer"),
+        "WORKBENCH_SEGMENT_BYTES": ("-5", "positive integer"),
+        "WORKBENCH_ALLREDUCE_CHECK": ("maybe", "on/off"),
+        "WORKBENCH_STALL_SECONDS": ("0", "positive number"),
+    }
+    for var, (value, allowed) in bad.items():
+        old = os.environ.get(var)
+        os.environ[var] = value
+        try:
+            settings()
+        except ValueError as exc:
+            msg = str(exc)
+            assert var in msg and repr(value) in msg and allowed in msg, msg
+        else:
+            raise AssertionError(f"{var}={value} accepted")
+        finally:
+            if old is None:
+                del os.environ[var]
+            else:
+                os.environ[var] = old
+    os.environ.update(
+        WORKBENCH_ALLREDUCE_ALGO="ring", WORKBENCH_SEGMENT_BYTES="4k", WORKBENCH_FUSION_BYTES="1k"
+    )
+    try:
+        s = settings()
+        assert (s.algorithm, s.segment_bytes, s.fusion_bytes) == ("ring", 4096, 1024)
+        x = np.arange(100_003, dtype=np.float32)
+        np.testing.assert_array_equal(allreduce(x), SIZE * x)
+        res = allreduce([x[:10], x[:300], x[:1000]], check=False)
+        np.testing.assert_array_equal(res[2], SIZE * x[:1000])
+    finally:
+        for v in ("WORKBENCH_ALLREDUCE_ALGO", "WORKBENCH_SEGMENT_BYTES", "WORKBENCH_FUSION_BYTES"):
+            del os.environ[v]
+
+
+def teams() -> None:
+    a = [np.full(200_000, RANK, np.float32), np.full(7, RANK, np.int64)]
+    b = [np.full(300_000, RANK + 1, np.float64)]
+    handles = []
+    for k in range(4):  # several calls per team, FIFO, two teams in flight
+        handles.append(("a", k, allreduce_async(a, "sum", team="grads-a")))
+        handles.append(("b", k, allreduce_async(b, "max", team="grads-b")))
+    for team, _k, h in handles:
+        res = h.wait(timeout=120)
+        assert h.done()
+        if team == "a":
+            assert (res[0] == TRIANGLE).all() and (res[1] == TRIANGLE).all()
+        else:
+            assert (res[0] == SIZE).all()
+    workers = {t.name for t in threading.enumerate() if t.name.startswith("workbench-allreduce")}
+    assert {"workbench-allreduce-grads-a", "workbench-allreduce-grads-b"} <= workers, workers
+    # a worker's exception comes back from wait()
+    h = allreduce_async([np.ones(3, np.complex64)], team="grads-a")
+    try:
+        h.wait(timeout=60)
+    except TypeError as exc:
+        assert "complex64" in str(exc)
+    else:
+        raise AssertionError("wait() did not re-raise the worker's TypeError")
+
+
+def torch_tensors() -> None:
+    if torch is None:
+        if RANK == 0:
+            print("SKIP torch: not installed")
+        return
+    t = torch.full((3, 5), float(RANK), dtype=torch.float32)
+    r = allreduce(t, "sum")
+    assert isinstance(r, torch.Tensor) and r.dtype == torch.float32 and r.shape == (3, 5)
+    assert torch.equal(r, torch.full((3, 5), float(TRIANGLE)))
+    ptr = t.data_ptr()
+    assert allreduce(t, "max", out=t) is t and t.data_ptr() == ptr and (t == SIZE - 1).all()
+    g = torch.ones(4, requires_grad=True)
+    assert torch.equal(allreduce(g, "mean"), torch.ones(4))
+    halves = torch.full((6,), 0.5, dtype=torch.float16)
+    r16 = allreduce(halves)
+    assert r16.dtype == torch.float16 and (r16 == 0.5 * SIZE).all()
+    lst = allreduce([torch.arange(4, dtype=torch.int64), torch.zeros(2, dtype=torch.float64)])
+    assert all(isinstance(v, torch.Tensor) for v in lst)
+    assert torch.equal(lst[0], SIZE * torch.arange(4))
+    try:
+        allreduce(torch.ones(2, dtype=torch.bfloat16))
+    except TypeError as exc:
+        assert "bfloat16" in str(exc)
+    else:
+        raise AssertionError("bfloat16 accepted")
+    if RANK == 0:
+        print("torch checked", torch.__version__)
+
+
+def main() -> None:
+    f = Failures()
+    for fn in (
+        fused_mixed,
+        fused_in_place_many,
+        in_place,
+        zero_length,
+        other_inputs,
+        input_errors,
+        env_tuning,
+        teams,
+        torch_tensors,
+    ):
+        f.case(fn.__name__, fn)
+        COMM.Barrier()
+    f.finish(f"allreduce features p={SIZE}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The shared allreduce under real ``mpiexec``: correctness, fusion, teams, safety.
+
+Each test launches one script of ``tests/mpi/`` on P ranks (more ranks than cores is
+intended: results must not depend on scheduling luck); every launch is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.mpi
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "tests" / "mpi"
+MPIEXEC = Path(sys.executable).with_name("mpiexec")
+
+
+@cache
+def run_mpi(script: str, ranks: int, timeout: float = 150.0, **env: str) -> tuple[int, str]:
+    """Run ``tests/mpi/<script>.py`` on ``ranks`` ranks; (exit code, stdout + stderr).
+
+    The launch runs in its own process group, so a timeout kills every rank.
+    """
+    if not MPIEXEC.exists():
+        pytest.skip(f"no mpiexec next to {sys.executable}")
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
+    cmd = [str(MPIEXEC), "-n", str(ranks), sys.executable, "-m", "mpi4py", f"{SCRIPTS / script}.py"]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"{' '.join(cmd)} did not finish within {timeout}s (hang?); output:\n{out}")
+    return proc.returncode, out
+
+
+def assert_passed(code: int, out: str, label: str) -> None:
+    assert code == 0 and f"{label}: PASSED" in out, f"exit code {code}; output:\n{out[-6000:]}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ranks", [1, 2, 3, 4, 5])
+def test_every_algorithm_op_dtype_and_size_matches_numpy(ranks: int) -> None:
+    code, out = run_mpi("allreduce_correctness", ranks)
+    assert_passed(code, out, f"allreduce correctness p={ranks}")
+    assert "700 cases" in out  # 7 algorithms x 4 ops x 5 dtypes x 5 sizes
+
+
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_fusion_teams_in_place_inputs_and_tuning(ranks: int) -> None:
+    code, out = run_mpi("allreduce_features", ranks)
+    assert_passed(code, out, f"allreduce features p={ranks}")
+
+
+def test_torch_tensors_reduced_in_place_and_returned_as_tensors() -> None:
+    pytest.importorskip("torch")
+    code, out = run_mpi("allreduce_features", 3)
+    assert_passed(code, out, "allreduce features p=3")
+    assert "torch checked" in out
+
+
+def _safety() -> tuple[int, str]:
+    return run_mpi("allreduce_safety", 3, timeout=120.0, WORKBENCH_STALL_SECONDS="1")
+
+
+def test_mismatched_shapes_raise_on_every_rank_naming_ranks_and_shapes() -> None:
+    code, out = _safety()
+    assert_passed(code, out, "allreduce safety p=3")
+    first = next(line for line in out.splitlines() if line.startswith("MISMATCH MESSAGE"))
+    assert "rank 1: (4,) float32" in first and "ranks 0, 2: (3, 4) float32" in first
+
+
+def test_late_rank_triggers_stall_warning_then_correct_result() -> None:
+    code, out = _safety()
+    assert_passed(code, out, "allreduce safety p=3")
+    warning = next(line for line in out.splitlines() if line.startswith("STALL WARNING"))
+    assert "rank(s) 2 have not joined" in warning and "WORKBENCH_STALL_SECONDS" in warning

@@ -1,0 +1,167 @@
+"""Tuning knobs of the allreduce: keyword arguments first, then environment variables.
+
+=========================== ============================================ ==========
+variable                    meaning                                      default
+=========================== ============================================ ==========
+WORKBENCH_ALLREDUCE_ALGO    auto, ring, rhd, shm, hierarchical, mpi      auto
+WORKBENCH_FUSION_BYTES      fusion buffer size for lists of tensors      64MiB
+WORKBENCH_SEGMENT_BYTES     pipeline segment of the ring algorithm       1MiB
+WORKBENCH_ALLREDUCE_CHECK   on/off: check shapes/dtypes/op across ranks  on
+WORKBENCH_STALL_SECONDS     warn when ranks have not joined after this   60
+=========================== ============================================ ==========
+
+Byte sizes accept a plain integer or a suffix (``64MiB``, ``512k``, ``1G``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+__all__ = [
+    "ALGORITHM_NAMES",
+    "ENV_ALGO",
+    "ENV_CHECK",
+    "ENV_FUSION",
+    "ENV_SEGMENT",
+    "ENV_STALL",
+    "Settings",
+    "parse_bool",
+    "parse_bytes",
+    "settings",
+]
+
+ENV_ALGO = "WORKBENCH_ALLREDUCE_ALGO"
+ENV_FUSION = "WORKBENCH_FUSION_BYTES"
+ENV_SEGMENT = "WORKBENCH_SEGMENT_BYTES"
+ENV_CHECK = "WORKBENCH_ALLREDUCE_CHECK"
+ENV_STALL = "WORKBENCH_STALL_SECONDS"
+
+ALGORITHM_NAMES = ("auto", "ring", "rhd", "shm", "hierarchical", "mpi")
+DEFAULTS = {
+    ENV_ALGO: "auto",
+    ENV_FUSION: "64MiB",
+    ENV_SEGMENT: "1MiB",
+    ENV_CHECK: "on",
+    ENV_STALL: "60",
+}
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+_BYTES_RE = re.compile(r"^\s*(\d+)\s*([kmg]?)(i?b)?\s*$", re.IGNORECASE)
+_TRUE = ("1", "on", "true", "yes")
+_FALSE = ("0", "off", "false", "no")
+
+
+def _bad(name: str, value: object, allowed: str) -> ValueError:
+    return ValueError(f"{name}={value!r} is not valid; allowed: {allowed}")
+
+
+def parse_bytes(name: str, value: str | int) -> int:
+    """A positive byte count from ``123``, ``64MiB``, ``512k`` or ``1G``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    else:
+        m = _BYTES_RE.match(str(value))
+        if m is None:
+            raise _bad(name, value, "a positive integer number of bytes, e.g. 4194304 or 4MiB")
+        n = int(m.group(1)) * _UNITS[m.group(2).lower()]
+    if n <= 0:
+        raise _bad(name, value, "a positive integer number of bytes, e.g. 4194304 or 4MiB")
+    return n
+
+
+def parse_bool(name: str, value: str | bool) -> bool:
+    """``on/off``, ``1/0``, ``true/false``, ``yes/no`` (any case)."""
+    if isinstance(value, bool):
+        return value
+    v = str(value).strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise _bad(name, value, "on/off, 1/0, true/false, yes/no")
+
+
+def parse_seconds(name: str, value: str | float) -> float:
+    """A positive number of seconds."""
+    try:
+        s = float(value)
+    except (TypeError, ValueError):
+        raise _bad(name, value, "a positive number of seconds, e.g. 60 or 0.5") from None
+    if not s > 0:
+        raise _bad(name, value, "a positive number of seconds, e.g. 60 or 0.5")
+    return s
+
+
+def parse_algorithm(name: str, value: str) -> str:
+    """One of :data:`ALGORITHM_NAMES`."""
+    v = str(value).strip().lower()
+    if v not in ALGORITHM_NAMES:
+        raise _bad(name, value, ", ".join(ALGORITHM_NAMES))
+    return v
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved tuning of one call (environment overridden by arguments)."""
+
+    algorithm: str
+    fusion_bytes: int
+    segment_bytes: int
+    check: bool
+    stall_seconds: float
+
+
+_cache: tuple[tuple[object, ...], Settings] | None = None
+
+
+# os.environ.get costs ~1 us per variable; the raw dict is ~20x cheaper and is what
+# os.environ updates on assignment, so changes made at run time are still seen.
+_RAW = getattr(os.environ, "_data", None)
+_RAW_KEYS = tuple((os.environ.encodekey(k), d) for k, d in DEFAULTS.items()) if _RAW else ()
+
+
+def _raw_env() -> tuple[object, ...]:
+    if _RAW is not None:
+        return tuple(_RAW.get(k, d) for k, d in _RAW_KEYS)
+    return tuple(os.environ.get(k, d) for k, d in DEFAULTS.items())
+
+
+def _from_env() -> Settings:
+    global _cache
+    raw = _raw_env()
+    cached = _cache
+    if cached is not None and cached[0] == raw:
+        return cached[1]
+    algo, fusion, segment, check, stall = (os.environ.get(k, d) for k, d in DEFAULTS.items())
+    s = Settings(
+        algorithm=parse_algorithm(ENV_ALGO, algo),
+        fusion_bytes=parse_bytes(ENV_FUSION, fusion),
+        segment_bytes=parse_bytes(ENV_SEGMENT, segment),
+        check=parse_bool(ENV_CHECK, check),
+        stall_seconds=parse_seconds(ENV_STALL, stall),
+    )
+    _cache = (raw, s)
+    return s
+
+
+def settings(
+    *,
+    algorithm: str | None = None,
+    fusion_bytes: int | str | None = None,
+    check: bool | str | None = None,
+) -> Settings:
+    """Settings for one call: each argument that is not None wins over its variable."""
+    s = _from_env()
+    if algorithm is None and fusion_bytes is None and check is None:
+        return s
+    return Settings(
+        algorithm=s.algorithm if algorithm is None else parse_algorithm("algorithm", algorithm),
+        fusion_bytes=(
+            s.fusion_bytes if fusion_bytes is None else parse_bytes("fusion_bytes", fusion_bytes)
+        ),
+        segment_bytes=s.segment_bytes,
+        check=s.check if check is None else parse_bool("check", check),
+        stall_seconds=s.stall_seconds,
+    )

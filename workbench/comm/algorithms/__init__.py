@@ -1,0 +1,90 @@
+"""Allreduce algorithms behind one small interface, and the ``auto`` choice.
+
+``get_algorithm(None | name | Algorithm)`` turns what a user passed into an
+object, like Optuna's ``get_storage``. ``auto`` picks per call from the message
+size and the node topology, with thresholds measured by ``benchmarks/allreduce.py``
+(see ``docs/allreduce.md``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from workbench.comm import _config
+from workbench.comm.algorithms._base import Algorithm, block_bounds, scratch, take_input
+from workbench.comm.algorithms._hierarchical import HierarchicalAlgorithm
+from workbench.comm.algorithms._mpi import MPIAlgorithm
+from workbench.comm.algorithms._rhd import RHDAlgorithm
+from workbench.comm.algorithms._ring import RingAlgorithm
+from workbench.comm.algorithms._shm import ShmAlgorithm
+from workbench.comm.algorithms._topology import Topology, topology
+
+__all__ = [
+    "Algorithm",
+    "AutoAlgorithm",
+    "HierarchicalAlgorithm",
+    "MPIAlgorithm",
+    "RHDAlgorithm",
+    "RingAlgorithm",
+    "ShmAlgorithm",
+    "Topology",
+    "block_bounds",
+    "get_algorithm",
+    "scratch",
+    "take_input",
+    "topology",
+]
+
+#: Below this many bytes the MPI library's latency-tuned allreduce wins (measured).
+SMALL_BYTES = 64 << 10
+
+
+class AutoAlgorithm(Algorithm):
+    """Pick per call: native MPI for small messages, shared memory on one node,
+    hierarchical across nodes. The choice depends only on the size and on the
+    communicator, so every rank makes the same one."""
+
+    name = "auto"
+
+    def __init__(self, small_bytes: int = SMALL_BYTES) -> None:
+        self.small_bytes = small_bytes
+
+    def select(self, nbytes: int, comm: Any) -> Algorithm:
+        """The algorithm ``auto`` uses for ``nbytes`` on ``comm``."""
+        if nbytes < self.small_bytes or comm.Get_size() == 1:
+            return _INSTANCES["mpi"]
+        if topology(comm).single_node:
+            return _INSTANCES["shm"]
+        return _INSTANCES["hierarchical"]
+
+    def reduce(self, buf: np.ndarray, op: str, comm: Any, *, src: np.ndarray | None = None) -> None:
+        self.select(buf.nbytes, comm).reduce(buf, op, comm, src=src)
+
+
+_INSTANCES: dict[str, Algorithm] = {
+    "auto": AutoAlgorithm(),
+    "mpi": MPIAlgorithm(),
+    "ring": RingAlgorithm(),
+    "rhd": RHDAlgorithm(),
+    "shm": ShmAlgorithm(),
+    "hierarchical": HierarchicalAlgorithm(),
+}
+
+
+def get_algorithm(algorithm: str | Algorithm | None = None) -> Algorithm:
+    """An :class:`Algorithm` from ``None`` (``WORKBENCH_ALLREDUCE_ALGO``), a name or an instance."""
+    found = _INSTANCES.get(algorithm)  # type: ignore[arg-type]
+    if found is not None:
+        return found
+    if isinstance(algorithm, Algorithm):
+        return algorithm
+    if algorithm is None:
+        return _INSTANCES[_config.settings().algorithm]
+    if not isinstance(algorithm, str):
+        raise TypeError(
+            f"algorithm must be a name ({', '.join(_config.ALGORITHM_NAMES)}) or an "
+            f"Algorithm instance, not {type(algorithm).__name__}"
+        )
+    return _INSTANCES[_config.parse_algorithm("algorithm", algorithm)]

@@ -1,0 +1,195 @@
+"""The public allreduce: one tensor, a fused list of tensors, checked and tunable."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from mpi4py import MPI
+
+from workbench.comm import _config
+from workbench.comm._checks import agree, comm_state, signature
+from workbench.comm._convert import Item, check_op, finish, prepare
+from workbench.comm._fusion import plan
+from workbench.comm._teams import AllreduceHandle, submit
+from workbench.comm.algorithms import Algorithm, get_algorithm
+
+__all__ = ["allreduce", "allreduce_async"]
+
+_OP_CODES = {"sum": 1, "mean": 2, "max": 3, "min": 4}
+_DESCRIBE_MAX = 8  # tensors listed in a mismatch description
+_single_cache: dict[tuple[Any, ...], tuple[str, tuple[int, ...]]] = {}
+
+
+def _algorithm_code(algo: Algorithm) -> int:
+    return signature(f"{type(algo).__qualname__}:{algo.name}")
+
+
+def _describe(items: list[Item], op: str, algo: Algorithm, many: bool) -> str:
+    parts = [it.describe() for it in items[:_DESCRIBE_MAX]]
+    if len(items) > _DESCRIBE_MAX:
+        total = sum(it.src.size for it in items)
+        parts.append(f"... ({len(items)} tensors, {total} elements, hash {_items_hash(items):08x})")
+    what = f"[{', '.join(parts)}]" if many else parts[0]
+    return f"{what} op={op} algorithm={algo.name}"
+
+
+def _items_hash(items: list[Item]) -> int:
+    return signature(";".join(it.describe() for it in items))
+
+
+def _call_fields(items: list[Item], op: str, algo: Algorithm, desc: str) -> tuple[int, ...]:
+    h = signature(desc) if len(items) <= _DESCRIBE_MAX else _items_hash(items) ^ signature(desc)
+    return (h, sum(it.src.size for it in items), len(items), _OP_CODES[op], _algorithm_code(algo))
+
+
+def reduce_items(
+    xs: Sequence[Any],
+    outs: Sequence[Any] | None,
+    op: str,
+    comm: Any,
+    *,
+    many: bool,
+    algorithm: str | Algorithm | None,
+    check: bool | str | None,
+    fusion_bytes: int | str | None,
+) -> list[Any]:
+    """Validate, check across ranks, reduce and return the results of ``xs``."""
+    op = check_op(op)
+    cfg = _config.settings(
+        algorithm=algorithm if isinstance(algorithm, str) else None,
+        fusion_bytes=fusion_bytes,
+        check=check,
+    )
+    algo = get_algorithm(algorithm if isinstance(algorithm, Algorithm) else cfg.algorithm)
+    comm = MPI.COMM_WORLD if comm is None else comm
+    error: Exception | None = None
+    try:
+        items = [
+            prepare(x, None if outs is None else outs[k], op, f"tensor {k}" if many else "input")
+            for k, x in enumerate(xs)
+        ]
+    except (TypeError, ValueError) as exc:
+        if not cfg.check:
+            raise
+        items, error = [], exc
+    batches = plan(items, cfg.fusion_bytes)
+    rows = None
+    if cfg.check:
+        payload = None
+        if (
+            error is None
+            and algo.name == "auto"
+            and len(batches) == 1
+            and comm_state(comm).can_inline(batches[0].nbytes)
+        ):
+            payload = batches[0].packed()
+        if error is None and len(items) == 1:  # the common case, cached
+            it = items[0]
+            key = (it.shape, it.dtype.char, op, algo, many)
+            desc_fields = _single_cache.get(key)
+            if desc_fields is None:
+                desc = _describe(items, op, algo, many)
+                desc_fields = _single_cache[key] = (desc, _call_fields(items, op, algo, desc))
+                if len(_single_cache) > 4096:
+                    _single_cache.clear()
+            desc, fields = desc_fields
+        elif error is None:
+            desc = _describe(items, op, algo, many)
+            fields = _call_fields(items, op, algo, desc)
+        else:
+            desc = f"rejected locally: {type(error).__name__}: {error}"
+            fields = (signature(desc), -1, -1, _OP_CODES[op], _algorithm_code(algo))
+        rows = agree(comm, fields, desc, cfg.stall_seconds, payload=payload, error=error)
+    for batch in batches:
+        batch.run(op, comm, algo, rows)
+    return [finish(it) for it in items]
+
+
+def allreduce(
+    x: Any,
+    op: str = "sum",
+    comm: Any = None,
+    out: Any = None,
+    *,
+    algorithm: str | Algorithm | None = None,
+    check: bool | None = None,
+    fusion_bytes: int | str | None = None,
+) -> Any:
+    """Reduce ``x`` across the ranks of ``comm`` (default ``MPI.COMM_WORLD``).
+
+    ``x`` is a numpy array, a CPU torch tensor or anything exposing the buffer
+    protocol, ``__array__`` or ``__dlpack__``; or a list/tuple of those, reduced as one
+    fused message (grouped by dtype, batches of ``fusion_bytes``). ``op`` is ``sum``,
+    ``mean``, ``max`` or ``min``; dtypes float16/32/64 and int32/64 (float16 is reduced
+    in float32; ``mean`` of integers raises TypeError). ``out is x`` reduces in place,
+    ``out`` another array writes there, otherwise a new array (a tensor for torch
+    input) is returned. ``algorithm`` (auto, ring, rhd, shm, hierarchical, mpi or an
+    :class:`~workbench.comm.algorithms.Algorithm`) and ``check`` override
+    ``WORKBENCH_ALLREDUCE_ALGO`` and ``WORKBENCH_ALLREDUCE_CHECK``. With the check on,
+    ranks passing different shapes, dtypes or op all raise
+    :class:`AllreduceMismatchError`.
+    """
+    if isinstance(x, (list, tuple)):
+        if out is not None and out is not x and len(out) != len(x):
+            raise ValueError(
+                f"allreduce: out has {len(out)} entries but {len(x)} tensors were passed"
+            )
+        outs = x if out is x else out
+        results = reduce_items(
+            x,
+            outs,
+            op,
+            comm,
+            many=True,
+            algorithm=algorithm,
+            check=check,
+            fusion_bytes=fusion_bytes,
+        )
+        return x if out is x else results
+    (result,) = reduce_items(
+        (x,),
+        None if out is None else (out,),
+        op,
+        comm,
+        many=False,
+        algorithm=algorithm,
+        check=check,
+        fusion_bytes=fusion_bytes,
+    )
+    return result
+
+
+def allreduce_async(
+    tensors: Any,
+    op: str = "sum",
+    *,
+    team: str = "default",
+    comm: Any = None,
+    out: Any = None,
+    algorithm: str | Algorithm | None = None,
+    check: bool | None = None,
+    fusion_bytes: int | str | None = None,
+) -> AllreduceHandle:
+    """Start :func:`allreduce` of ``tensors`` on the worker thread of ``team``.
+
+    Returns an :class:`AllreduceHandle`; ``handle.wait()`` gives what
+    :func:`allreduce` would have returned (or re-raises its exception). Calls on one
+    team run in submission order; different teams run concurrently, each on its own
+    duplicate of ``comm``. Do not modify the inputs before ``wait()`` returns.
+    """
+    check_op(op)
+    base = MPI.COMM_WORLD if comm is None else comm
+
+    def job(team_comm: Any) -> Any:
+        return allreduce(
+            tensors,
+            op,
+            team_comm,
+            out,
+            algorithm=algorithm,
+            check=check,
+            fusion_bytes=fusion_bytes,
+        )
+
+    return submit(team, base, job)

@@ -1,0 +1,102 @@
+"""Numba kernels of the allreduce: pure functions on arrays, nothing else.
+
+Every elementwise reduction the package performs runs here. Kernels take
+contiguous 1-D arrays (``dst``/``src``) or a 2-D stack of ``rows`` (one row per
+rank), are compiled once per dtype on first use and cached on disk
+(``cache=True``). No MPI, no Python objects.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+__all__ = [
+    "divide_by",
+    "pack_flat",
+    "reduce_max",
+    "reduce_min",
+    "reduce_rows_max",
+    "reduce_rows_min",
+    "reduce_rows_sum",
+    "reduce_sum",
+    "unpack_flat",
+]
+
+
+@njit(cache=True, nogil=True)
+def reduce_sum(dst, src):  # pragma: no cover - compiled
+    """dst[i] += src[i]."""
+    for i in range(dst.size):
+        dst[i] += src[i]
+
+
+@njit(cache=True, nogil=True)
+def reduce_max(dst, src):  # pragma: no cover - compiled
+    """dst[i] = max(dst[i], src[i])."""
+    for i in range(dst.size):
+        if src[i] > dst[i]:
+            dst[i] = src[i]
+
+
+@njit(cache=True, nogil=True)
+def reduce_min(dst, src):  # pragma: no cover - compiled
+    """dst[i] = min(dst[i], src[i])."""
+    for i in range(dst.size):
+        if src[i] < dst[i]:
+            dst[i] = src[i]
+
+
+@njit(cache=True, nogil=True)
+def reduce_rows_sum(dst, rows):  # pragma: no cover - compiled
+    """dst[i] = rows[0, i] + rows[1, i] + ... (rows summed in row order)."""
+    n = dst.size
+    dst[:] = rows[0, :n]
+    for r in range(1, rows.shape[0]):
+        row = rows[r]
+        for i in range(n):
+            dst[i] += row[i]
+
+
+@njit(cache=True, nogil=True)
+def reduce_rows_max(dst, rows):  # pragma: no cover - compiled
+    """dst[i] = max over r of rows[r, i]."""
+    n = dst.size
+    dst[:] = rows[0, :n]
+    for r in range(1, rows.shape[0]):
+        row = rows[r]
+        for i in range(n):
+            if row[i] > dst[i]:
+                dst[i] = row[i]
+
+
+@njit(cache=True, nogil=True)
+def reduce_rows_min(dst, rows):  # pragma: no cover - compiled
+    """dst[i] = min over r of rows[r, i]."""
+    n = dst.size
+    dst[:] = rows[0, :n]
+    for r in range(1, rows.shape[0]):
+        row = rows[r]
+        for i in range(n):
+            if row[i] < dst[i]:
+                dst[i] = row[i]
+
+
+@njit(cache=True, nogil=True)
+def divide_by(dst, divisor):  # pragma: no cover - compiled
+    """dst[i] /= divisor (the mean is the sum divided by the number of ranks)."""
+    for i in range(dst.size):
+        dst[i] = dst[i] / divisor
+
+
+@njit(cache=True, nogil=True)
+def pack_flat(buf, arrays, offsets):  # pragma: no cover - compiled
+    """Copy flat ``arrays[k]`` into ``buf[offsets[k]:offsets[k + 1]]`` (fusion)."""
+    for k in range(len(arrays)):
+        buf[offsets[k] : offsets[k + 1]] = arrays[k]
+
+
+@njit(cache=True, nogil=True)
+def unpack_flat(buf, arrays, offsets):  # pragma: no cover - compiled
+    """Copy ``buf[offsets[k]:offsets[k + 1]]`` back into flat ``arrays[k]``."""
+    for k in range(len(arrays)):
+        arrays[k][:] = buf[offsets[k] : offsets[k + 1]]
