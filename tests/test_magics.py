@@ -163,3 +163,17 @@ def test_distributed_without_pool_starts_default_then_lifecycle(shell, live_pool
         if current() is not None:
             current().stop()
         set_current(live_pool)
+
+
+def test_allreduce_from_a_distributed_cell(shell, live_pool, capsys):
+    cell = (
+        "import numpy as np, workbench as wb\n"
+        "x = np.full(1000, rank + 1, dtype=np.float32)\n"
+        "total = wb.allreduce(x, op='sum')\n"
+        "both = wb.allreduce([x, np.arange(3) * rank], op='max')\n"
+        "print('sum', total[0], total.shape, 'max', both[0][0], both[1].tolist())\n"
+    )
+    shell.run_cell_magic("distributed", "", cell)
+    out = capsys.readouterr().out
+    for r in range(3):
+        assert f"[rank {r}] sum 6.0 (1000,) max 3.0 [0, 2, 4]" in out

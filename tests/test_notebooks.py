@@ -45,6 +45,7 @@ def test_quickstart(tmp_path):
     for r in range(3):
         assert f"[rank {r}] hello from rank {r} of 3" in everything
         assert f"[rank {r}] final loss" in everything
+        assert f"[rank {r}] sum of (rank + 1) over 3 ranks = 6" in everything
     assert "squares by rank: [1, 4, 9]" in everything
     progress = [c for c in code if "wb.progress" in c.source][0]
     views = [o for o in progress.outputs if o.get("output_type") == "display_data"]
