@@ -1,6 +1,6 @@
 """Pool start time and a trivial cell round trip: workbench vs plain ipyparallel, one run.
 
-    python benchmarks/pool.py [-n 4] [--repeat 3] [--trips 20]
+    python benchmarks/pool.py [-n 4] [--repeat 3] [--trips 20] [--slurm 2]
 
 Prints a table; compare the ratios (this machine is shared and noisy), not absolute times.
 """
@@ -39,6 +39,22 @@ def start_wb(n: int) -> tuple[float, wb.Pool]:
     return time.perf_counter() - t, pool
 
 
+def slurm_starts(n: int) -> tuple[float, float]:
+    """Seconds to a connected pool of ``n`` engines through Slurm: plain ipyparallel, workbench."""
+    t = time.perf_counter()
+    cluster = ipp.Cluster(n=n, engines="slurm", log_level=40)
+    client = cluster.start_and_connect_sync()
+    plain = time.perf_counter() - t
+    client.close()
+    cluster.stop_cluster_sync()
+    t = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        pool = wb.Pool.slurm(n)
+    ours = time.perf_counter() - t
+    pool.stop()
+    return plain, ours
+
+
 def trips(run, count: int) -> float:
     """Median seconds of ``count`` calls of ``run`` (output swallowed)."""
     times = []
@@ -55,6 +71,13 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=4, help="engines (default 4)")
     ap.add_argument("--repeat", type=int, default=3, help="pool starts per tool (default 3)")
     ap.add_argument("--trips", type=int, default=20, help="cell round trips per tool (default 20)")
+    ap.add_argument(
+        "--slurm",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time N engines through Slurm (needs a running Slurm)",
+    )
     args = ap.parse_args()
 
     shell = start_ipython()
@@ -82,6 +105,10 @@ def main() -> None:
         ("start (s)", starts, 1.0),
         ("cell round trip (ms)", rt, 1e3),
     ]
+    if args.slurm:
+        pairs = [slurm_starts(args.slurm) for _ in range(args.repeat)]
+        starts_slurm = {"ipyparallel": [p for p, _ in pairs], "workbench": [o for _, o in pairs]}
+        rows.append((f"start through Slurm, n={args.slurm} (s)", starts_slurm, 1.0))
     for label, data, scale in rows:
         a = statistics.median(data["ipyparallel"]) * scale
         b = statistics.median(data["workbench"]) * scale

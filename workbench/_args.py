@@ -1,10 +1,17 @@
-"""Argument types shared by the magics and the command line (argparse ``type=`` callables)."""
+"""Arguments shared by the magics and the command line: types and the pool start options."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-__all__ = ["parse_ranks", "positive_count", "positive_seconds"]
+__all__ = [
+    "add_start_arguments",
+    "parse_ranks",
+    "positive_count",
+    "positive_seconds",
+    "start_pool",
+]
 
 
 def positive_count(text: str) -> int:
@@ -44,3 +51,56 @@ def parse_ranks(text: str) -> list[int]:
             f"invalid rank list {text!r}: use comma-separated ranks or ranges, e.g. 0,1 or 0-3"
         ) from None
     return sorted(ranks)
+
+
+_SLURM_ONLY = ("partition", "time", "account", "nodes", "extra", "launcher", "controller_ip")
+
+
+def add_start_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``%wb start`` and ``workbench pool start`` (local or Slurm)."""
+    parser.add_argument(
+        "-n",
+        type=positive_count,
+        default=None,
+        help="number of MPI engines (default: cores; required with --slurm)",
+    )
+    parser.add_argument(
+        "--detach", action="store_true", help="keep the pool running after this process exits"
+    )
+    parser.add_argument("--profile", default=None, help="IPython profile for the cluster files")
+    slurm = parser.add_argument_group("compute nodes through Slurm")
+    slurm.add_argument("--slurm", action="store_true", help="start the engines as a Slurm job")
+    slurm.add_argument("--partition", default=None, help="Slurm partition")
+    slurm.add_argument("--time", default=None, help="time limit, e.g. 30 or 1:00:00")
+    slurm.add_argument("--account", default=None, help="Slurm account")
+    slurm.add_argument("--nodes", type=positive_count, default=None, help="number of nodes")
+    slurm.add_argument("--extra", default=None, help='more sbatch options, e.g. "--mem=4G"')
+    slurm.add_argument(
+        "--launcher",
+        choices=("mpiexec", "srun"),
+        default=None,
+        help="start ranks with mpiexec inside the job (default) or srun",
+    )
+    slurm.add_argument(
+        "--controller-ip",
+        default=None,
+        help="address the nodes reach the controller on (default: this host's)",
+    )
+
+
+def start_pool(args: argparse.Namespace) -> Any:
+    """Start the pool that parsed ``add_start_arguments`` options describe."""
+    from workbench.pool import Pool
+
+    given = [f"--{name.replace('_', '-')}" for name in _SLURM_ONLY if getattr(args, name)]
+    if not args.slurm:
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply with --slurm")
+        return Pool.local(args.n, detach=args.detach, profile=args.profile)
+    if args.n is None:
+        raise ValueError("--slurm needs -n N, the number of engines to ask Slurm for")
+    return Pool.slurm(
+        args.n, partition=args.partition, time=args.time, account=args.account,
+        nodes=args.nodes, extra=args.extra, launcher=args.launcher or "mpiexec",
+        controller_ip=args.controller_ip, detach=args.detach, profile=args.profile,
+    )  # fmt: skip

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from workbench._args import positive_count
+from workbench._args import add_start_arguments, start_pool
 from workbench.errors import PoolError
 
 __all__ = ["add_pool_parser"]
@@ -22,12 +22,8 @@ def add_pool_parser(subparsers: Any, group_help: Callable[[Any], Handler]) -> No
     p = subparsers.add_parser("pool", help="start, inspect or stop a pool of MPI engines")
     sub = p.add_subparsers(dest="pool_command", metavar="COMMAND")
 
-    start = sub.add_parser("start", help="start a local pool of MPI engines")
-    start.add_argument(
-        "-n", type=positive_count, default=None, help="number of engines (default: cores)"
-    )
-    start.add_argument("--detach", action="store_true", help="return; the pool keeps running")
-    start.add_argument("--profile", default=None, help="IPython profile for the cluster file")
+    start = sub.add_parser("start", help="start a pool of MPI engines (local or Slurm)")
+    add_start_arguments(start)
     start.set_defaults(handler=_guard(_cmd_start))
 
     for name, handler, text in [
@@ -55,9 +51,11 @@ def _guard(handler: Handler) -> Handler:
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
-    from workbench.pool import Pool
-
-    pool = Pool.local(args.n, detach=args.detach, profile=args.profile)
+    try:
+        pool = start_pool(args)
+    except ValueError as e:
+        print(f"workbench pool start: {e}", file=sys.stderr)
+        return 2
     print(f"started {pool.size} MPI engines")
     print(f"cluster file: {pool.cluster_file}")
     print(f"attach from a notebook with:  %wb attach {pool.cluster_file}")

@@ -10,10 +10,15 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import (
+    MagicArgumentParser,
+    argument,
+    magic_arguments,
+    parse_argstring,
+)
 
 from workbench import pool as _pool
-from workbench._args import parse_ranks, positive_count, positive_seconds
+from workbench._args import add_start_arguments, parse_ranks, positive_seconds, start_pool
 from workbench.errors import PoolError
 
 __all__ = ["WorkbenchMagics", "register"]
@@ -21,29 +26,32 @@ __all__ = ["WorkbenchMagics", "register"]
 _ACTIONS = ("start", "attach", "status", "restart", "stop")
 
 
+def _wb_parser() -> MagicArgumentParser:
+    parser = MagicArgumentParser(prog="%wb", description="Control the pool of MPI engines.")
+    parser.add_argument("action", choices=_ACTIONS, help="what to do with the pool")
+    parser.add_argument(
+        "cluster_file", nargs="?", help="attach: the cluster file (default: newest)"
+    )
+    add_start_arguments(parser)
+    return parser
+
+
+_WB = _wb_parser()
+
+
 @magics_class
 class WorkbenchMagics(Magics):
     """``%wb`` and ``%%distributed``."""
 
     @line_magic
-    @magic_arguments()
-    @argument("action", choices=_ACTIONS, help="what to do with the pool")
-    @argument("cluster_file", nargs="?", help="attach: the pool's cluster file (default: newest)")
-    @argument(
-        "-n",
-        type=positive_count,
-        default=None,
-        help="start: number of MPI engines (default: cores)",
-    )
-    @argument("--profile", default=None, help="IPython profile that holds the cluster files")
-    @argument("--detach", action="store_true", help="start: keep the pool after the kernel exits")
     def wb(self, line: str) -> None:
-        """Pool control: ``%wb start [-n N] | attach [FILE] | status | restart | stop``."""
-        args = parse_argstring(self.wb, line)
+        """Pool: ``%wb start [-n N] [--slurm] | attach [FILE] | status | restart | stop``."""
+        args = _WB.parse_argstring(line)
         if args.cluster_file and args.action != "attach":
             raise UsageError(f"%wb {args.action} takes no file argument (only `%wb attach FILE`)")
-        if (args.n is not None or args.detach) and args.action != "start":
-            raise UsageError(f"-n and --detach go with `%wb start`, not `%wb {args.action}`")
+        starting = [a for a in ("n", "detach", "slurm") if getattr(args, a)]
+        if starting and args.action != "start":
+            raise UsageError(f"start options go with `%wb start`, not `%wb {args.action}`")
         getattr(self, f"_{args.action}")(args)
 
     def _start(self, args: argparse.Namespace) -> None:
@@ -53,7 +61,10 @@ class WorkbenchMagics(Magics):
                 f"a pool is already running ({old.size} ranks); `%wb stop` it first, "
                 "or `%wb restart` to restart its engines"
             )
-        pool = _pool.Pool.local(args.n, detach=args.detach, profile=args.profile)
+        try:
+            pool = start_pool(args)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
         print(f"workbench: started {pool.size} MPI engines (cluster file {pool.cluster_file})")
 
     def _attach(self, args: argparse.Namespace) -> None:
@@ -105,3 +116,6 @@ def _require_pool() -> Any:
 def register(ipython: Any) -> None:
     """Register the magics with ``ipython`` (called by ``%load_ext workbench``)."""
     ipython.register_magics(WorkbenchMagics)
+
+
+WorkbenchMagics.wb.__doc__ = f"{WorkbenchMagics.wb.__doc__}\n\n{_WB.format_help()}"
