@@ -48,6 +48,18 @@ def find_mpiexec() -> str:
     return found
 
 
+# One node: MPI over shared memory only, so no rank opens a network socket.
+LOCAL_MPI_ENV = {"UCX_TLS": "self,sm", "FI_PROVIDER": "shm"}
+
+
+def local_mpiexec() -> str:
+    """The launcher for a one-node pool: MPICH's fork-based ``mpiexec.gforker`` when present
+    (no control socket on the network, unlike hydra's), else ``mpiexec``."""
+    mpiexec = find_mpiexec()
+    gforker = os.path.join(os.path.dirname(mpiexec), "mpiexec.gforker")
+    return gforker if os.access(gforker, os.X_OK) else mpiexec
+
+
 def _check_count(n: Any) -> int:
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be a positive number of engines, got {n!r}")
@@ -74,7 +86,8 @@ def local_cluster(
     """``n`` MPI engines on this machine, controller on loopback; returns (cluster, client)."""
     _check_count(n)
     cluster = _cluster(n, "mpi", "127.0.0.1", detach, profile, timeout)
-    cluster.config.MPIEngineSetLauncher.mpi_cmd = [find_mpiexec()]
+    cluster.config.MPIEngineSetLauncher.mpi_cmd = [local_mpiexec()]
+    cluster.config.MPIEngineSetLauncher.environment = LOCAL_MPI_ENV
     try:
         return cluster, cluster.start_and_connect_sync()
     except (TimeoutError, RuntimeError) as e:

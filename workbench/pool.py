@@ -55,6 +55,8 @@ class Pool:
         self.engines: list[EngineInfo] = []
         self._handles: dict[str, Any] = {}  # data placed on the engines, by key
         self._job_checked: tuple[float, str | None] = (-1e9, None)
+        if cluster.cluster_file and os.path.exists(cluster.cluster_file):
+            os.chmod(cluster.cluster_file, 0o600)  # it names the connection files: keep private
         self._connect(reuse=reuse_map)
 
     # -- construction -------------------------------------------------------------------
