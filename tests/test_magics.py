@@ -57,13 +57,18 @@ def test_distributed_timeout(shell, live_pool):
 
 def test_ctrl_c_interrupts_every_engine(shell, live_pool, capsys):
     """SIGINT on the client side: engines interrupted, prompt back quickly, pool usable."""
-    threading.Timer(1.0, os.kill, args=(os.getpid(), signal.SIGINT)).start()
-    start = time.monotonic()
+    sent = []
+
+    def ctrl_c():
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Timer(1.0, ctrl_c).start()
     with pytest.raises(KeyboardInterrupt):
         shell.run_cell_magic(
             "distributed", "", "import time\nfor _ in range(1200): time.sleep(0.05)"
         )
-    assert time.monotonic() - start < 8
+    assert time.monotonic() - sent[0] < 3  # the prompt is back within 3 s
     assert "interrupted ranks 0, 1, 2" in capsys.readouterr().err
     assert {r["state"] for r in live_pool.status().rows} == {"idle"}
     shell.run_cell_magic("distributed", "", "x = rank * 2")
