@@ -124,6 +124,9 @@ def slurm_cluster(
     ip = controller_ip or default_controller_ip()
     cluster = _cluster(n, "slurm", ip, detach, profile, timeout)
     cluster.config.SlurmEngineSetLauncher.batch_template = batch_template(opts, find_mpiexec())
+    # the batch script goes with the cluster's files, not into the user's working folder
+    script = os.path.join(cluster.profile_dir, "security", f"slurm-{cluster.cluster_id}.sbatch")
+    cluster.config.SlurmEngineSetLauncher.batch_file_name = script
     try:
         cluster.start_cluster_sync()
         client = cluster.connect_client_sync()

@@ -1,0 +1,483 @@
+"""workbench.train: data-parallel SGD on the shared allreduce, at 2 and 3 ranks.
+
+Multi-rank cases run on the session's real 3-rank pool; 2-rank cases use the first two
+engines on a sub-communicator (``Create_group`` is collective over those two only).
+Single-process references and input checks run in the test process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import workbench.train as wt
+from workbench.comm import AllreduceMismatchError
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = ROOT / "notebooks" / "distributed-training.ipynb"
+RANKS = [2, 3]
+N, D, CLASSES, BATCH = 240, 12, 4, 48  # 48 splits over 1, 2 and 3 ranks
+
+try:
+    import torch
+except ImportError:
+    torch = None
+needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
+
+
+# -- helpers that run on the engines -------------------------------------------------------
+_COMMS: dict[int, object] = {}
+
+
+def _comm(n: int):
+    """The first ``n`` ranks of the world (cached: engines keep their module state)."""
+    from mpi4py import MPI
+
+    world = MPI.COMM_WORLD
+    if n == world.Get_size():
+        return world
+    if n not in _COMMS:
+        _COMMS[n] = world.Create_group(world.Get_group().Incl(list(range(n))))
+    return _COMMS[n]
+
+
+def _digest(arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _data(dtype=np.float64):
+    rng = np.random.default_rng(42)
+    X = rng.standard_normal((N, D)).astype(dtype)
+    y = (X[:, :CLASSES].argmax(axis=1) + (rng.random(N) < 0.1)) % CLASSES
+    return X, y
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    return train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+
+
+def _on(pool, n: int, fn, *args, timeout: float = 90):
+    ranks = list(range(n))
+    return pool.apply(fn, (n, *args), ranks=ranks, timeout=timeout, stream=False, progress=False)
+
+
+def _numpy_steps(n, epochs, bucket_bytes, overlap):
+    comm = _comm(n)
+    X, y = _data()
+    model = wt.MLP([D, 16, 8, CLASSES], seed=comm.rank, dtype=np.float64)
+    wt.broadcast_parameters(model, comm=comm)
+    opt = wt.DistributedOptimizer(
+        wt.SGD(model, lr=0.2, momentum=0.9, weight_decay=1e-3),
+        bucket_bytes=bucket_bytes,
+        overlap=overlap,
+        comm=comm,
+    )
+    sampler = wt.ShardSampler(N, BATCH, seed=3, comm=comm)
+    identical = []
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        for idx in sampler:
+            model.loss_and_grad(X[idx], y[idx])
+            opt.step()
+            identical.append(len(set(comm.allgather(_digest(model.params)))) == 1)
+    opt.close()
+    return identical, len(opt.buckets), [p.copy() for p in model.params]
+
+
+def _torch_net(seed):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Linear(D, 16), torch.nn.ReLU(), torch.nn.Linear(16, CLASSES)
+    ).double()
+
+
+def _torch_steps(n, epochs, bucket_bytes):
+    comm = _comm(n)
+    X, y = (torch.from_numpy(a) for a in _data())
+    net = _torch_net(seed=comm.rank)
+    wt.broadcast_parameters(net, comm=comm)
+    opt = wt.DistributedOptimizer(
+        torch.optim.SGD(net.parameters(), lr=0.2, momentum=0.9),
+        bucket_bytes=bucket_bytes,
+        comm=comm,
+    )
+    sampler = wt.ShardSampler(N, BATCH, seed=3, comm=comm)
+    identical = []
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        for idx in sampler:
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(X[idx]), y[idx]).backward()
+            opt.step()
+            params = [p.detach().numpy() for p in net.parameters()]
+            identical.append(len(set(comm.allgather(_digest(params)))) == 1)
+    opt.close()
+    return identical, len(opt.buckets), [p.detach().numpy().copy() for p in net.parameters()]
+
+
+def _digits_fit(n):
+    comm = _comm(n)
+    X_train, X_test, y_train, y_test = _digits()
+    model = wt.MLP([64, 128, 10], seed=comm.rank)
+    history = wt.fit(
+        model,
+        X_train,
+        y_train,
+        epochs=13,
+        batch_size=96,
+        lr=0.1,
+        X_val=X_test,
+        y_val=y_test,
+        comm=comm,
+        progress=comm.rank == 0,
+    )
+    return history.val_accuracy[-1], _digest(model.params)
+
+
+def _resume_run(n, folder):
+    comm = _comm(n)
+    X, y = _data(np.float32)
+    kw = {"batch_size": BATCH, "lr": 0.1, "progress": False, "comm": comm}
+    straight = wt.MLP([D, 16, CLASSES], seed=0)
+    wt.fit(straight, X, y, epochs=4, **kw)
+    path = os.path.join(folder, f"ckpt-{n}.pkl")
+    first = wt.MLP([D, 16, CLASSES], seed=0)
+    wt.fit(first, X, y, epochs=2, checkpoint=path, **kw)
+    resumed = wt.MLP([D, 16, CLASSES], seed=7)  # overwritten by the checkpoint
+    history = wt.fit(resumed, X, y, epochs=4, checkpoint=path, **kw)
+    # RNG states travel per rank; a resumed optimizer gets its momentum back
+    rng = np.random.default_rng(100 + comm.rank)
+    opt = wt.SGD(resumed, lr=0.1, momentum=0.9)
+    opt.velocity[0] += comm.rank + 1.0
+    wt.broadcast_parameters(opt.velocity, comm=comm)
+    other = os.path.join(folder, f"rng-{n}.pkl")
+    wt.save_checkpoint(other, resumed, opt, epoch=9, rng=rng, comm=comm)
+    expect = rng.random(3)
+    model2 = wt.MLP([D, 16, CLASSES], seed=1)
+    opt2 = wt.SGD(model2, lr=0.5)
+    epoch = wt.resume(other, model2, opt2, rng=rng, comm=comm)
+    return {
+        "same": _digest(straight.params) == _digest(resumed.params),
+        "history_epochs": history.epochs,
+        "rng": bool((rng.random(3) == expect).all()),
+        "epoch": epoch,
+        "momentum": bool((opt2.velocity[0] == opt.velocity[0]).all()) and opt2.momentum == 0.9,
+        "params": _digest(model2.params) == _digest(resumed.params),
+    }
+
+
+def _mismatch(n):
+    comm = _comm(n)
+    last = comm.rank == n - 1
+    outcome = {}
+    X, y = _data()
+    bad = wt.MLP([D, 17 if last else 16, CLASSES], seed=0, dtype=np.float64)
+    for name, call in {
+        "broadcast": lambda: wt.broadcast_parameters(bad, comm=comm),
+        "optimizer": lambda: wt.DistributedOptimizer(bad, lr=0.1, comm=comm),
+    }.items():
+        try:
+            call()
+            outcome[name] = "no error"
+        except AllreduceMismatchError as exc:
+            outcome[name] = (type(exc).__name__, str(exc))
+    # same layout at construction, but one rank's gradient has another shape at step time
+    model = wt.MLP([D, 16, CLASSES], seed=0, dtype=np.float64)
+    opt = wt.DistributedOptimizer(model, lr=0.1, overlap=False, comm=comm)
+    model.loss_and_grad(X[:8], y[:8])
+    if last:
+        model.grads[0] = np.zeros((D, 15))
+    try:
+        opt.step()
+        outcome["step"] = "no error"
+    except AllreduceMismatchError as exc:
+        outcome["step"] = (type(exc).__name__, str(exc))
+    model.grads[0] = np.zeros((D, 16))
+    model.loss_and_grad(X[:8], y[:8])
+    opt.step()  # the team is still in step after the error
+    outcome["after"] = len(set(comm.allgather(_digest(model.params)))) == 1
+    opt.close()
+    return outcome
+
+
+# -- single-process references -----------------------------------------------------------
+def _numpy_reference(epochs):
+    X, y = _data()
+    model = wt.MLP([D, 16, 8, CLASSES], seed=0, dtype=np.float64)
+    opt = wt.SGD(model, lr=0.2, momentum=0.9, weight_decay=1e-3)
+    sampler = wt.ShardSampler(N, BATCH, seed=3, rank=0, size=1)
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        for idx in sampler:
+            model.loss_and_grad(X[idx], y[idx])
+            opt.step()
+    return model.params
+
+
+def _torch_reference(epochs):
+    X, y = (torch.from_numpy(a) for a in _data())
+    net = _torch_net(seed=0)
+    opt = torch.optim.SGD(net.parameters(), lr=0.2, momentum=0.9)
+    sampler = wt.ShardSampler(N, BATCH, seed=3, rank=0, size=1)
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        for idx in sampler:
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(X[idx]), y[idx]).backward()
+            opt.step()
+    return [p.detach().numpy() for p in net.parameters()]
+
+
+def _assert_close(got, want):
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-12)
+
+
+# -- multi-rank behaviour ------------------------------------------------------------------
+@pytest.mark.parametrize("n", RANKS)
+@pytest.mark.parametrize(
+    ("bucket_bytes", "overlap", "buckets"),
+    [(None, True, 1), (200, True, 6), (200, False, 6)],
+    ids=["one-bucket", "small-buckets-overlap", "small-buckets-after-backward"],
+)
+def test_numpy_identical_and_equal_to_single_process(live_pool, n, bucket_bytes, overlap, buckets):
+    results = _on(live_pool, n, _numpy_steps, 2, bucket_bytes, overlap)
+    for identical, n_buckets, _ in results:
+        assert identical and all(identical), "weights differ between ranks after a step"
+        assert n_buckets == buckets
+    _assert_close(results[0][2], _numpy_reference(2))
+
+
+@needs_torch
+@pytest.mark.parametrize("n", RANKS)
+@pytest.mark.parametrize("bucket_bytes", [None, 256])
+def test_torch_identical_and_equal_to_single_process(live_pool, n, bucket_bytes):
+    results = _on(live_pool, n, _torch_steps, 2, bucket_bytes)
+    for identical, n_buckets, _ in results:
+        assert identical and all(identical), "weights differ between ranks after a step"
+        assert n_buckets == (1 if bucket_bytes is None else 4)
+    _assert_close(results[0][2], _torch_reference(2))
+
+
+@pytest.mark.parametrize("n", RANKS)
+def test_digits_accuracy(live_pool, n):
+    results = _on(live_pool, n, _digits_fit, timeout=120)
+    accuracies, digests = zip(*results, strict=True)
+    assert len(set(digests)) == 1 and len(set(accuracies)) == 1
+    assert accuracies[0] >= 0.96, f"digits test accuracy {accuracies[0]:.3f} on {n} ranks"
+
+
+@pytest.mark.parametrize("n", RANKS)
+def test_checkpoint_resume_equals_uninterrupted(live_pool, n, tmp_path):
+    results = _on(live_pool, n, _resume_run, str(tmp_path))
+    for r in results:
+        assert r == {
+            "same": True,
+            "history_epochs": [3, 4],
+            "rng": True,
+            "epoch": 9,
+            "momentum": True,
+            "params": True,
+        }
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"ckpt-{n}.pkl", f"rng-{n}.pkl"]
+
+
+@pytest.mark.parametrize("n", RANKS)
+def test_mismatched_gradients_raise_everywhere(live_pool, n):
+    results = _on(live_pool, n, _mismatch, timeout=60)
+    for rank, out in enumerate(results):
+        for name in ("broadcast", "optimizer"):
+            kind, msg = out[name]
+            assert kind == "ParameterMismatchError", (rank, out)
+            assert f"rank(s) {n - 1}: [({D}, 17) float64" in msg and "(16,)" in msg
+        kind, msg = out["step"]
+        assert kind == "AllreduceMismatchError", (rank, out)
+        assert f"({D}, 15) float64" in msg and f"({D}, 16) float64" in msg
+        assert out["after"] is True
+
+
+# -- in-process pieces ---------------------------------------------------------------------
+def test_mlp_gradients_match_finite_differences():
+    rng = np.random.default_rng(0)
+    model = wt.MLP([5, 7, 6, 3], seed=1, dtype=np.float64)
+    X, y = rng.standard_normal((9, 5)), rng.integers(0, 3, 9)
+    order = []
+    handle = model.register_grad_hook(order.append)
+    model.loss_and_grad(X, y)
+    handle.remove()
+    assert order == list(reversed(range(len(model.params))))  # last layer first
+    for p, g in zip(model.params, model.grads, strict=True):
+        flat, numeric = p.reshape(-1), np.empty(p.size)
+        for k in range(p.size):
+            old = flat[k]
+            flat[k] = old + 1e-6
+            up = model.loss_and_grad(X, y)[0]
+            flat[k] = old - 1e-6
+            down = model.loss_and_grad(X, y)[0]
+            flat[k] = old
+            numeric[k] = (up - down) / 2e-6
+        model.loss_and_grad(X, y)
+        np.testing.assert_allclose(g.reshape(-1), numeric, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: wt.MLP([5]), "at least two positive integers"),
+        (lambda: wt.MLP([5, 0, 2]), "at least two positive integers"),
+        (lambda: wt.MLP([5, 2]).loss_and_grad(np.zeros((3, 4)), [0, 1, 0]), r"\(n, 5\)"),
+        (lambda: wt.MLP([2, 3]).loss_and_grad(np.zeros((2, 2)), [0, 3]), "0..2"),
+        (lambda: wt.MLP([2, 3]).loss_and_grad(np.zeros((2, 2)), [0.5, 1]), "integers"),
+        (lambda: wt.SGD(wt.MLP([2, 3]), lr=0), "lr must be a positive"),
+        (lambda: wt.ShardSampler(100, 64, rank=0, size=3), "multiple of 3"),
+        (lambda: wt.ShardSampler(10, 12, rank=0, size=1), "larger than"),
+        (lambda: wt.shard(np.zeros(4), rank=2, size=2), "rank must be in 0..1"),
+        (lambda: wt.fit(wt.MLP([3, 2]), np.zeros((4, 2)), np.zeros(4, int)), r"\(n, 3\)"),
+    ],
+)
+def test_input_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_bucket_plan_and_size_setting(monkeypatch):
+    from mpi4py import MPI
+
+    assert wt.plan_buckets([40, 4, 40, 4], 48) == [[3, 2, 1], [0]]
+    assert wt.plan_buckets([40, 4, 100, 4], 48) == [[3], [2], [1, 0]]  # too big: alone
+    model = wt.MLP([4, 3])
+    for bad in (0, -5, "0MiB", "lots"):
+        with pytest.raises(ValueError, match="bucket_bytes"):
+            wt.DistributedOptimizer(model, lr=0.1, bucket_bytes=bad, comm=MPI.COMM_SELF)
+    monkeypatch.setenv(wt.ENV_BUCKET, "0")
+    with pytest.raises(ValueError, match=wt.ENV_BUCKET):
+        wt.DistributedOptimizer(model, lr=0.1, comm=MPI.COMM_SELF)
+    monkeypatch.setenv(wt.ENV_BUCKET, "16")
+    opt = wt.DistributedOptimizer(model, lr=0.1, comm=MPI.COMM_SELF)
+    assert opt.bucket_bytes == 16 and opt.buckets == [[1], [0]]
+    opt.close()
+    with pytest.raises(ValueError, match="lr= is required"):
+        wt.DistributedOptimizer(model, comm=MPI.COMM_SELF)
+    with pytest.raises(TypeError, match="DistributedOptimizer takes"):
+        wt.DistributedOptimizer(object(), lr=0.1, comm=MPI.COMM_SELF)
+
+
+def test_backward_step_protocol():
+    from mpi4py import MPI
+
+    model = wt.MLP([4, 3], dtype=np.float64)
+    opt = wt.DistributedOptimizer(model, lr=0.1, comm=MPI.COMM_SELF)
+    X, y = np.ones((2, 4)), np.array([0, 2])
+    model.loss_and_grad(X, y)
+    with pytest.raises(RuntimeError, match="became ready twice before step"):
+        model.loss_and_grad(X, y)
+    opt.step()
+    waits = []
+    reducer_wait = opt.reducer.wait
+    opt.reducer.wait = lambda: (waits.append(1), reducer_wait())[1]
+    model.loss_and_grad(X, y)
+    opt.synchronize()  # averaged now: step() must not reduce a second time
+    opt.step()
+    assert waits == [1]
+    model.loss_and_grad(X, y)
+    opt.step()
+    assert waits == [1, 1]
+    opt.close()
+
+
+def test_sampler_and_shard_split_disjointly():
+    for size in (1, 2, 3):
+        parts = [wt.ShardSampler(100, 12, seed=5, rank=r, size=size) for r in range(size)]
+        for s in parts:
+            s.set_epoch(1)
+        steps = [list(s) for s in parts]
+        assert all(len(st) == 100 // 12 for st in steps)
+        for k in range(len(steps[0])):
+            whole = np.concatenate([st[k] for st in steps])
+            assert len(set(whole)) == 12
+            np.testing.assert_array_equal(whole, parts[0].global_batches()[k])
+        shards = [wt.shard(np.arange(10), rank=r, size=size, seed=1) for r in range(size)]
+        assert sorted(np.concatenate(shards)) == list(range(10))
+        assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    s = wt.ShardSampler(100, 10, seed=5, rank=0, size=1)
+    first = s.global_batches()
+    s.set_epoch(1)
+    assert not np.array_equal(first, s.global_batches())
+    s.set_epoch(0)
+    np.testing.assert_array_equal(first, s.global_batches())
+    Xs, ys = wt.shard(np.arange(10)[:, None], np.arange(10), rank=1, size=2)
+    np.testing.assert_array_equal(Xs[:, 0], ys)
+
+
+def test_checkpoint_files(tmp_path):
+    from mpi4py import MPI
+
+    comm = MPI.COMM_SELF
+    model = wt.MLP([3, 2])
+    opt = wt.SGD(model, lr=0.1, momentum=0.5)
+    path = tmp_path / "c.pkl"
+    assert wt.resume(path, model, opt, missing_ok=True, comm=comm) == 0
+    with pytest.raises(FileNotFoundError):
+        wt.resume(path, model, opt, comm=comm)
+    wt.save_checkpoint(path, model, opt, epoch=3, extra={"note": "x"}, comm=comm)
+    state = wt.load_checkpoint(path, comm=comm)
+    assert state["epoch"] == 3 and state["extra"] == {"note": "x"} and state["ranks"] == 1
+    assert os.listdir(tmp_path) == ["c.pkl"]
+    with pytest.raises(ValueError, match=r"sizes \[3, 2\]"):
+        wt.resume(path, wt.MLP([3, 4]), opt, comm=comm)
+    (tmp_path / "junk.pkl").write_bytes(b"\x80\x05N.")
+    with pytest.raises(ValueError, match=r"not a workbench\.train checkpoint"):
+        wt.load_checkpoint(tmp_path / "junk.pkl", comm=comm)
+    with pytest.raises(FileNotFoundError):
+        wt.save_checkpoint(tmp_path / "no" / "c.pkl", model, opt, epoch=1, comm=comm)
+
+
+def test_missing_torch_names_the_install(monkeypatch):
+    from workbench.train._torch import require_torch
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(ImportError, match="pip install torch"):
+        require_torch()
+
+
+def test_notebook_trains_digits(tmp_path):
+    import nbformat
+
+    out = tmp_path / "distributed-training.out.ipynb"
+    command = [sys.executable, "-m", "workbench.cli", "run", str(NOTEBOOK)]
+    done = subprocess.run(
+        [*command, "-p", "n_engines=2", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    nb = nbformat.read(out, as_version=4)
+    text = "".join(
+        o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
+    found = re.findall(r"numpy MLP test accuracy: ([0-9.]+)", text)
+    assert found and float(found[0]) >= 0.9, text[-2000:]
+    if torch is not None:
+        assert re.search(r"PyTorch test accuracy: 0\.9", text), text[-2000:]
+    assert "pool stopped" in text

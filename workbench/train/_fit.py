@@ -1,0 +1,123 @@
+"""``fit``: data-parallel training of a numpy model, with live progress and checkpoints."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from workbench.comm import allreduce
+from workbench.progress import progress as report
+from workbench.train._checkpoint import resume, save_checkpoint
+from workbench.train._data import ShardSampler, shard
+from workbench.train._optimizer import SGD, DistributedOptimizer
+from workbench.train._params import broadcast_parameters, resolve_comm
+
+__all__ = ["History", "evaluate", "fit"]
+
+
+@dataclass
+class History:
+    """Per-epoch results of :func:`fit` (averaged over all ranks)."""
+
+    epochs: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    steps: int = 0
+
+
+def evaluate(model: Any, X: Any, y: Any, *, comm: Any = None) -> float:
+    """Accuracy of ``model`` on ``(X, y)``: each rank scores its shard, one allreduce sums.
+
+    Collective; every rank passes the whole ``(X, y)`` and gets the same number.
+    """
+    comm = resolve_comm(comm)
+    X_part, y_part = shard(X, y, comm=comm)
+    correct = (model.predict(X_part) == y_part).sum() if len(y_part) else 0
+    counts = allreduce(np.array([correct, len(y_part)], dtype=np.int64), "sum", comm=comm)
+    return float(counts[0] / max(counts[1], 1))
+
+
+def _check_data(model: Any, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    X, y = np.asarray(X), np.asarray(y)
+    n_in = getattr(model, "sizes", [None])[0]
+    if X.ndim != 2 or (n_in is not None and X.shape[1] != n_in) or y.shape != (len(X),):
+        raise ValueError(
+            f"fit expects X of shape (n, {n_in}) and y of shape (n,), got X {X.shape} and "
+            f"y {y.shape}"
+        )
+    return X, y
+
+
+def fit(
+    model: Any,
+    X: Any,
+    y: Any,
+    *,
+    epochs: int = 10,
+    batch_size: int = 64,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    X_val: Any = None,
+    y_val: Any = None,
+    bucket_bytes: int | str | None = None,
+    overlap: bool = True,
+    checkpoint: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    comm: Any = None,
+) -> History:
+    """Train a numpy model (e.g. :class:`~workbench.train.MLP`) data-parallel; collective.
+
+    Every rank passes the full ``(X, y)``; a :class:`ShardSampler` gives each rank its
+    slice of every global batch of ``batch_size`` (a multiple of the number of ranks),
+    reshuffled each epoch with ``seed``. Rank 0's initial weights are broadcast first.
+    Each step reports ``loss`` and ``accuracy`` (this rank's batch) through
+    :func:`workbench.progress`. With ``checkpoint``, training resumes from that file
+    when it exists and rewrites it after every epoch.
+    """
+    comm = resolve_comm(comm)
+    X, y = _check_data(model, X, y)
+    if not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    sampler = ShardSampler(len(X), batch_size, seed=seed, comm=comm)
+    broadcast_parameters(model, comm=comm)
+    opt = DistributedOptimizer(
+        SGD(model, lr=lr, momentum=momentum, weight_decay=weight_decay),
+        bucket_bytes=bucket_bytes,
+        overlap=overlap,
+        comm=comm,
+    )
+    start = 0 if checkpoint is None else resume(checkpoint, model, opt, missing_ok=True, comm=comm)
+    history = History()
+    total = epochs * len(sampler)
+    step = start * len(sampler)
+    try:
+        for epoch in range(start, epochs):
+            sampler.set_epoch(epoch)
+            sums = np.zeros(3)  # loss, accuracy, steps of this rank
+            for idx in sampler:
+                loss, acc = model.loss_and_grad(X[idx], y[idx])
+                opt.step()
+                step += 1
+                sums += (loss, acc, 1)
+                if progress:
+                    report(step, total=total, loss=loss, accuracy=acc, epoch=epoch + 1)
+            sums = allreduce(sums, "sum", comm=comm)
+            history.epochs.append(epoch + 1)
+            history.loss.append(float(sums[0] / sums[2]))
+            history.accuracy.append(float(sums[1] / sums[2]))
+            if X_val is not None:
+                history.val_accuracy.append(evaluate(model, X_val, y_val, comm=comm))
+                if progress:
+                    report(step, total=total, val_accuracy=history.val_accuracy[-1])
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, model, opt, epoch=epoch + 1, comm=comm)
+    finally:
+        opt.close()
+    history.steps = step
+    return history

@@ -1,0 +1,92 @@
+"""The PyTorch side of workbench.train, imported only when torch objects are passed.
+
+torch is optional: nothing here imports it at module level, and :func:`require_torch`
+names the package to install when it is missing.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "TorchGrads",
+    "is_torch_object",
+    "is_torch_optimizer",
+    "require_torch",
+    "torch_params",
+]
+
+
+def require_torch() -> Any:
+    """The ``torch`` module, or an ImportError that says how to install it."""
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(
+            "this workbench.train feature needs PyTorch, which is not installed: "
+            "`pip install torch` (the CPU wheel is enough), or `pip install workbench[torch]`"
+        ) from None
+    return torch
+
+
+def is_torch_object(obj: Any) -> bool:
+    """True for torch tensors, modules and optimizers (without importing torch)."""
+    return "torch" in sys.modules and type(obj).__module__.split(".", 1)[0] == "torch"
+
+
+def is_torch_optimizer(obj: Any) -> bool:
+    """True for a ``torch.optim.Optimizer`` (without importing torch)."""
+    if "torch" not in sys.modules:
+        return False
+    return isinstance(obj, sys.modules["torch"].optim.Optimizer)
+
+
+def torch_params(obj: Any) -> list[Any]:
+    """Tensors of a module (parameters and buffers, in ``state_dict`` order) or an iterable."""
+    torch = require_torch()
+    if isinstance(obj, torch.nn.Module):
+        return list(obj.state_dict(keep_vars=True).values())
+    return list(obj)
+
+
+class TorchGrads:
+    """Gradients of a torch optimizer's parameters, and hooks that report them ready."""
+
+    def __init__(self, optimizer: Any) -> None:
+        require_torch()
+        self.optimizer = optimizer
+        self.params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
+        if not self.params:
+            raise ValueError("the optimizer has no parameters that require gradients")
+        self._handles: list[Any] = []
+
+    def arrays(self) -> list[Any]:
+        """The parameters (their shapes and dtypes define the buckets)."""
+        return self.params
+
+    def nbytes(self) -> list[int]:
+        return [p.numel() * p.element_size() for p in self.params]
+
+    def grads(self, indices: list[int]) -> list[Any]:
+        """Gradient tensors of ``indices`` (zeros for a parameter that got none)."""
+        import torch
+
+        out = []
+        for i in indices:
+            p = self.params[i]
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            out.append(p.grad)
+        return out
+
+    def attach(self, ready: Callable[[int], None]) -> None:
+        """Call ``ready(i)`` when the gradient of parameter ``i`` has been accumulated."""
+        for i, p in enumerate(self.params):
+            self._handles.append(p.register_post_accumulate_grad_hook(lambda _p, i=i: ready(i)))
+
+    def detach(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
