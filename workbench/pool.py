@@ -76,9 +76,7 @@ class Pool:
         """
         n = (os.cpu_count() or 1) if n is None else n
         cluster, client = launch.local_cluster(n, detach=detach, profile=profile, timeout=timeout)
-        pool = cls(cluster, client, owner=not detach)
-        set_current(pool)
-        return pool
+        return cls._adopt(cluster, client, owner=not detach)
 
     @classmethod
     def slurm(
@@ -106,7 +104,17 @@ class Pool:
         cluster, client = launch.slurm_cluster(
             n, opts, controller_ip=controller_ip, detach=detach, profile=profile, timeout=timeout
         )
-        pool = cls(cluster, client, owner=not detach)
+        return cls._adopt(cluster, client, owner=not detach)
+
+    @classmethod
+    def _adopt(cls, cluster: ipp.Cluster, client: ipp.Client, *, owner: bool) -> Pool:
+        """Wrap freshly started engines; stop them again if they cannot be set up."""
+        try:
+            pool = cls(cluster, client, owner=owner)
+        except BaseException:
+            client.close()
+            launch.stop_quietly(cluster)
+            raise
         set_current(pool)
         return pool
 
