@@ -1,0 +1,88 @@
+"""Back to dask: one chunk per row block, pulled lazily from the engine that holds it.
+
+The tasks carry the pool's cluster file, the engine id and the key, so they run anywhere:
+in the notebook process (threaded scheduler, the pool's own client) or on ``distributed``
+workers, which then pull straight from the engines.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from workbench import _store
+
+if TYPE_CHECKING:
+    import dask.array as da
+
+    from workbench.data import DistributedArray
+
+__all__ = ["gather", "handle_of", "to_dask"]
+
+_clients: dict[str, Any] = {}  # cluster file -> ipyparallel client, in whichever process pulls
+_lock = threading.Lock()
+
+
+def to_dask(D: DistributedArray) -> da.Array:
+    """A dask array named after ``D.key``, chunked by ``D.bounds``; nothing moves until computed."""
+    import dask.array as da
+    from dask.highlevelgraph import HighLevelGraph
+
+    D._check()
+    cluster_file = D.pool.cluster_file
+    with _lock:
+        _clients.setdefault(cluster_file, D.pool.client)
+    name = f"wb-{D.key}"
+    tail = tuple(D.shape[1:])
+    dsk = {}
+    for rank, (lo, hi) in enumerate(D.bounds):
+        index = (name, rank) + (0,) * len(tail)
+        engine = D.pool.engines[rank].engine_id
+        dsk[index] = (_pull, cluster_file, engine, D.key, (hi - lo, *tail), D.dtype.str)
+    chunks = (tuple(hi - lo for lo, hi in D.bounds), *((d,) for d in tail))
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
+    return da.Array(graph, name, chunks, meta=np.empty((0,) * len(D.shape), D.dtype))
+
+
+def gather(D: DistributedArray) -> da.Array:
+    """Same as ``D.to_dask()``."""
+    return to_dask(D)
+
+
+def handle_of(x: Any) -> DistributedArray:
+    """The handle behind a dask array made by :func:`to_dask` (or the handle itself)."""
+    from workbench.linalg._matrix import is_row_matrix, resolve_pool
+
+    if is_row_matrix(x):
+        return x
+    name = getattr(x, "name", "")
+    handle = resolve_pool(None)._handles.get(name[3:]) if name.startswith("wb-") else None
+    if handle is None:
+        raise ValueError(
+            f"{type(x).__name__} {name or ''} is not a workbench handle nor an array made by "
+            "to_dask() on the current pool"
+        )
+    return handle
+
+
+def _pull(cluster_file: str, engine: int, key: str, shape: tuple[int, ...], dtype: str) -> Any:
+    """Fetch one block from its engine (runs where dask runs the task)."""
+    if shape[0] == 0:
+        return np.empty(shape, dtype)
+    with _lock:
+        client = _clients.get(cluster_file)
+        if client is None:
+            import ipyparallel as ipp
+
+            client = ipp.Cluster.from_file(cluster_file).connect_client_sync()
+            _clients[cluster_file] = client
+        ar = client[engine].apply_async(_store.get, key)
+    block = ar.get(timeout=3600)
+    if block.shape != shape:
+        raise RuntimeError(
+            f"block {key} on engine {engine} has shape {block.shape}, expected {shape}: "
+            "it was replaced since the dask array was made; call to_dask() again"
+        )
+    return block

@@ -1,0 +1,69 @@
+"""The row-block distributed matrix: a :class:`workbench.data.DistributedArray` with transfer facts.
+
+Rank r holds rows ``bounds[r]`` of the matrix in the engine store (:mod:`workbench._store`);
+the handle lives in the notebook, is listed by ``%wb status`` and comes back to dask with
+:meth:`RowMatrix.to_dask`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from workbench.data import DistributedArray
+from workbench.errors import PoolError
+
+if TYPE_CHECKING:
+    import dask.array as da
+
+    from workbench.pool import Pool
+
+__all__ = ["RowMatrix", "resolve_pool"]
+
+
+@dataclass
+class RowMatrix(DistributedArray):
+    """A matrix split by rows over the ranks, with how it got there.
+
+    ``pushed_bytes`` went from the notebook process to the engines, ``fetched_bytes``
+    the engines pulled straight from dask workers; ``source`` says which path was taken.
+    """
+
+    source: str = "numpy"
+    pushed_bytes: int = 0
+    fetched_bytes: int = 0
+    chunks_moved: int = 0
+
+    def to_dask(self) -> da.Array:
+        """A dask array chunked by the row blocks; each chunk is pulled from its rank lazily."""
+        from workbench.linalg._gather import to_dask
+
+        return to_dask(self)
+
+    def describe(self) -> str:
+        """One line for ``%wb status``."""
+        size = f"{self.nbytes / 2**20:.1f} MiB"
+        if self.pushed_bytes or self.fetched_bytes:
+            size += f" moved in {self.seconds:.2f} s, {self.throughput / 1e9:.2f} GB/s"
+        return f"{super().describe()} (linalg, from {self.source}, {size})"
+
+
+def resolve_pool(pool: Pool | None) -> Pool:
+    """``pool`` or the current pool; a clear error when there is none."""
+    if pool is not None:
+        pool._check_alive()
+        return pool
+    from workbench.pool import current
+
+    found = current()
+    if found is None:
+        raise PoolError(
+            "no engine pool: start one with `%wb start -n 4` or `wb.Pool.local(4)`, "
+            "or pass pool=..."
+        )
+    return found
+
+
+def is_row_matrix(x: Any) -> bool:
+    """True for handles made by :func:`workbench.linalg.scatter` (or ``pool.scatter``)."""
+    return isinstance(x, DistributedArray)
