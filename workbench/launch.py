@@ -52,6 +52,16 @@ def find_mpiexec() -> str:
 LOCAL_MPI_ENV = {"UCX_TLS": "self,sm", "FI_PROVIDER": "shm"}
 
 
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def thread_caps(n: int) -> dict[str, str]:
+    """Cap each engine's BLAS/OpenMP/numba threads at its share of this machine's cores,
+    so ``n`` engines do not oversubscribe them; variables the user set are left alone."""
+    share = str(max(1, (os.cpu_count() or 1) // n))
+    return {var: share for var in _THREAD_VARS if var not in os.environ}
+
+
 def local_mpiexec() -> str:
     """The launcher for a one-node pool: MPICH's fork-based ``mpiexec.gforker`` when present
     (no control socket on the network, unlike hydra's), else ``mpiexec``."""
@@ -87,7 +97,7 @@ def local_cluster(
     _check_count(n)
     cluster = _cluster(n, "mpi", "127.0.0.1", detach, profile, timeout)
     cluster.config.MPIEngineSetLauncher.mpi_cmd = [local_mpiexec()]
-    cluster.config.MPIEngineSetLauncher.environment = LOCAL_MPI_ENV
+    cluster.config.MPIEngineSetLauncher.environment = {**LOCAL_MPI_ENV, **thread_caps(n)}
     try:
         return cluster, cluster.start_and_connect_sync()
     except (TimeoutError, RuntimeError) as e:
