@@ -45,3 +45,13 @@ def shell():
     ip = start_ipython()
     ip.run_line_magic("load_ext", "workbench")
     return ip
+
+
+def wait_idle(pool, timeout: float = 5.0) -> None:
+    """Wait (bounded) until every rank shows idle: the controller's queue counts trail replies."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while {r["state"] for r in pool.status().rows} != {"idle"}:
+        assert time.monotonic() < deadline, f"ranks not idle after {timeout} s:\n{pool.status()}"
+        time.sleep(0.1)

@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from conftest import wait_idle
 from IPython.core.error import UsageError
 
 from workbench.errors import PoolTimeoutError, RankError
@@ -70,7 +71,7 @@ def test_ctrl_c_interrupts_every_engine(shell, live_pool, capsys):
         )
     assert time.monotonic() - sent[0] < 3  # the prompt is back within 3 s
     assert "interrupted ranks 0, 1, 2" in capsys.readouterr().err
-    assert {r["state"] for r in live_pool.status().rows} == {"idle"}
+    wait_idle(live_pool)
     shell.run_cell_magic("distributed", "", "x = rank * 2")
     assert live_pool.view().pull("x", block=True) == [0, 2, 4]
 

@@ -47,9 +47,9 @@ def test_quickstart(tmp_path):
         assert f"[rank {r}] final loss" in everything
         assert f"[rank {r}] sum of (rank + 1) over 3 ranks = 6" in everything
     assert "squares by rank: [1, 4, 9]" in everything
-    progress = [c for c in code if "wb.progress" in c.source][0]
+    progress = next(c for c in code if "wb.progress" in c.source)
     views = [o for o in progress.outputs if o.get("output_type") == "display_data"]
     assert views and "application/vnd.jupyter.widget-view+json" in views[0]["data"]
-    status = [c for c in code if c.source.strip() == "%wb status"][0]
+    status = next(c for c in code if c.source.strip() == "%wb status")
     assert "idle" in _text(status) and "rank" in _text(status)
     assert "pool stopped" in everything

@@ -7,6 +7,7 @@ import signal
 import time
 
 import pytest
+from conftest import wait_idle
 
 import workbench as wb
 from workbench.errors import EngineDiedError, PoolError, PoolTimeoutError, RankError
@@ -81,7 +82,7 @@ def test_timeout_interrupts_engines_and_pool_stays_usable(live_pool):
     with pytest.raises(PoolTimeoutError, match="timeout of 1 s"):
         live_pool.execute("import time\nfor _ in range(600): time.sleep(0.1)", timeout=1)
     assert time.monotonic() - start < 10
-    assert [s["state"] for s in live_pool.status().rows] == ["idle"] * live_pool.size
+    wait_idle(live_pool)
     assert live_pool.run(_whoami, 2)[0] == (0, 3, 2)
 
 
