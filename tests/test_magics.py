@@ -183,3 +183,22 @@ def test_allreduce_from_a_distributed_cell(shell, live_pool, capsys):
     out = capsys.readouterr().out
     for r in range(3):
         assert f"[rank {r}] sum 6.0 (1000,) max 3.0 [0, 2, 4]" in out
+
+
+def test_last_throttled_progress_report_is_not_lost(shell, live_pool, capsys):
+    # 50 reports in a burst, no total: all but the first are throttled; the last must arrive
+    cell = "import workbench as wb\nfor i in range(50):\n    wb.progress(i, marker=i)\n"
+    shell.run_cell_magic("distributed", "", cell)
+    final = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[progress")][-1]
+    for r in range(live_pool.size):
+        assert f"r{r} 49 marker=49" in final
+
+    def burst():
+        import workbench as wb
+
+        for i in range(50):
+            wb.progress(i, marker=i)
+
+    live_pool.run(burst)
+    final = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[progress")][-1]
+    assert all(f"r{r} 49 marker=49" in final for r in range(live_pool.size))

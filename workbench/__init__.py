@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-# Eager, and light: the function must win over the submodule of the same name.
+# Eager, and light: these functions must win over the submodules of the same name.
 from workbench.progress import progress
+from workbench.sweep import choice, grid, loguniform, randint, sweep, uniform
 
 __version__ = "0.1.0"
 
@@ -19,8 +20,14 @@ __all__ = [
     "__version__",
     "allreduce",
     "allreduce_async",
+    "choice",
+    "grid",
     "load_ipython_extension",
+    "loguniform",
     "progress",
+    "randint",
+    "sweep",
+    "uniform",
     "unload_ipython_extension",
 ]
 

@@ -6,7 +6,7 @@ import os
 import socket
 from typing import Any
 
-__all__ = ["bootstrap"]
+__all__ = ["bootstrap", "call_and_flush"]
 
 
 def bootstrap() -> dict[str, Any]:
@@ -18,6 +18,11 @@ def bootstrap() -> dict[str, Any]:
     shell = get_ipython()
     if shell is not None:
         shell.user_ns.update(comm=comm, rank=comm.rank, size=comm.size)
+        # a %%distributed cell's last throttled progress report leaves before its reply
+        from workbench.progress import flush
+
+        if flush not in shell.events.callbacks["post_execute"]:
+            shell.events.register("post_execute", flush)
     return {
         "rank": comm.rank,
         "size": comm.size,
@@ -31,3 +36,13 @@ def memory_rss() -> int:
     import psutil
 
     return psutil.Process().memory_info().rss
+
+
+def call_and_flush(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn`` for ``pool.run``; its last progress report leaves before the result."""
+    from workbench.progress import flush
+
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        flush()

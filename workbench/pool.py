@@ -253,7 +253,7 @@ class Pool:
     ) -> list[Any]:
         """:meth:`run` with options: a subset of ``ranks``, a ``timeout``, output and progress."""
         ranks = self._ranks(ranks)
-        ar = self.view(ranks).apply_async(fn, *args, **(kwargs or {}))
+        ar = self.view(ranks).apply_async(_engine.call_and_flush, fn, *args, **(kwargs or {}))
         return wait_for(ar, self, ranks, timeout=timeout, stream=stream, progress=progress)
 
     def execute(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from numbers import Real
 from typing import Any
 
-__all__ = ["KEY", "ProgressTracker", "RankProgress", "progress"]
+__all__ = ["KEY", "ProgressTracker", "RankProgress", "flush", "progress"]
 
 KEY = "workbench.progress"
 """Data-publication key that carries progress payloads."""
@@ -36,6 +36,7 @@ class _Reporter:
         self.t0 = time.time()
         self.seq = 0
         self.last_sent = 0.0
+        self.sent_seq = 0
         self.payload: dict[str, Any] | None = None
         self.history: deque[tuple[int, float, dict[str, float]]] = deque(maxlen=_HISTORY)
         self.timer: threading.Timer | None = None
@@ -44,6 +45,7 @@ class _Reporter:
         self.request = request
         self.t0 = time.time()
         self.seq = 0
+        self.sent_seq = 0
         self.last_sent = 0.0
         self.history.clear()
 
@@ -118,7 +120,23 @@ def progress(step: float, total: float | None = None, **metrics: float | str) ->
 def _flush(target: tuple[Any, object]) -> None:
     with _reporter.lock:
         _reporter.timer = None
-        if _reporter.request == target[1] and _reporter.payload is not None:
+        if _reporter.request == target[1] and _reporter.seq > _reporter.sent_seq:
+            _send(target)
+
+
+def flush() -> None:
+    """Publish the latest progress now if a throttled report is still pending.
+
+    The pool calls it when a task ends (``pool.run``, ``%%distributed``), so the final
+    metrics always reach the notebook before the result does.
+    """
+    target = _publisher()
+    r = _reporter
+    with r.lock:
+        if r.timer is not None:
+            r.timer.cancel()
+            r.timer = None
+        if target is not None and r.request == target[1] and r.seq > r.sent_seq:
             _send(target)
 
 
@@ -126,6 +144,7 @@ def _send(target: tuple[Any, object] | None) -> None:
     """Publish the current payload (caller holds the lock)."""
     r = _reporter
     r.last_sent = r.payload["t"] if r.payload else time.time()
+    r.sent_seq = r.seq
     if target is None:
         p = r.payload or {}
         of = f"/{p['total']:g}" if p.get("total") else ""

@@ -1,0 +1,493 @@
+"""Hyperparameter sweeps: spaces, strategies, schedulers, the store, the runner on a real MPI
+pool (failures, dead engines, resume after the notebook dies, multi-rank trials), the widget."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workbench.sweep import (
+    ASHA,
+    FIFO,
+    MedianStopping,
+    SweepStore,
+    TrialPruned,
+    choice,
+    grid,
+    loguniform,
+    randint,
+    sweep,
+    uniform,
+)
+from workbench.sweep._space import Space
+from workbench.sweep.schedulers import CONTINUE, STOP, get_scheduler
+from workbench.sweep.strategies import get_strategy
+
+ROOT = Path(__file__).resolve().parent.parent
+SPACE = {"x": uniform(-1.0, 1.0), "lr": loguniform(1e-4, 1e-1), "k": randint(1, 4),
+         "act": choice(["relu", "tanh"]), "fixed": 7}  # fmt: skip
+DISCRETE = {"a": grid([1, 2, 3]), "b": choice(["u", "v"]), "fixed": 7}
+
+
+# -- objectives (module level: the engines import them by reference) ------------------------------
+def learning_curve(config, report):
+    """Accuracy rising towards ``lr`` over 9 steps."""
+    acc = 0.0
+    for step in range(1, 10):
+        acc = config["lr"] * (1 - 0.5**step)
+        report(step=step, acc=acc)
+    return acc
+
+
+def quick(config, report):
+    report(step=1, score=float(config.get("x", config.get("a", 0))))
+    return float(config.get("x", config.get("a", 0)))
+
+
+def sometimes_raises(config, report):
+    if config["a"] == 2:
+        raise ValueError(f"bad value a={config['a']}")
+    return float(config["a"])
+
+
+def slow(config, report):
+    for step in range(1, 4):
+        time.sleep(config["sleep"])
+        report(step=step, score=config["a"] * step)
+    return float(config["a"])
+
+
+def distributed(config, report, comm):
+    import workbench as wb
+
+    total = wb.allreduce(np.array([comm.rank + 1.0]), op="sum", comm=comm)
+    report(step=1, score=float(total[0]))
+    assert report.comm is comm
+    return {"score": float(total[0]), "size": float(comm.size)}
+
+
+# -- spaces ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("make", "exc", "match"),
+    [
+        (lambda: choice([]), ValueError, "at least one value"),
+        (lambda: choice("abc"), TypeError, "list of values"),
+        (lambda: choice([object()]), TypeError, "stored as JSON"),
+        (lambda: grid([1, 1]), ValueError, "duplicate"),
+        (lambda: uniform(1, 1), ValueError, "low < high"),
+        (lambda: uniform(0, float("inf")), TypeError, "finite number"),
+        (lambda: loguniform(0, 1), ValueError, "0 < low"),
+        (lambda: loguniform(-1, 1), ValueError, "0 < low"),
+        (lambda: randint(3, 3), ValueError, "high is excluded"),
+        (lambda: randint(0.5, 3), TypeError, "integers"),
+        (lambda: Space({}), ValueError, "space is empty"),
+        (lambda: Space({"a": {"b": uniform(0, 1)}}), TypeError, "nested"),
+        (lambda: Space({"a": object()}), TypeError, "neither a domain"),
+        (lambda: Space([1, 2]), TypeError, "dict of name"),
+        (
+            lambda: get_strategy("grid", Space(SPACE)).setup(
+                Space(SPACE), metric="m", mode="max", seed=0
+            ),
+            ValueError,
+            "continuous",
+        ),
+        (lambda: get_strategy("bogus", Space(SPACE)), ValueError, "unknown strategy"),
+        (lambda: get_scheduler("bogus"), ValueError, "unknown scheduler"),
+        (lambda: ASHA(reduction_factor=1), ValueError, "reduction_factor"),
+    ],
+)
+def test_invalid_spaces_and_options_fail_clearly(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()
+
+
+def test_sweep_arguments_checked_before_any_engine_is_used(tmp_path):
+    db = str(tmp_path / "s.db")
+    with pytest.raises(TypeError, match="config, report"):
+        sweep(lambda config: 0, SPACE, n_trials=1, storage=db)
+    with pytest.raises(ValueError, match="mode must be"):
+        sweep(quick, SPACE, n_trials=1, mode="up", storage=db)
+    with pytest.raises(ValueError, match="pass metric="):
+        sweep(quick, SPACE, n_trials=1, scheduler="asha", storage=db)
+
+
+# -- strategies: one contract, every implementation -----------------------------------------------
+STRATEGIES = ["grid", "random", "tpe"]
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_strategy_contract(name):
+    space = Space(DISCRETE)
+    s = get_strategy(name, space)
+    s.setup(space, metric="m", mode="max", seed=3)
+    configs = [s.suggest(i) for i in range(6)]
+    for i, c in enumerate(configs):
+        assert set(c) == {"a", "b", "fixed"} and c["fixed"] == 7
+        assert c["a"] in (1, 2, 3) and c["b"] in ("u", "v")
+        s.complete(i, c, "done" if i % 3 else "failed", float(c["a"]) if i % 3 else None)
+    fresh = get_strategy(name, space)  # a resumed sweep replays finished trials
+    fresh.setup(space, metric="m", mode="max", seed=3)
+    fresh.restore([{"id": i, "config": c, "state": "done", "value": 1.0}
+                   for i, c in enumerate(configs)])  # fmt: skip
+    assert fresh.suggest(6) is None or set(fresh.suggest(7)) == {"a", "b", "fixed"}
+
+
+def test_grid_covers_the_product_exactly_once():
+    space = Space(DISCRETE)
+    s = get_strategy(None, Space({"a": grid([1, 2, 3]), "c": grid([0, 1])}))
+    assert type(s).__name__ == "GridStrategy"
+    s = get_strategy("grid", space)
+    s.setup(space, metric="m", mode="max", seed=0)
+    points = [s.suggest(i) for i in range(s.limit())]
+    assert s.limit() == 6 and s.suggest(6) is None
+    assert Counter((p["a"], p["b"]) for p in points) == Counter(
+        (a, b) for a in (1, 2, 3) for b in ("u", "v")
+    )
+
+
+def test_random_is_reproducible_with_a_seed_and_order_free():
+    space = Space(SPACE)
+
+    def draw(seed, ids):
+        s = get_strategy("random", space)
+        s.setup(space, metric="m", mode="max", seed=seed)
+        return {i: s.suggest(i) for i in ids}
+
+    assert draw(5, range(8)) == draw(5, reversed(range(8)))
+    assert draw(5, range(8)) != draw(6, range(8))
+    for c in draw(5, range(50)).values():
+        assert -1 <= c["x"] < 1 and 1e-4 <= c["lr"] < 1e-1 and c["k"] in (1, 2, 3)
+
+
+# -- schedulers: one contract, every implementation -----------------------------------------------
+SCHEDULERS = [FIFO, lambda: ASHA(max_resource=9), lambda: MedianStopping(min_trials=1)]
+
+
+@pytest.mark.parametrize("make", SCHEDULERS, ids=["fifo", "asha", "median"])
+def test_scheduler_contract(make):
+    s = make()
+    s.setup(metric="acc", mode="max")
+    assert list(s.milestones) == sorted(s.milestones)
+    for t in range(6):
+        for step in range(1, 10):
+            action = s.on_report(t, step, t * 0.1 + step * 0.01)
+            assert action in (CONTINUE, STOP)
+            if action == STOP:
+                break
+        s.on_complete(t, "done" if action == CONTINUE else "pruned", t * 0.1)
+    s.forget(3)
+    s2 = make()
+    s2.setup(metric="acc", mode="min")
+    s2.restore([{"id": 0, "state": "done", "value": 1.0}], {0: [(1, 1.0), (2, 0.5)]})
+
+
+def test_asha_promotes_and_prunes_as_worked_out_by_hand():
+    # eta=3, rungs at 1 and 3 (9 is a full trial). At a rung a trial goes on iff it is among
+    # the top n//3 of the n values there (the best while n < 3).
+    s = ASHA(min_resource=1, max_resource=9, reduction_factor=3)
+    s.setup(metric="acc", mode="max")
+    assert s.milestones == (1.0, 3.0)
+    expected = [(0, 0.5, CONTINUE), (1, 0.3, STOP), (2, 0.7, CONTINUE), (3, 0.6, STOP),
+                (4, 0.4, STOP), (5, 0.65, CONTINUE)]  # fmt: skip
+    # n=1: best; n=2: 0.3 < 0.5; n=3: top 1 is 0.7; n=4,5: top 1 is 0.7; n=6: top 2 = 0.7, 0.65
+    for trial, value, action in expected:
+        assert s.on_report(trial, 1, value) == action, (trial, value)
+    assert s.on_report(0, 2, 0.9) == CONTINUE  # between rungs: no decision
+    assert s.on_report(0, 3, 0.55) == CONTINUE  # rung 3, alone: best
+    assert s.on_report(2, 4, 0.5) == STOP  # past rung 3: 0.5 < 0.55
+    assert s.on_report(2, 5, 0.1) == CONTINUE  # rung 3 already recorded for trial 2
+    s_min = ASHA(max_resource=9)
+    s_min.setup(metric="loss", mode="min")
+    assert [s_min.on_report(t, 1, v) for t, v in enumerate([0.5, 0.3, 0.9])] == [
+        CONTINUE, CONTINUE, STOP]  # fmt: skip
+
+
+def test_median_stopping_compares_with_finished_trials_at_the_same_step():
+    s = MedianStopping(min_trials=3, warmup_steps=1)
+    s.setup(metric="acc", mode="max")
+    for t, base in enumerate([0.2, 0.4, 0.6]):
+        for step in (1, 2, 3):
+            assert s.on_report(t, step, base + step * 0.01) == CONTINUE  # < min_trials done
+        s.on_complete(t, "done", base)
+    assert s.on_report(9, 1, 0.0) == CONTINUE  # warm-up
+    assert s.on_report(9, 2, 0.45) == CONTINUE  # median at step 2 is 0.42
+    assert s.on_report(9, 3, 0.10) == CONTINUE  # its best so far (0.45) beats 0.43
+    assert s.on_report(8, 2, 0.41) == STOP  # 0.41 < 0.42
+
+
+# -- store ----------------------------------------------------------------------------------------
+def test_store_is_wal_and_logs_every_state_change(tmp_path):
+    db = tmp_path / "s.db"
+    store = SweepStore(db)
+    store.create("s", {"metric": "m"})
+    store.add_trial("s", 0, {"a": 1})
+    store.update("s", 0, "running", attempt=1, ranks=[0])
+    store.add_reports("s", 0, 1, [(1.0, {"m": 0.5}, 0.0)])
+    store.update("s", 0, "done", value=0.5)
+    assert store.events("s") == [(0, 0, "pending"), (0, 1, "running"), (0, 1, "done")]
+    assert store.trials("s")[0]["ranks"] == [0] and store.reports("s")[0]["metrics"] == {"m": 0.5}
+    store.close()
+    mode = sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+# -- the runner on the live pool ------------------------------------------------------------------
+def _done_once(db: str, name: str, n: int) -> list[dict]:
+    store = SweepStore(db)
+    try:
+        trials, events = store.trials(name), store.events(name)
+    finally:
+        store.close()
+    assert [t["id"] for t in trials] == list(range(n))
+    finals = Counter(i for i, _, state in events if state in ("done", "pruned", "failed"))
+    assert all(finals[i] == 1 for i in range(n)), finals  # none lost, none finished twice
+    return trials
+
+
+@pytest.mark.parametrize("scheduler", ["fifo", "asha", "median"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_strategy_with_every_scheduler_on_the_pool(live_pool, tmp_path, strategy, scheduler):
+    db = str(tmp_path / "s.db")
+    space = {"lr": grid([0.1, 0.4, 0.9, 0.7, 0.2, 0.5])}
+    sched = ASHA(max_resource=9) if scheduler == "asha" else scheduler
+    sched = MedianStopping(min_trials=2) if scheduler == "median" else sched
+    result = sweep(learning_curve, space, n_trials=6, strategy=strategy, scheduler=sched,
+                   metric="acc", storage=db, show=False, seed=1)  # fmt: skip
+    trials = _done_once(db, "learning_curve", 6)
+    assert {t["state"] for t in trials} <= {"done", "pruned"}
+    assert result.best["value"] == max(t["value"] for t in trials if t["state"] == "done")
+    if scheduler == "fifo":
+        assert all(t["state"] == "done" and t["step"] == 9 for t in trials)
+    if scheduler == "asha":  # every pruned trial stopped right at a rung
+        assert all(t["step"] in (1, 3) for t in trials if t["state"] == "pruned")
+    df = result.to_pandas()
+    assert len(df) == 6 and "config.lr" in df.columns
+
+
+def test_grid_sweep_runs_each_point_once_and_random_sweep_is_reproducible(live_pool, tmp_path):
+    db = str(tmp_path / "s.db")
+    r = sweep(quick, DISCRETE, strategy="grid", storage=db, show=False, metric="score")
+    assert len(r.trials) == 6
+    assert sorted((t["config"]["a"], t["config"]["b"]) for t in r.trials) == sorted(
+        (a, b) for a in (1, 2, 3) for b in ("u", "v")
+    )
+    a = sweep(quick, SPACE, n_trials=5, seed=11, storage=db, name="r1", show=False)
+    b = sweep(quick, SPACE, n_trials=5, seed=11, storage=db, name="r2", show=False)
+    assert [t["config"] for t in a.trials] == [t["config"] for t in b.trials]
+
+
+def test_raising_trial_is_retried_then_recorded_failed_with_traceback(live_pool, tmp_path):
+    db = str(tmp_path / "s.db")
+    r = sweep(sometimes_raises, {"a": grid([1, 2, 3])}, storage=db, max_failures=2, show=False)
+    bad = next(t for t in r.trials if t["config"]["a"] == 2)
+    assert bad["state"] == "failed" and bad["failures"] == 3 and bad["attempt"] == 3
+    assert "ValueError: bad value a=2" in bad["error"] and "Traceback" in bad["error"]
+    assert [t["state"] for t in r.trials if t["config"]["a"] != 2] == ["done", "done"]
+    assert r.best["config"]["a"] == 3
+
+
+def test_engine_killed_mid_trial_fails_that_trial_restarts_pool_and_completes(live_pool, tmp_path):
+    db = str(tmp_path / "s.db")
+    old = [e.pid for e in live_pool.engines]
+    victim = old[1]
+    timer = threading.Timer(1.5, os.kill, args=(victim, signal.SIGKILL))
+    timer.start()
+    try:
+        r = sweep(slow, {"a": grid(list(range(9))), "sleep": 0.25}, storage=db, show=False,
+                  max_failures=1, metric="score")  # fmt: skip
+    finally:
+        timer.cancel()
+    trials = _done_once(db, "slow", 9)
+    assert all(t["state"] == "done" for t in trials)
+    hit = [t for t in trials if t["failures"]]
+    assert len(hit) == 1 and "died" in hit[0]["error"] and hit[0]["attempt"] == 2
+    assert [e.pid for e in live_pool.engines] != old  # restarted
+    assert not live_pool.dead_ranks() and r.best["config"]["a"] == 8
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_multi_rank_trials_get_a_sub_communicator(live_pool, tmp_path, k):
+    db = str(tmp_path / "s.db")
+    r = sweep(distributed, {"a": grid([1, 2, 3])}, trial_ranks=k, storage=db, show=False,
+              metric="score")  # fmt: skip
+    assert all(t["state"] == "done" for t in r.trials)
+    assert {t["value"] for t in r.trials} == {k * (k + 1) / 2}  # allreduce over k ranks
+    assert all(t["ranks"] == list(range(k)) for t in r.trials)
+
+
+_RESUME_SCRIPT = """
+import sys
+import workbench as wb
+from workbench.sweep import grid, sweep
+from test_sweep import slow
+wb.Pool.attach(sys.argv[1])
+sweep(slow, {"a": grid(list(range(8))), "sleep": 0.2}, storage=sys.argv[2], name="resumed",
+      metric="score", show=False)
+"""
+
+
+def test_resume_after_the_notebook_dies_mid_sweep(live_pool, tmp_path):
+    db = str(tmp_path / "s.db")
+    script = tmp_path / "run_sweep.py"
+    script.write_text(_RESUME_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), live_pool.cluster_file, db],
+                            env=os.environ.copy(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)  # fmt: skip
+    deadline = time.monotonic() + 90
+    done = 0
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            if os.path.exists(db):
+                with sqlite3.connect(db) as c:
+                    try:
+                        done = c.execute(
+                            "SELECT count(*) FROM trials WHERE state='done'"
+                        ).fetchone()[0]
+                    except sqlite3.OperationalError:
+                        continue
+            if done >= 3:
+                break
+    finally:
+        proc.kill()
+        out = proc.communicate(timeout=30)[0].decode()
+    assert done >= 3, f"the sweep in the subprocess did not progress: {out}"
+    before = {t["id"]: t for t in SweepStore(db).trials("resumed")}
+    running = [i for i, t in before.items() if t["state"] == "running"]
+    finished = [i for i, t in before.items() if t["state"] == "done"]
+    assert running and finished
+    r = sweep(slow, {"a": grid(list(range(8))), "sleep": 0.2}, storage=db, name="resumed",
+              metric="score", show=False)  # fmt: skip
+    trials = {t["id"]: t for t in _done_once(db, "resumed", 8)}
+    assert all(t["state"] == "done" for t in trials.values()) and len(r.trials) == 8
+    for i in finished:  # not rerun
+        assert (
+            trials[i]["attempt"] == before[i]["attempt"]
+            and trials[i]["started"] == before[i]["started"]
+        )
+    for i in running:  # rerun
+        assert trials[i]["attempt"] == before[i]["attempt"] + 1
+
+
+def test_resume_refuses_a_different_space_and_an_existing_name(live_pool, tmp_path):
+    db = str(tmp_path / "s.db")
+    sweep(quick, {"a": grid([1, 2])}, storage=db, show=False)
+    again = sweep(quick, {"a": grid([1, 2])}, storage=db, show=False)  # finished: nothing to do
+    assert len(again.trials) == 2
+    with pytest.raises(ValueError, match="other settings"):
+        sweep(quick, {"a": grid([1, 2, 3])}, storage=db, show=False)
+    with pytest.raises(ValueError, match="already exists"):
+        sweep(quick, {"a": grid([1, 2])}, storage=db, show=False, resume=False)
+
+
+def test_objective_can_raise_trial_pruned_itself(live_pool, tmp_path):
+    r = sweep(_prunes_itself, {"a": grid([1, 2])}, storage=str(tmp_path / "s.db"), show=False,
+              metric="score")  # fmt: skip
+    assert [t["state"] for t in r.trials] == ["pruned", "done"]
+
+
+def _prunes_itself(config, report):
+    report(step=1, score=config["a"])
+    if config["a"] == 1:
+        raise TrialPruned("not promising")
+    return config["a"]
+
+
+# -- the widget -----------------------------------------------------------------------------------
+def _rows(states):
+    return [{"id": i, "state": s, "config": {"lr": 0.1 * i}, "step": 3.0, "value": 0.1 * i,
+             "best": 0.1 * i, "ranks": [i % 3], "failures": 0, "error": None,
+             "finished": float(i)} for i, s in enumerate(states)]  # fmt: skip
+
+
+def test_sweep_widget_updates_in_place_with_rows_best_and_controls():
+    from workbench.widgets.sweep_table import SweepWidget
+
+    w = SweepWidget("acc", "max")
+    stops, trial_stops = [], []
+    w.on_stop, w.on_stop_trial = (lambda: stops.append(1)), trial_stops.append
+    w.update(_rows(["done", "running", "pending"]), {0: [(1, 0.0), (2, 0.0)], 1: [(1, 0.1)]})
+    box, table = w.box, w.table
+    assert w.best_value == 0.0 and "1 running" in w.header.value
+    assert w.table.value.count("<tr") == 4 and w.trial_pick.options == (("trial 1", 1),)
+    w.update(_rows(["done", "done", "running", "done"]), {0: [(1, 0.0)], 1: [(1, 0.1)]})
+    assert w.box is box and w.table is table  # same widgets, new values
+    assert w.best_value == pytest.approx(0.3) and "3 done" in w.header.value
+    assert "best acc so far" in w.chart.value and "acc by trial" in w.chart.value
+    w.trial_pick.value = 2
+    w.stop_trial_button.click()
+    w.stop_button.click()
+    assert trial_stops == [2] and stops == [1] and w.stop_button.disabled
+    w.update(_rows(["done"] * 4), {}, final=True)
+    assert "finished" in w.header.value
+
+
+def test_text_view_prints_changes_and_a_final_table():
+    from workbench.widgets.sweep_table import TextSweepView
+
+    buf = io.StringIO()
+    v = TextSweepView("acc", "max", stream=buf, interval=0)
+    v.update(_rows(["running"]), {})
+    v.update(_rows(["running"]), {})  # unchanged: not printed again
+    v.update(_rows(["done", "pruned"]), {}, final=True)
+    text = buf.getvalue()
+    assert text.count("[sweep]") == 2 and "1 done, 1 pruned" in text and "best acc" in text
+
+
+def test_result_show_and_live_widget_from_a_sweep(live_pool, tmp_path):
+    r = sweep(learning_curve, {"lr": grid([0.1, 0.5])}, storage=str(tmp_path / "s.db"),
+              metric="acc", show=True)  # fmt: skip
+    view = r.show(widgets=True)
+    assert view.best_value == pytest.approx(r.best_value)
+    assert "acc by trial" in view.chart.value and view.table.value.count("<tr") == 3
+
+
+# -- the notebook template ------------------------------------------------------------------------
+def test_hyperparameter_sweep_notebook(tmp_path):
+    out = tmp_path / "out.ipynb"
+    nb = ROOT / "notebooks" / "hyperparameter-sweep.ipynb"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "workbench.cli",
+            "run",
+            str(nb),
+            "-p",
+            "n_engines=2",
+            "-o",
+            out,
+            "-p",
+            f"storage={tmp_path / 'sweeps.db'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=os.environ.copy(),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    import nbformat
+
+    cells = [c for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code"]
+    text = "\n".join(
+        o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+        for c in cells for o in c.get("outputs", [])
+    )  # fmt: skip
+    assert "started 2 MPI engines" in text
+    assert "best validation accuracy" in text and "pruned" in text
+    widgets = [o for c in cells for o in c.get("outputs", [])
+               if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]  # fmt: skip
+    assert widgets, "the live sweep table should be a widget"
+    assert "pool stopped" in text

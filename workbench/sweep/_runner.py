@@ -1,0 +1,408 @@
+"""The notebook side of a sweep: keep every group of engines busy, apply the scheduler's
+decisions, record everything in the store, survive failing trials and dying engines.
+
+Trials go to whichever group of ``trial_ranks`` engines is idle, as soon as it is idle
+(no waves). The runner is the only writer of the store. When an engine dies the MPI job is
+gone: the trial on it counts a failure, every other running trial goes back to pending
+without one, the pool is restarted and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import bisect
+import concurrent.futures as cf
+import contextlib
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from workbench import _store as engine_store
+from workbench.errors import PoolError, RankError
+from workbench.progress import KEY
+from workbench.sweep._store import FINAL, SweepStore
+from workbench.sweep._trial import run_trial, split_world, write_decision
+from workbench.sweep.schedulers import STOP
+
+if TYPE_CHECKING:
+    from workbench.pool import Pool
+    from workbench.sweep._setup import Plan
+
+__all__ = ["Runner"]
+
+_DEATH_CHECK = 0.2  # seconds between looks for dead engines
+_VIEW_EVERY = 0.25  # seconds between two view refreshes
+_PREPARE_TIMEOUT = 120.0
+
+
+@dataclass(eq=False)  # compared by identity
+class _Running:
+    trial: int
+    attempt: int
+    group: int
+    ar: Any
+    control: str
+    metadata: Any
+    seq: int = 0
+    next_milestone: int = 0
+    stop_sent: bool = False
+    last: float | None = None
+    best: float | None = None
+    step: float | None = None
+    stopped_by: str = "scheduler"
+    reports: list[Any] = field(default_factory=list)
+
+
+class Runner:
+    """Runs one sweep described by a :class:`~workbench.sweep._setup.Plan` on ``pool``."""
+
+    def __init__(self, plan: Plan, pool: Pool, store: SweepStore, view: Any) -> None:
+        self.plan, self.pool, self.store, self.view = plan, pool, store, view
+        self.key = f"sweep-{uuid.uuid4().hex[:8]}"
+        k = plan.trial_ranks
+        self.groups = [list(range(g * k, (g + 1) * k)) for g in range(pool.size // k)]
+        self.running: list[_Running] = []  # in submission order; per group, first = on the engine
+        self.rows = {t["id"]: t for t in store.trials(plan.name)}
+        self.curves: dict[int, list[tuple[float, float]]] = {}
+        self.pending = sorted(i for i, t in self.rows.items() if t["state"] not in FINAL)
+        self.next_id = max(self.rows, default=-1) + 1
+        self.exhausted = False
+        self.stopping = False
+        self.restarts = 0
+        self.interrupts = 0
+        self.timed_out = False
+        self.t0 = time.monotonic()
+        os.makedirs(plan.control_dir, exist_ok=True)
+        if view is not None:
+            view.on_stop = self.stop
+            view.on_stop_trial = self.stop_trial
+
+    # -- public controls -------------------------------------------------------------------
+    def stop(self) -> None:
+        """Graceful stop: start no new trial; running ones finish (or are pruned)."""
+        self.stopping = True
+
+    def stop_trial(self, trial_id: int) -> None:
+        """Ask the running trial ``trial_id`` to stop at its next report (recorded as pruned)."""
+        for r in self.running:
+            if r.trial == trial_id and not r.stop_sent:
+                r.stopped_by, r.stop_sent = "user", True
+                write_decision(r.control, r.step or 0.0, STOP)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self) -> None:
+        """Run until ``n_trials`` trials are final, the strategy is exhausted, or stopped."""
+        self._stop_orphans()
+        self._prepare_engines()
+        next_check = time.monotonic() + _DEATH_CHECK
+        try:
+            while True:
+                try:
+                    if not self.stopping:
+                        self._fill()
+                    if not self.running:
+                        break
+                    self._wait()
+                    now = time.monotonic()
+                    if now >= next_check:
+                        next_check = now + _DEATH_CHECK
+                        dead = self.pool.dead_ranks()
+                        if dead:
+                            self._engines_died(dead)
+                    self._check_deadline(now)
+                    self._refresh()
+                except KeyboardInterrupt:
+                    self._interrupted()
+        finally:
+            self._refresh(force=True, final=True)
+            self._cleanup()
+
+    def _wait(self) -> None:
+        ars = [r.ar for r in self.running]
+        cf.wait(ars, timeout=self.plan.poll, return_when=cf.FIRST_COMPLETED)
+        for r in list(self.running):
+            self._read_reports(r)
+            if r.ar.done() and r in self.running:
+                self._finish(r)
+
+    def _check_deadline(self, now: float) -> None:
+        if self.plan.timeout is None or self.timed_out or now - self.t0 < self.plan.timeout:
+            return
+        self.timed_out = True
+        print(
+            f"workbench: sweep {self.plan.name!r} reached its timeout of {self.plan.timeout:g} s;"
+            " interrupting the running trials (they stay pending: resume to finish them)",
+            file=sys.stderr,
+        )
+        self._interrupted(force=True)
+
+    def _interrupted(self, *, force: bool = False) -> None:
+        """First Ctrl-C: graceful stop. Second: interrupt the running trials (left pending)."""
+        self.interrupts += 1
+        self.stopping = True
+        if self.interrupts == 1 and not force:
+            print(
+                "workbench: stopping the sweep after the running trials "
+                "(Ctrl-C again to interrupt them; they stay pending and a resume reruns them)",
+                file=sys.stderr,
+            )
+            return
+        ranks = sorted({rk for r in self.running for rk in self.groups[r.group]})
+        firsts = {r.group: r for r in reversed(self.running)}.values()
+        queued = [r.ar for r in self.running if r not in firsts]
+        if queued:  # not started yet: drop them from the engines' queues
+            with contextlib.suppress(Exception):
+                self.pool.client.abort(queued, block=False)
+        if ranks:
+            self.pool.interrupt(ranks)
+        cf.wait([r.ar for r in self.running], timeout=5.0)
+        for r in list(self.running):
+            self._requeue(r, "interrupted", "interrupted from the notebook")
+        self.running.clear()
+
+    # -- engines -----------------------------------------------------------------------------
+    def _prepare_engines(self) -> None:
+        """Place the objective on every engine, and split the world when trials span ranks."""
+        opts = {"timeout": _PREPARE_TIMEOUT, "progress": False}
+        try:
+            self.pool.apply(
+                engine_store.put, (f"{self.key}-objective", self.plan.objective), **opts
+            )
+        except RankError as e:
+            raise RuntimeError(
+                f"could not send the objective of sweep {self.plan.name!r} to the engines ({e}); "
+                "define it in the notebook, or make its module importable on the engines"
+            ) from None
+        if self.plan.trial_ranks > 1:
+            self.pool.apply(split_world, (f"{self.key}-comm", self.plan.trial_ranks), **opts)
+        self.views = [self.pool.view(ranks) for ranks in self.groups]
+        self.spec = {
+            "objective": f"{self.key}-objective",
+            "comm": f"{self.key}-comm" if self.plan.trial_ranks > 1 else None,
+            "pass_comm": self.plan.pass_comm,
+            "milestones": list(self.plan.scheduler.milestones),
+            "decision_timeout": self.plan.decision_timeout,
+        }
+
+    def _engines_died(self, dead: dict[int, str]) -> None:
+        """Fail the trials on dead engines, requeue the others, restart the pool (bounded)."""
+        for r in [r for r in self.running if r.ar.done() and r.ar.exception() is None]:
+            self._finish(r)  # completed before the death: keep its result
+        blamed: set[int] = set()
+        for r in self.running:
+            lost = [rk for rk in self.groups[r.group] if rk in dead]
+            if lost and r.group not in blamed:  # the first of a group's queue was on the engine
+                blamed.add(r.group)
+                why = "; ".join(f"rank {rk}: {dead[rk]}" for rk in lost)
+                self._failed(r, f"EngineDiedError: the engine died while running the trial ({why})")
+            else:
+                self._requeue(r, "interrupted", "the pool restarted after an engine died")
+        self.running.clear()
+        self.restarts += 1
+        if self.restarts > self.plan.max_restarts:
+            raise PoolError(
+                f"engines died {self.restarts} times during sweep {self.plan.name!r} (last: "
+                f"{dead}); giving up. The store keeps every trial: fix the cause, `%wb restart`, "
+                "and call wb.sweep again with the same name to resume"
+            )
+        print(
+            f"workbench: engines died ({'; '.join(f'rank {r}: {w}' for r, w in dead.items())}); "
+            f"restarting the pool ({self.restarts}/{self.plan.max_restarts})",
+            file=sys.stderr,
+        )
+        self.pool.restart()
+        self._prepare_engines()
+
+    def _stop_orphans(self) -> None:
+        """Trials a previous session left running may still run on the engines: stop them."""
+        for t in self.rows.values():
+            if t["state"] == "running":
+                write_decision(self._control(t["id"], t["attempt"]), 0.0, STOP)
+
+    def _cleanup(self) -> None:
+        if self.pool.stopped or self.pool.dead_ranks():
+            return
+        keys = [f"{self.key}-objective", f"{self.key}-comm"]
+        with contextlib.suppress(Exception):
+            self.pool.view().apply_async(_drop, keys).get(timeout=10.0)
+
+    # -- trials ------------------------------------------------------------------------------
+    def _control(self, trial_id: int, attempt: int) -> str:
+        return os.path.join(self.plan.control_dir, f"trial-{trial_id}-{attempt}.json")
+
+    def _next_trial(self) -> int | None:
+        if self.pending:
+            return self.pending.pop(0)
+        if self.exhausted or self.next_id >= self.plan.n_trials:
+            return None
+        config = self.plan.strategy.suggest(self.next_id)
+        if config is None:
+            self.exhausted = True
+            return None
+        trial_id, self.next_id = self.next_id, self.next_id + 1
+        self.store.add_trial(self.plan.name, trial_id, config)
+        self.rows[trial_id] = {"id": trial_id, "state": "pending", "config": config,
+                               "attempt": 0, "failures": 0, "ranks": None, "step": None,
+                               "value": None, "best": None, "error": None, "started": None,
+                               "finished": None}  # fmt: skip
+        return trial_id
+
+    def _fill(self) -> None:
+        for level in range(self.plan.depth):
+            for group in range(len(self.groups)):
+                if sum(r.group == group for r in self.running) > level:
+                    continue
+                trial_id = self._next_trial()
+                if trial_id is None:
+                    return
+                self._submit(group, trial_id)
+
+    def _submit(self, group: int, trial_id: int) -> None:
+        row = self.rows[trial_id]
+        attempt = row["attempt"] + 1
+        if attempt > 1:
+            self.plan.scheduler.forget(trial_id)
+        control = self._control(trial_id, attempt)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(control)
+        self._set(trial_id, "running", attempt=attempt, ranks=self.groups[group],
+                  started=time.time(), step=None, value=None, best=None)  # fmt: skip
+        self.curves[trial_id] = []
+        spec = dict(self.spec, control=control)
+        ar = self.views[group].apply_async(run_trial, trial_id, row["config"], spec)
+        # the raw metadata dict of rank 0's task (ar.data re-parses dates on every access);
+        # the AsyncResult keeps this same object after it leaves client.metadata
+        metadata = self.pool.client.metadata[ar.msg_ids[0]]
+        self.running.append(_Running(trial_id, attempt, group, ar, control, metadata))
+
+    def _read_reports(self, r: _Running) -> None:
+        payload = r.metadata.get("data", {}).get(KEY)
+        if not payload or payload["seq"] <= r.seq:
+            return
+        new = [(s, m) for q, s, m in payload.get("history", []) if q > r.seq]
+        r.seq = payload["seq"]
+        now = time.time()
+        r.reports.extend((s, m, now) for s, m in new)
+        milestones = self.plan.scheduler.milestones
+        for step, metrics in new:
+            crossing = False
+            while r.next_milestone < len(milestones) and step >= milestones[r.next_milestone]:
+                crossing, r.next_milestone = True, r.next_milestone + 1
+            r.step = step
+            value = metrics.get(self.plan.metric) if self.plan.metric else None
+            action = None
+            if value is not None:
+                r.last = value
+                r.best = value if r.best is None else self.plan.better(value, r.best)
+                self.curves[r.trial].append((step, value))
+                action = self.plan.scheduler.on_report(r.trial, step, value)
+            if action == STOP and not r.stop_sent:
+                r.stop_sent = True
+                write_decision(r.control, step, STOP)
+            elif crossing and not r.stop_sent:
+                write_decision(r.control, step, "continue")
+        row = self.rows[r.trial]
+        row.update(step=r.step, value=r.last, best=r.best)
+
+    def _finish(self, r: _Running) -> None:
+        self.running.remove(r)
+        r.ar.wait_for_output(timeout=1.0)
+        self._read_reports(r)
+        try:
+            results = r.ar.get(timeout=0)
+        except Exception as e:
+            self._remote_error(r, e)
+            return
+        res = next((x for x in results if x["state"] == "failed"), results[0])
+        if res["state"] == "failed":
+            self._failed(r, res["error"])
+            return
+        value = self._final_value(r, res)
+        if res["state"] == "done" and value is None:
+            what = "a metric value" if self.plan.metric is None else f"metric {self.plan.metric!r}"
+            self._failed(
+                r,
+                f"ValueError: the objective returned {res.get('value')!r} and reported no "
+                f"{what}: return a number (or a dict holding the metric) or call "
+                f"report(step=..., {self.plan.metric or 'score'}=...)",
+                retry=False,
+            )
+            return
+        detail = f"stopped by the {r.stopped_by}" if res["state"] == "pruned" else None
+        self._final(r, res["state"], value, detail)
+
+    def _final_value(self, r: _Running, res: dict[str, Any]) -> float | None:
+        v = res.get("value")
+        if isinstance(v, dict):
+            v = v.get(self.plan.metric) if self.plan.metric else None
+        if isinstance(v, float) and res["state"] == "done":
+            r.best = v if r.best is None else self.plan.better(v, r.best)
+            return v
+        return r.last
+
+    def _remote_error(self, r: _Running, exc: Exception) -> None:
+        ename = getattr(exc, "ename", type(exc).__name__)
+        if ename == "EngineError" or self.pool.dead_ranks():
+            self.running.insert(0, r)  # let the death path account for it with the others
+            why = "its engine died while running the trial"
+            self._engines_died(self.pool.dead_ranks() or dict.fromkeys(self.groups[r.group], why))
+        elif ename == "KeyboardInterrupt":
+            self._requeue(r, "interrupted", "interrupted on the engine")
+        else:
+            tb = getattr(exc, "traceback", None) or f"{ename}: {exc}"
+            self._failed(r, tb)
+
+    def _record_reports(self, r: _Running) -> None:
+        if r.reports:
+            self.store.add_reports(self.plan.name, r.trial, r.attempt, r.reports)
+            r.reports = []
+
+    def _final(
+        self, r: _Running, state: str, value: float | None, detail: str | None, **extra: Any
+    ) -> None:
+        self._record_reports(r)
+        self._set(r.trial, state, detail, value=value, best=r.best, step=r.step,
+                  finished=time.time(), **extra)  # fmt: skip
+        self.plan.strategy.complete(r.trial, self.rows[r.trial]["config"], state, value)
+        self.plan.scheduler.on_complete(r.trial, state, value)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(r.control)
+
+    def _failed(self, r: _Running, error: str, *, retry: bool = True) -> None:
+        failures = self.rows[r.trial]["failures"] + 1
+        if retry and failures <= self.plan.max_failures:
+            self._record_reports(r)
+            self._set(r.trial, "pending", "failed; retrying", failures=failures, error=error)
+            bisect.insort(self.pending, r.trial)
+            return
+        self._final(r, "failed", None, None, failures=failures, error=error)
+
+    def _requeue(self, r: _Running, why: str, detail: str) -> None:
+        self._record_reports(r)
+        self._set(r.trial, "pending", f"{why}: {detail}")
+        bisect.insort(self.pending, r.trial)
+
+    def _set(self, trial_id: int, state: str, detail: str | None = None, **fields: Any) -> None:
+        self.store.update(self.plan.name, trial_id, state, detail, **fields)
+        self.rows[trial_id].update(fields, state=state)
+
+    # -- view --------------------------------------------------------------------------------
+    def _refresh(self, *, force: bool = False, final: bool = False) -> None:
+        if self.view is None:
+            return
+        now = time.monotonic()
+        if not force and now - getattr(self, "_shown", 0.0) < _VIEW_EVERY:
+            return
+        self._shown = now
+        for r in self.running:
+            self.rows[r.trial].update(step=r.step, value=r.last, best=r.best)
+        self.view.update(list(self.rows.values()), self.curves, final=final)
+
+
+def _drop(keys: list[str]) -> None:
+    from workbench import _store
+
+    for k in keys:
+        _store.drop(k)

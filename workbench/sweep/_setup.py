@@ -1,0 +1,213 @@
+"""``sweep()``: check the arguments, open (or resume) the sweep in the store, run, return.
+
+Everything a user can get wrong is checked here, in the notebook, before an engine is used.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from numbers import Integral
+from typing import TYPE_CHECKING, Any
+
+from workbench.sweep._result import SweepResult
+from workbench.sweep._space import Space
+from workbench.sweep._store import FINAL, SweepStore
+from workbench.sweep.schedulers import FIFO, Scheduler, get_scheduler
+from workbench.sweep.strategies import Strategy, get_strategy
+
+if TYPE_CHECKING:
+    from workbench.pool import Pool
+
+__all__ = ["Plan", "sweep"]
+
+
+@dataclass
+class Plan:
+    """Everything the runner needs to know about one sweep."""
+
+    name: str
+    objective: Callable[..., Any]
+    pass_comm: bool
+    metric: str | None
+    mode: str
+    n_trials: int
+    strategy: Strategy
+    scheduler: Scheduler
+    trial_ranks: int
+    max_failures: int
+    max_restarts: int
+    decision_timeout: float
+    control_dir: str
+    timeout: float | None
+    poll: float
+    depth: int = 2  # trials in flight per group: the next one waits on the engine, no round trip
+
+    def better(self, a: float, b: float) -> float:
+        """The better of two metric values."""
+        return max(a, b) if self.mode == "max" else min(a, b)
+
+
+def _count(value: Any, what: str, low: int) -> int:
+    if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{what} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _takes_comm(objective: Callable[..., Any]) -> bool:
+    if not callable(objective):
+        raise TypeError(
+            f"objective must be a function objective(config, report), got {objective!r}"
+        )
+    try:
+        params = inspect.signature(objective).parameters
+    except (TypeError, ValueError):
+        return False
+    positional = [
+        p for p in params.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(positional) < 2 and not any(p.kind == p.VAR_POSITIONAL for p in params.values()):
+        raise TypeError(
+            f"objective {getattr(objective, '__name__', objective)!r} must accept (config, report)"
+            " (and optionally comm): it gets the configuration and a report(step=..., **metrics)"
+            " callback"
+        )
+    return "comm" in params
+
+
+def _control_dir(storage: str, name: str) -> str:
+    if storage == ":memory:":
+        return tempfile.mkdtemp(prefix=f"wb-sweep-{name}-")
+    folder, base = os.path.split(os.path.abspath(storage))
+    return os.path.join(folder, f".{base}.control", name)
+
+
+def _open(store: SweepStore, name: str, settings: dict[str, Any], resume: bool) -> bool:
+    """Create sweep ``name`` or check it matches; True when resuming."""
+    old = store.settings(name)
+    if old is None:
+        store.create(name, settings)
+        return False
+    if not resume:
+        raise ValueError(
+            f"sweep {name!r} already exists in {store.path}; pass resume=True to continue it, "
+            "or choose another name="
+        )
+    diff = [k for k in settings if k != "seed" and old.get(k) != settings[k]]
+    if diff:
+        raise ValueError(
+            f"sweep {name!r} in {store.path} was started with other settings ({', '.join(diff)}:"
+            f" {[old.get(k) for k in diff]} then, {[settings[k] for k in diff]} now); "
+            "resume it with the same ones, or choose another name="
+        )
+    return True
+
+
+def sweep(
+    objective: Callable[..., Any],
+    space: Mapping[str, Any],
+    *,
+    n_trials: int | None = None,
+    strategy: Any = None,
+    scheduler: Any = None,
+    metric: str | None = None,
+    mode: str = "max",
+    storage: str | os.PathLike[str] = "sweeps.db",
+    name: str | None = None,
+    resume: bool = True,
+    max_failures: int = 1,
+    trial_ranks: int = 1,
+    seed: int | None = None,
+    pool: Pool | None = None,
+    show: bool | None = None,
+    timeout: float | None = None,
+    decision_timeout: float = 30.0,
+    max_restarts: int = 3,
+) -> SweepResult:
+    """Run ``objective(config, report)`` on configurations from ``space`` over the engine pool.
+
+    One trial per group of ``trial_ranks`` engines, started as soon as a group is free.
+    ``report(step=..., **metrics)`` records metrics and applies the ``scheduler``'s decision
+    ("asha", "median", None, or an instance); ``metric``/``mode`` say what is optimised.
+    Everything is recorded in the SQLite ``storage``; with ``resume=True`` calling again with
+    the same ``name`` continues a sweep (finished trials are kept, unfinished ones rerun).
+    A trial that raises is retried ``max_failures`` times; if an engine dies the pool is
+    restarted (at most ``max_restarts`` times). An objective with a ``comm`` parameter gets
+    the trial's communicator (size ``trial_ranks``), also at ``report.comm``.
+    """
+    from workbench import pool as _pool
+    from workbench.sweep._runner import Runner
+    from workbench.widgets.sweep_table import make_sweep_view
+
+    pass_comm = _takes_comm(objective)
+    space_ = Space(space)
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+    if metric is not None and (not isinstance(metric, str) or not metric):
+        raise TypeError(f"metric must be the name of a reported metric, got {metric!r}")
+    max_failures = _count(max_failures, "max_failures", 0)
+    trial_ranks = _count(trial_ranks, "trial_ranks", 1)
+    strat = get_strategy(strategy, space_)
+    sched = get_scheduler(scheduler)
+    if metric is None and not isinstance(sched, FIFO):
+        raise ValueError(
+            f"scheduler {type(sched).__name__} decides on a reported metric: pass metric= "
+            "(the name your objective gives to report(step=..., name=value))"
+        )
+    pool = pool if pool is not None else _pool.current()
+    if pool is None:
+        raise RuntimeError("no pool of engines: start one with `%wb start -n 4` or wb.Pool.local()")
+    if trial_ranks > pool.size:
+        raise ValueError(
+            f"trial_ranks={trial_ranks} but the pool has {pool.size} ranks; use at most "
+            f"{pool.size} or start a bigger pool"
+        )
+    name = name or getattr(objective, "__name__", "sweep")
+    storage = os.fspath(storage)
+    seed = int.from_bytes(os.urandom(4), "little") if seed is None else int(seed)
+    store = SweepStore(storage)
+    try:
+        settings = {"metric": metric, "mode": mode, "space": space_.describe(), "seed": seed,
+                    "strategy": type(strat).__name__, "trial_ranks": trial_ranks}  # fmt: skip
+        if _open(store, name, settings, resume):
+            seed = store.settings(name)["seed"]
+        strat.setup(space_, metric=metric or "value", mode=mode, seed=seed)
+        sched.setup(metric=metric or "value", mode=mode)
+        limit = strat.limit()
+        if n_trials is None:
+            if limit is None:
+                raise ValueError(f"n_trials= is needed with the {type(strat).__name__}")
+            n_trials = limit
+        n_trials = _count(n_trials, "n_trials", 1)
+        if limit is not None:
+            n_trials = min(n_trials, limit)
+        plan = Plan(name, objective, pass_comm, metric, mode, n_trials, strat, sched,
+                    trial_ranks, max_failures, max_restarts, float(decision_timeout),
+                    _control_dir(storage, name), timeout,
+                    0.02 if sched.milestones or not isinstance(sched, FIFO) else 0.05)  # fmt: skip
+        curves = _restore(store, plan)
+        view = make_sweep_view(metric, mode, widgets=show) if show is not False else None
+        runner = Runner(plan, pool, store, view)
+        runner.curves.update(curves)
+        runner.run()
+        return SweepResult(name, storage, metric, mode, store.trials(name), runner.curves)
+    finally:
+        store.close()
+
+
+def _restore(store: SweepStore, plan: Plan) -> dict[int, list[tuple[float, float]]]:
+    """Replay the finished trials of a resumed sweep into the strategy and the scheduler;
+    return their learning curves."""
+    final = [t for t in store.trials(plan.name) if t["state"] in FINAL]
+    curves: dict[int, list[tuple[float, float]]] = {}
+    for rep in store.reports(plan.name):
+        value = rep["metrics"].get(plan.metric) if plan.metric else None
+        if value is not None:
+            curves.setdefault(rep["id"], []).append((rep["step"], value))
+    if final:
+        plan.strategy.restore(final)
+        plan.scheduler.restore(final, curves)
+    return curves

@@ -1,0 +1,155 @@
+"""The durable record of sweeps: SQLite from the standard library, WAL mode, one writer.
+
+Only the notebook-side runner writes (engines never touch the file), so there is no lock
+contention; readers (another notebook, ``result`` objects) may read while it runs. Every
+state change of a trial is a row in ``events``; every report is a row in ``reports``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from typing import Any
+
+__all__ = ["FINAL", "SweepStore"]
+
+FINAL = ("done", "pruned", "failed")
+"""States a trial never leaves."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sweeps (
+    name TEXT PRIMARY KEY, settings TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+    sweep TEXT NOT NULL, id INTEGER NOT NULL, state TEXT NOT NULL, config TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0, ranks TEXT,
+    step REAL, value REAL, best REAL, error TEXT, started REAL, finished REAL,
+    PRIMARY KEY (sweep, id));
+CREATE TABLE IF NOT EXISTS reports (
+    sweep TEXT NOT NULL, id INTEGER NOT NULL, attempt INTEGER NOT NULL, step REAL NOT NULL,
+    metrics TEXT NOT NULL, t REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS reports_by_trial ON reports (sweep, id, attempt);
+CREATE TABLE IF NOT EXISTS events (
+    sweep TEXT NOT NULL, id INTEGER NOT NULL, attempt INTEGER NOT NULL, state TEXT NOT NULL,
+    detail TEXT, t REAL NOT NULL);
+"""
+
+_FIELDS = ("attempt", "failures", "ranks", "step", "value", "best", "error", "started", "finished")
+
+
+class SweepStore:
+    """One SQLite file (or ``":memory:"``) holding any number of named sweeps."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30.0)
+        except sqlite3.OperationalError as e:
+            raise ValueError(
+                f"cannot open sweep storage {self.path!r} ({e}); pass storage= a writable path"
+            ) from None
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the connection (the file stays)."""
+        self.db.close()
+
+    # -- sweeps ------------------------------------------------------------------------------
+    def settings(self, name: str) -> dict[str, Any] | None:
+        """What sweep ``name`` was created with, or None if there is no such sweep."""
+        row = self.db.execute("SELECT settings FROM sweeps WHERE name = ?", (name,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def create(self, name: str, settings: dict[str, Any]) -> None:
+        """Record a new sweep."""
+        with self.db:
+            self.db.execute(
+                "INSERT INTO sweeps VALUES (?, ?, ?)", (name, json.dumps(settings), time.time())
+            )
+
+    def names(self) -> list[str]:
+        """Every sweep in the file, oldest first."""
+        return [r[0] for r in self.db.execute("SELECT name FROM sweeps ORDER BY created")]
+
+    # -- trials ------------------------------------------------------------------------------
+    def add_trial(self, name: str, trial_id: int, config: dict[str, Any]) -> None:
+        """A new trial, pending."""
+        now = time.time()
+        with self.db:
+            self.db.execute(
+                "INSERT INTO trials (sweep, id, state, config) VALUES (?, ?, 'pending', ?)",
+                (name, trial_id, json.dumps(config)),
+            )
+            self.db.execute(
+                "INSERT INTO events VALUES (?, ?, 0, 'pending', NULL, ?)", (name, trial_id, now)
+            )
+
+    def update(
+        self, name: str, trial_id: int, state: str, detail: str | None = None, **fields: Any
+    ) -> None:
+        """Move a trial to ``state`` (and set ``fields``) in one transaction, with an event."""
+        bad = set(fields) - set(_FIELDS)
+        if bad:
+            raise TypeError(f"unknown trial fields {sorted(bad)}")
+        if "ranks" in fields:
+            fields["ranks"] = json.dumps(fields["ranks"])
+        sets = "".join(f", {k} = ?" for k in fields)
+        with self.db:
+            self.db.execute(
+                f"UPDATE trials SET state = ?{sets} WHERE sweep = ? AND id = ?",
+                (state, *fields.values(), name, trial_id),
+            )
+            self.db.execute(
+                "INSERT INTO events SELECT sweep, id, attempt, state, ?, ? FROM trials "
+                "WHERE sweep = ? AND id = ?",
+                (detail, time.time(), name, trial_id),
+            )
+
+    def add_reports(self, name: str, trial_id: int, attempt: int, rows: list[Any]) -> None:
+        """Record reports ``[(step, metrics, t), ...]`` of one attempt of a trial."""
+        with self.db:
+            self.db.executemany(
+                "INSERT INTO reports VALUES (?, ?, ?, ?, ?, ?)",
+                [(name, trial_id, attempt, s, json.dumps(m), t) for s, m, t in rows],
+            )
+
+    def trials(self, name: str) -> list[dict[str, Any]]:
+        """Every trial of sweep ``name`` as a dict, by id."""
+        cur = self.db.execute(
+            f"SELECT id, state, config, {', '.join(_FIELDS)} FROM trials "
+            "WHERE sweep = ? ORDER BY id",
+            (name,),
+        )
+        cols = [c[0] for c in cur.description]
+        rows = []
+        for values in cur:
+            row = dict(zip(cols, values, strict=True))
+            row["config"] = json.loads(row["config"])
+            row["ranks"] = json.loads(row["ranks"]) if row["ranks"] else None
+            rows.append(row)
+        return rows
+
+    def reports(self, name: str, trial_id: int | None = None) -> list[dict[str, Any]]:
+        """Reports of the current attempt of every trial (or of one), in order."""
+        sql = (
+            "SELECT r.id, r.attempt, r.step, r.metrics, r.t FROM reports r JOIN trials t "
+            "ON r.sweep = t.sweep AND r.id = t.id AND r.attempt = t.attempt WHERE r.sweep = ?"
+        )
+        args: tuple[Any, ...] = (name,)
+        if trial_id is not None:
+            sql, args = sql + " AND r.id = ?", (name, trial_id)
+        cur = self.db.execute(sql + " ORDER BY r.rowid", args)
+        return [
+            {"id": i, "attempt": a, "step": s, "metrics": json.loads(m), "t": t}
+            for i, a, s, m, t in cur
+        ]
+
+    def events(self, name: str) -> list[tuple[int, int, str]]:
+        """Every state change of sweep ``name``: ``(trial id, attempt, state)`` in order."""
+        cur = self.db.execute(
+            "SELECT id, attempt, state FROM events WHERE sweep = ? ORDER BY rowid", (name,)
+        )
+        return [tuple(r) for r in cur]

@@ -1,0 +1,143 @@
+"""The engine side of a trial: the ``report`` callback, decisions, sub-communicators.
+
+Reports travel up on the one progress channel (``wb.progress``: ipyparallel data
+publication). Decisions travel down through a small JSON file per trial attempt in the
+sweep's control folder, written atomically by the notebook and read by the engine at each
+report: a busy engine cannot receive ipyparallel messages, but it can read a file. At a
+scheduler milestone (an ASHA rung) the engine waits for the decision on that very report,
+for at most ``decision_timeout`` seconds, then goes on. Ranks of a multi-rank trial share
+rank 0's decision through the trial's communicator, so they always stop together.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from numbers import Real
+from typing import Any
+
+from workbench import _store
+from workbench.progress import progress
+
+__all__ = ["Report", "TrialPruned", "read_decision", "run_trial", "split_world", "write_decision"]
+
+_POLL = 0.002  # seconds between looks at the decision file while waiting at a milestone
+
+
+class TrialPruned(Exception):
+    """Raised by ``report`` when the scheduler (or the user) stopped the trial.
+
+    Let it propagate out of the objective: the trial is then recorded as pruned.
+    """
+
+
+def write_decision(path: str, step: float, action: str) -> None:
+    """Notebook side: tell the trial reading ``path`` what to do from ``step`` on."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump({"step": step, "action": action}, f)
+    os.replace(tmp, path)  # atomic: the engine sees the old file or the new one
+
+
+def read_decision(path: str) -> dict[str, Any] | None:
+    """Engine side: the latest decision for this trial, or None."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def split_world(key: str, k: int) -> int:
+    """On every engine, collectively: split COMM_WORLD into groups of ``k`` consecutive ranks.
+
+    Keeps the sub-communicator under ``key`` (ranks past the last full group get none);
+    returns this rank's group, or -1.
+    """
+    from mpi4py import MPI
+
+    world = MPI.COMM_WORLD
+    group = world.rank // k
+    color = group if group < world.size // k else MPI.UNDEFINED
+    sub = world.Split(color, world.rank)
+    _store.put(key, sub)
+    return group if sub != MPI.COMM_NULL else -1
+
+
+class Report:
+    """The ``report(step=..., **metrics)`` callback an objective receives.
+
+    ``report.comm`` is the trial's communicator (size ``trial_ranks``), ``report.trial_id``
+    its id. With ``trial_ranks > 1`` every rank of the trial calls ``report`` at the same
+    steps (it is collective); rank 0's metrics are the ones recorded.
+    """
+
+    def __init__(self, trial_id: int, comm: Any, spec: dict[str, Any]) -> None:
+        self.trial_id = trial_id
+        self.comm = comm
+        self.rank, self.size = comm.rank, comm.size
+        self._path = spec["control"]
+        self._milestones = sorted(spec["milestones"])
+        self._timeout = float(spec["decision_timeout"])
+        self._next = 0
+
+    def __call__(self, step: float, **metrics: float | str) -> None:
+        """Record ``metrics`` at ``step``; raises :class:`TrialPruned` when told to stop."""
+        action = None
+        if self.rank == 0:
+            progress(step, **metrics)
+            action = self._decision(step)
+        if self.size > 1:
+            action = self.comm.bcast(action, root=0)
+        if action == "stop":
+            raise TrialPruned(f"trial {self.trial_id} stopped at step {step:g}")
+
+    def _decision(self, step: float) -> str:
+        crossing = False
+        while self._next < len(self._milestones) and step >= self._milestones[self._next]:
+            crossing, self._next = True, self._next + 1
+        deadline = time.monotonic() + (self._timeout if crossing else 0.0)
+        while True:
+            d = read_decision(self._path)
+            if d is not None and (d["action"] == "stop" or d["step"] >= step):
+                return d["action"]
+            if time.monotonic() >= deadline:
+                return "continue"
+            time.sleep(_POLL)
+
+
+def _flush_progress() -> None:
+    """Publish the last report now: a throttled one would otherwise leave after the task ended."""
+    from workbench.progress import flush
+
+    flush()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Real) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: float(v) for k, v in value.items() if isinstance(v, Real)}
+    return None if value is None else repr(value)[:200]
+
+
+def run_trial(trial_id: int, config: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """Run the objective stored under ``spec["objective"]`` on ``config``; never raises for
+    the objective's own errors (they come back as ``state="failed"`` with the traceback)."""
+    from mpi4py import MPI
+
+    objective = _store.get(spec["objective"])
+    comm = _store.get(spec["comm"]) if spec["comm"] else MPI.COMM_SELF
+    report = Report(trial_id, comm, spec)
+    args = (config, report, comm) if spec["pass_comm"] else (config, report)
+    try:
+        return {"state": "done", "value": _plain(objective(*args))}
+    except TrialPruned as e:
+        return {"state": "pruned", "error": str(e)}
+    except Exception as e:
+        return {"state": "failed", "error": traceback.format_exc(), "ename": type(e).__name__}
+    finally:
+        if report.rank == 0:
+            _flush_progress()

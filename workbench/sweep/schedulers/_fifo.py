@@ -1,0 +1,11 @@
+"""No scheduler: every trial runs to its end."""
+
+from __future__ import annotations
+
+from workbench.sweep.schedulers._base import Scheduler
+
+__all__ = ["FIFO"]
+
+
+class FIFO(Scheduler):
+    """Let every trial finish (the reports are still recorded and shown)."""
