@@ -39,25 +39,34 @@ __all__ = [
 
 #: Below this many bytes the MPI library's latency-tuned allreduce wins (measured).
 SMALL_BYTES = 64 << 10
+#: From this many bytes on, the pipelined ring wins on one node (measured: messages fall
+#: out of the caches there and MPICH's single-copy path loses its edge).
+LARGE_BYTES = 32 << 20
 
 
 class AutoAlgorithm(Algorithm):
-    """Pick per call: native MPI for small messages, shared memory on one node,
-    hierarchical across nodes. The choice depends only on the size and on the
-    communicator, so every rank makes the same one."""
+    """Pick per call, by size and topology (thresholds from ``benchmarks/allreduce.py``):
+    native MPI for small messages; on one node, native MPI for two ranks and shared
+    memory for more up to ``large_bytes``, the pipelined ring beyond; hierarchical across
+    nodes. The choice depends only on the size and the communicator, so every rank makes
+    the same one."""
 
     name = "auto"
 
-    def __init__(self, small_bytes: int = SMALL_BYTES) -> None:
+    def __init__(self, small_bytes: int = SMALL_BYTES, large_bytes: int = LARGE_BYTES) -> None:
         self.small_bytes = small_bytes
+        self.large_bytes = large_bytes
 
     def select(self, nbytes: int, comm: Any) -> Algorithm:
         """The algorithm ``auto`` uses for ``nbytes`` on ``comm``."""
-        if nbytes < self.small_bytes or comm.Get_size() == 1:
+        size = comm.Get_size()
+        if nbytes < self.small_bytes or size == 1:
             return _INSTANCES["mpi"]
-        if topology(comm).single_node:
-            return _INSTANCES["shm"]
-        return _INSTANCES["hierarchical"]
+        if not topology(comm).single_node:
+            return _INSTANCES["hierarchical"]
+        if nbytes >= self.large_bytes:
+            return _INSTANCES["ring"]
+        return _INSTANCES["mpi" if size == 2 else "shm"]
 
     def reduce(self, buf: np.ndarray, op: str, comm: Any, *, src: np.ndarray | None = None) -> None:
         self.select(buf.nbytes, comm).reduce(buf, op, comm, src=src)
