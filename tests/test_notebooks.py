@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +55,21 @@ def test_quickstart(tmp_path):
     status = next(c for c in code if c.source.strip() == "%wb status")
     assert "idle" in _text(status) and "rank" in _text(status)
     assert "pool stopped" in everything
+
+
+def test_end_to_end_workflow(tmp_path):
+    nb = _run("end-to-end-workflow.ipynb", tmp_path, "n_trials=6")
+    text = "\n".join(_text(c) for c in nb.cells if c.cell_type == "code")
+    assert "started 2 MPI engines" in text
+    assert "kept 32 of 64 pixels; scores equal scikit-learn's: True" in text
+    states = re.search(r"trials by state: (\{.*\})", text).group(1)
+    assert sum(ast.literal_eval(states).values()) == 6
+    single, ensemble = map(
+        float,
+        re.search(
+            r"best single model test accuracy ([\d.]+); ensemble of \d: ([\d.]+)", text
+        ).groups(),
+    )
+    assert single >= 0.9 and ensemble >= 0.9
+    assert "most important pixels (row, col): [(" in text
+    assert "data-parallel training:" in text and "pool stopped" in text

@@ -31,6 +31,13 @@ def _as_list(value: Any, n: int) -> list[Any]:
     return value if isinstance(value, list) else [value] * n
 
 
+def _metadata(ar: AsyncResult) -> list[dict[str, Any]]:
+    """Each child's live metadata (stdout, outputs, data...), read without ``ar[key]``,
+    which re-parses every timestamp on each access (a few ms per poll)."""
+    md = getattr(ar, "_metadata", None)
+    return md if isinstance(md, list) else _as_list(ar.metadata, 1)
+
+
 class _Streamer:
     """Print new stdout/stderr of each rank with a ``[rank r]`` prefix, whole lines only."""
 
@@ -41,10 +48,10 @@ class _Streamer:
         self.outputs = dict.fromkeys(ranks, 0)
 
     def feed(self, ar: AsyncResult, *, final: bool = False) -> None:
-        n = len(self.ranks)
+        metadata = _metadata(ar)
         for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
-            texts = _as_list(ar[name], n)
-            for rank, text in zip(self.ranks, texts, strict=False):
+            for rank, md in zip(self.ranks, metadata, strict=False):
+                text = md.get(name)
                 key = (rank, name)
                 new = (text or "")[self.offsets[key] :]
                 self.offsets[key] += len(new)
@@ -57,11 +64,11 @@ class _Streamer:
                 if lines:
                     stream.write("".join(f"[rank {rank}] {line}\n" for line in lines))
                     stream.flush()
-        self._displays(ar, n)
+        self._displays(metadata)
 
-    def _displays(self, ar: AsyncResult, n: int) -> None:
-        outputs = _as_list(ar["outputs"], n)
-        for rank, outs in zip(self.ranks, outputs, strict=False):
+    def _displays(self, metadata: list[dict[str, Any]]) -> None:
+        for rank, md in zip(self.ranks, metadata, strict=False):
+            outs = md.get("outputs") or []
             for content in outs[self.outputs[rank] :]:
                 _publish(content)
             self.outputs[rank] = len(outs)
@@ -76,7 +83,7 @@ def _publish(content: dict[str, Any]) -> None:
 
 
 def _payloads(ar: AsyncResult, ranks: list[int]) -> dict[int, dict[str, Any]]:
-    data = _as_list(ar["data"], len(ranks))
+    data = [md.get("data") for md in _metadata(ar)]
     return {r: d[KEY] for r, d in zip(ranks, data, strict=False) if d and KEY in d}
 
 
