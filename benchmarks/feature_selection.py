@@ -12,18 +12,12 @@
 
 from __future__ import annotations
 
+import argparse
 import os
-import sys
+import platform
+import time
 
-# This file shares its name with the stdlib `select` module: keep its folder off the path.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-
-import argparse  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def _timed(fn):

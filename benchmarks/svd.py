@@ -12,14 +12,8 @@ max relative error of the top-k singular values against numpy's full SVD.
 
 from __future__ import annotations
 
-import os
-import sys
-
-# benchmarks/select.py would shadow the standard library's `select` for scripts run from here.
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)
-
 import argparse
+import os
 import time
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):

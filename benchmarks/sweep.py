@@ -12,18 +12,12 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+import sqlite3
 import sys
-
-# benchmarks/select.py would shadow the standard library's `select` module: drop this folder
-# from the import path before anything imports it.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-
-import argparse  # noqa: E402
-import sqlite3  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import tempfile
+import time
 
 os.environ.setdefault("IPYTHONDIR", tempfile.mkdtemp(prefix="wb-bench-"))
 

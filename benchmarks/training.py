@@ -22,23 +22,17 @@ Scaling efficiency = step(p=1) / step(p=2) of the same row.
 
 from __future__ import annotations
 
+import argparse
+import itertools
+import json
 import os
+import platform
+import statistics
+import subprocess
 import sys
+import time
 
-# Run as a script, this folder comes first on sys.path, where a sibling benchmark named
-# like a stdlib module (benchmarks/select.py) would shadow it: drop the folder.
-_HERE_DIR = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE_DIR]
-
-import argparse  # noqa: E402
-import itertools  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 HERE = os.path.abspath(__file__)
 BUCKET = 25 << 20
