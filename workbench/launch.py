@@ -157,12 +157,19 @@ def slurm_job_id(cluster: ipp.Cluster) -> str | None:
 
 
 def _wait_in_queue(cluster: ipp.Cluster, client: ipp.Client, n: int, timeout: float) -> None:
-    """Print each change of the job's state (pending, running, engines registered)."""
+    """Print each change of the job's state (pending, running, engines registered).
+
+    Registrations are watched every 0.1 s; ``squeue`` is asked at most once a second
+    (each call costs CPU the starting engines could use).
+    """
     job = slurm_job_id(cluster)
     deadline = time.monotonic() + timeout
-    last = None
+    last, state, detail, asked = None, "UNKNOWN", "", -1.0
     while len(client.ids) < n:
-        state, detail = job_state(job) if job else ("UNKNOWN", "")
+        now = time.monotonic()
+        if job and now - asked >= 1.0:
+            state, detail = job_state(job)
+            asked = now
         line = f"slurm job {job}: {state.lower()}" + (f" ({detail})" if detail else "")
         if state == "RUNNING":
             line = f"slurm job {job}: running on {detail}; engines registered {len(client.ids)}/{n}"
@@ -174,12 +181,12 @@ def _wait_in_queue(cluster: ipp.Cluster, client: ipp.Client, n: int, timeout: fl
                 f"slurm job {job} ended ({state}) before its engines registered"
                 f"{_job_output(cluster)}"
             )
-        if time.monotonic() > deadline:
+        if now > deadline:
             raise PoolError(
                 f"{len(client.ids)}/{n} engines registered after {timeout:g} s "
                 f"(slurm job {job}: {state}); the job was cancelled"
             )
-        time.sleep(0.2)
+        time.sleep(0.1)
     print(f"workbench: slurm job {job}: {n}/{n} engines registered", flush=True)
 
 

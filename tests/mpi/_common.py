@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 
@@ -10,6 +11,7 @@ from mpi4py import MPI
 COMM = MPI.COMM_WORLD
 RANK = COMM.Get_rank()
 SIZE = COMM.Get_size()
+TRACE = os.environ.get("WORKBENCH_TEST_TRACE", "1") != "0"
 
 
 class Failures:
@@ -21,6 +23,8 @@ class Failures:
 
     def case(self, name: str, fn, *args, **kw) -> None:  # type: ignore[no-untyped-def]
         self.cases += 1
+        if TRACE:  # on a hang, the last line of each rank says where it is
+            print(f"[rank {RANK}] case {name}", file=sys.stderr, flush=True)
         try:
             fn(*args, **kw)
         except Exception:

@@ -171,6 +171,13 @@ def teams() -> None:
             assert (res[0] == SIZE).all()
     workers = {t.name for t in threading.enumerate() if t.name.startswith("workbench-allreduce")}
     assert {"workbench-allreduce-grads-a", "workbench-allreduce-grads-b"} <= workers, workers
+    # window-based algorithms are refused for teams (windows from threads can deadlock MPI)
+    try:
+        allreduce_async(a, team="grads-a", algorithm="shm")
+    except ValueError as exc:
+        assert "shared-memory" in str(exc)
+    else:
+        raise AssertionError("allreduce_async(algorithm='shm') was accepted")
     # a worker's exception comes back from wait()
     h = allreduce_async([np.ones(3, np.complex64)], team="grads-a")
     try:

@@ -16,7 +16,20 @@ from typing import Any
 
 from mpi4py import MPI
 
-__all__ = ["AllreduceHandle", "require_thread_multiple", "submit", "team_comm"]
+__all__ = ["AllreduceHandle", "is_team_comm", "require_thread_multiple", "submit", "team_comm"]
+
+# Handles of the teams' communicators. Creating communicators or RMA windows from several
+# threads at once can deadlock MPI's context-id agreement across ranks (seen with MPICH:
+# one rank's team "a" waits for the other's while that one holds the id mask for team "b"),
+# so everything a team needs is created on the caller's thread, in program order, and
+# ``auto`` never picks a window-based algorithm on a team communicator.
+_team_handles: set[int] = set()
+
+
+def is_team_comm(comm: Any) -> bool:
+    """True for a communicator owned by an ``allreduce_async`` team."""
+    return comm.handle in _team_handles
+
 
 _LEVELS = {
     MPI.THREAD_SINGLE: "THREAD_SINGLE",
@@ -60,6 +73,13 @@ class _Team:
         self.name = name
         self.comm = base.Dup()  # collective over base: every rank creates the team together
         self.comm.Set_name(f"workbench team {name!r}")
+        _team_handles.add(self.comm.handle)
+        # the check's side communicator and the node topology, made here, not in the thread
+        from workbench.comm._checks import comm_state
+        from workbench.comm.algorithms._topology import topology
+
+        comm_state(self.comm)
+        topology(self.comm)
         self.jobs: queue.SimpleQueue[tuple[AllreduceHandle, Callable[[Any], Any]] | None] = (
             queue.SimpleQueue()
         )

@@ -180,6 +180,13 @@ def allreduce_async(
     """
     check_op(op)
     base = MPI.COMM_WORLD if comm is None else comm
+    chosen = get_algorithm(algorithm)
+    if chosen.name in ("shm", "hierarchical"):
+        raise ValueError(
+            f"allreduce_async(algorithm={chosen.name!r}): shared-memory windows cannot be "
+            "created safely from a team's thread; use 'auto', 'ring', 'rhd' or 'mpi' for "
+            "teams (or the synchronous allreduce for shm)"
+        )
 
     def job(team_comm: Any) -> Any:
         return allreduce(

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from workbench.comm import _config
+from workbench.comm._teams import is_team_comm
 from workbench.comm.algorithms._base import Algorithm, block_bounds, scratch, take_input
 from workbench.comm.algorithms._hierarchical import HierarchicalAlgorithm
 from workbench.comm.algorithms._mpi import MPIAlgorithm
@@ -62,6 +63,8 @@ class AutoAlgorithm(Algorithm):
         size = comm.Get_size()
         if nbytes < self.small_bytes or size == 1:
             return _INSTANCES["mpi"]
+        if is_team_comm(comm):  # no shared windows from team threads (see _teams.py)
+            return _INSTANCES["ring" if nbytes >= self.large_bytes else "mpi"]
         if not topology(comm).single_node:
             return _INSTANCES["hierarchical"]
         if nbytes >= self.large_bytes:
