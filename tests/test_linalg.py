@@ -276,6 +276,8 @@ def test_svd_offload_notebook(tmp_path):
             "n_engines=2",
             "-o",
             str(out),
+            "--cwd",
+            str(tmp_path),
         ],
         capture_output=True,
         text=True,

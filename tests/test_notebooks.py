@@ -20,7 +20,7 @@ def _run(name: str, tmp_path: Path, *params: str) -> nbformat.NotebookNode:
     for p in params:
         args += ["-p", p]
     done = subprocess.run(
-        [*args, "-o", str(out)],
+        [*args, "-o", str(out), "--cwd", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -58,7 +58,10 @@ def test_quickstart(tmp_path):
 
 
 def test_end_to_end_workflow(tmp_path):
+    before = sorted(os.listdir(ROOT / "notebooks"))
     nb = _run("end-to-end-workflow.ipynb", tmp_path, "n_trials=6")
+    assert sorted(os.listdir(ROOT / "notebooks")) == before  # the shared originals stay clean
+    assert (tmp_path / "end-to-end.db").exists()  # the sweep's store went to the run's folder
     text = "\n".join(_text(c) for c in nb.cells if c.cell_type == "code")
     assert "started 2 MPI engines" in text
     assert "kept 32 of 64 pixels; scores equal scikit-learn's: True" in text

@@ -292,6 +292,7 @@ def test_feature_selection_notebook(tmp_path):
     nb_path = ROOT / "notebooks" / "feature-selection.ipynb"
     out = tmp_path / "feature-selection.out.ipynb"
     args = [sys.executable, "-m", "workbench.cli", "run", str(nb_path), "-o", str(out)]
+    args += ["--cwd", str(tmp_path)]  # the kernel's files stay out of notebooks/
     for param in ("n_engines=2", "n_rows=400", "n_wide=40", "n_pick=2"):
         args += ["-p", param]
     done = subprocess.run(

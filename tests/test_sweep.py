@@ -470,6 +470,8 @@ def test_hyperparameter_sweep_notebook(tmp_path):
             out,
             "-p",
             f"storage={tmp_path / 'sweeps.db'}",
+            "--cwd",
+            str(tmp_path),
         ],
         capture_output=True,
         text=True,

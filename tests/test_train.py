@@ -462,7 +462,7 @@ def test_notebook_trains_digits(tmp_path):
     out = tmp_path / "distributed-training.out.ipynb"
     command = [sys.executable, "-m", "workbench.cli", "run", str(NOTEBOOK)]
     done = subprocess.run(
-        [*command, "-p", "n_engines=2", "-o", str(out)],
+        [*command, "-p", "n_engines=2", "-o", str(out), "--cwd", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=300,
