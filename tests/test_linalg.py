@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import dask.array as da
 import numpy as np
 import pytest
+from conftest import outputs_text, run_template
 
 import workbench as wb
 from workbench.linalg import Rows, routine
@@ -263,36 +262,7 @@ def test_a_routine_is_one_function(live_pool):
 
 # -- the template notebook -----------------------------------------------------------------------
 def test_svd_offload_notebook(tmp_path):
-    nb = ROOT / "notebooks" / "svd-offload.ipynb"
-    out = tmp_path / "svd-offload.out.ipynb"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "workbench.cli",
-            "run",
-            str(nb),
-            "-p",
-            "n_engines=2",
-            "-o",
-            str(out),
-            "--cwd",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    import nbformat
-
-    text = "\n".join(
-        o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
-        for c in nbformat.read(out, as_version=4).cells
-        if c.cell_type == "code"
-        for o in c.get("outputs", [])
-    )
+    text = outputs_text(run_template("svd-offload.ipynb", tmp_path, "n_engines=2"))
     assert "started 2 MPI engines" in text
     error = float(text.split("max relative error of singular values:")[1].split()[0])
     assert error <= 1e-8

@@ -5,44 +5,17 @@ from __future__ import annotations
 import ast
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-import nbformat
+from conftest import cell_text, outputs_text, run_template
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _run(name: str, tmp_path: Path, *params: str) -> nbformat.NotebookNode:
-    out = tmp_path / f"{name}.out.ipynb"
-    args = [sys.executable, "-m", "workbench.cli", "run", str(ROOT / "notebooks" / name)]
-    for p in params:
-        args += ["-p", p]
-    done = subprocess.run(
-        [*args, "-o", str(out), "--cwd", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=os.environ.copy(),
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return nbformat.read(out, as_version=4)
-
-
-def _text(cell) -> str:
-    parts = []
-    for o in cell.get("outputs", []):
-        parts.append(o.get("text", ""))
-        parts.append(str(o.get("data", {}).get("text/plain", "")))
-    return "".join(parts)
-
-
 def test_quickstart(tmp_path):
-    nb = _run("00-quickstart.ipynb", tmp_path, "n_engines=3")
+    nb = run_template("00-quickstart.ipynb", tmp_path, "n_engines=3")
     code = [c for c in nb.cells if c.cell_type == "code"]
-    everything = "\n".join(_text(c) for c in code)
+    everything = "\n".join(cell_text(c) for c in code)
     assert "started 3 MPI engines" in everything
     for r in range(3):
         assert f"[rank {r}] hello from rank {r} of 3" in everything
@@ -53,16 +26,16 @@ def test_quickstart(tmp_path):
     views = [o for o in progress.outputs if o.get("output_type") == "display_data"]
     assert views and "application/vnd.jupyter.widget-view+json" in views[0]["data"]
     status = next(c for c in code if c.source.strip() == "%wb status")
-    assert "idle" in _text(status) and "rank" in _text(status)
+    assert "idle" in cell_text(status) and "rank" in cell_text(status)
     assert "pool stopped" in everything
 
 
 def test_end_to_end_workflow(tmp_path):
     before = sorted(os.listdir(ROOT / "notebooks"))
-    nb = _run("end-to-end-workflow.ipynb", tmp_path, "n_trials=6")
+    nb = run_template("end-to-end-workflow.ipynb", tmp_path, "n_trials=6")
     assert sorted(os.listdir(ROOT / "notebooks")) == before  # the shared originals stay clean
     assert (tmp_path / "end-to-end.db").exists()  # the sweep's store went to the run's folder
-    text = "\n".join(_text(c) for c in nb.cells if c.cell_type == "code")
+    text = outputs_text(nb)
     assert "started 2 MPI engines" in text
     assert "kept 32 of 64 pixels; scores equal scikit-learn's: True" in text
     states = re.search(r"trials by state: (\{.*\})", text).group(1)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import outputs_text, run_template
 from sklearn import datasets
 from sklearn import feature_selection as fs
 from sklearn.inspection import permutation_importance
@@ -289,29 +287,10 @@ def test_no_pool_is_a_clear_error(live_pool):
 
 
 def test_feature_selection_notebook(tmp_path):
-    nb_path = ROOT / "notebooks" / "feature-selection.ipynb"
-    out = tmp_path / "feature-selection.out.ipynb"
-    args = [sys.executable, "-m", "workbench.cli", "run", str(nb_path), "-o", str(out)]
-    args += ["--cwd", str(tmp_path)]  # the kernel's files stay out of notebooks/
-    for param in ("n_engines=2", "n_rows=400", "n_wide=40", "n_pick=2"):
-        args += ["-p", param]
-    done = subprocess.run(
-        args,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=os.environ.copy(),
-        cwd=tmp_path,
+    nb = run_template(
+        "feature-selection.ipynb", tmp_path, "n_engines=2", "n_rows=400", "n_wide=40", "n_pick=2"
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    import nbformat
-
-    nb = nbformat.read(out, as_version=4)
-    text = "".join(
-        o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
-        for c in nb.cells
-        for o in c.get("outputs", [])
-    )
+    text = outputs_text(nb)
     claims = [line for line in text.splitlines() if "identical to scikit-learn:" in line]
     assert len(claims) == 7, text
     assert all(line.endswith("True") for line in claims), claims

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import outputs_text, run_template
 
 from workbench.sweep import (
     ASHA,
@@ -455,38 +456,11 @@ def test_result_show_and_live_widget_from_a_sweep(live_pool, tmp_path):
 
 # -- the notebook template ------------------------------------------------------------------------
 def test_hyperparameter_sweep_notebook(tmp_path):
-    out = tmp_path / "out.ipynb"
-    nb = ROOT / "notebooks" / "hyperparameter-sweep.ipynb"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "workbench.cli",
-            "run",
-            str(nb),
-            "-p",
-            "n_engines=2",
-            "-o",
-            out,
-            "-p",
-            f"storage={tmp_path / 'sweeps.db'}",
-            "--cwd",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-        env=os.environ.copy(),
+    nb = run_template(
+        "hyperparameter-sweep.ipynb", tmp_path, "n_engines=2", f"storage={tmp_path / 'sweeps.db'}"
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    import nbformat
-
-    cells = [c for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code"]
-    text = "\n".join(
-        o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
-        for c in cells for o in c.get("outputs", [])
-    )  # fmt: skip
+    cells = [c for c in nb.cells if c.cell_type == "code"]
+    text = outputs_text(nb)
     assert "started 2 MPI engines" in text
     assert "best validation accuracy" in text and "pruned" in text
     widgets = [o for c in cells for o in c.get("outputs", [])

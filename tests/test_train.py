@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import outputs_text, run_template
 
 import workbench.train as wt
 from workbench.comm import AllreduceMismatchError
@@ -457,25 +457,7 @@ def test_missing_torch_names_the_install(monkeypatch):
 
 
 def test_notebook_trains_digits(tmp_path):
-    import nbformat
-
-    out = tmp_path / "distributed-training.out.ipynb"
-    command = [sys.executable, "-m", "workbench.cli", "run", str(NOTEBOOK)]
-    done = subprocess.run(
-        [*command, "-p", "n_engines=2", "-o", str(out), "--cwd", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    nb = nbformat.read(out, as_version=4)
-    text = "".join(
-        o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
-        for c in nb.cells
-        if c.cell_type == "code"
-        for o in c.get("outputs", [])
-    )
+    text = outputs_text(run_template("distributed-training.ipynb", tmp_path, "n_engines=2"))
     found = re.findall(r"numpy MLP test accuracy: ([0-9.]+)", text)
     assert found and float(found[0]) >= 0.9, text[-2000:]
     if torch is not None:

@@ -118,10 +118,10 @@ def progress(step: float, total: float | None = None, **metrics: float | str) ->
 
 
 def _flush(target: tuple[Any, object]) -> None:
+    """The throttle timer's job: send what is still pending for ``target``'s request."""
     with _reporter.lock:
         _reporter.timer = None
-        if _reporter.request == target[1] and _reporter.seq > _reporter.sent_seq:
-            _send(target)
+        _send_pending(target)
 
 
 def flush() -> None:
@@ -131,13 +131,19 @@ def flush() -> None:
     metrics always reach the notebook before the result does.
     """
     target = _publisher()
+    with _reporter.lock:
+        if _reporter.timer is not None:
+            _reporter.timer.cancel()
+            _reporter.timer = None
+        if target is not None:
+            _send_pending(target)
+
+
+def _send_pending(target: tuple[Any, object]) -> None:
+    """Send the payload if it belongs to ``target``'s request and was not sent (lock held)."""
     r = _reporter
-    with r.lock:
-        if r.timer is not None:
-            r.timer.cancel()
-            r.timer = None
-        if target is not None and r.request == target[1] and r.seq > r.sent_seq:
-            _send(target)
+    if r.request == target[1] and r.seq > r.sent_seq:
+        _send(target)
 
 
 def _send(target: tuple[Any, object] | None) -> None:
