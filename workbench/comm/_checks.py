@@ -148,7 +148,9 @@ def wait_polling(req: Any, st: CommState, stall_seconds: float) -> None:
         return
     start = time.monotonic()
     spin_until = start + SPIN_SECONDS
-    next_event = start + stall_seconds
+    # announce at half the stall time, warn at the full time: ranks that enter up to half
+    # the stall time after this one (a busy or oversubscribed node) are still counted as here
+    next_event = start + 0.5 * stall_seconds
     arrived: set[int] = set()
     announced = False
     while not req.Test():
@@ -160,10 +162,10 @@ def wait_polling(req: Any, st: CommState, stall_seconds: float) -> None:
         now = time.monotonic()
         if now < next_event:
             continue
-        if not announced:  # announce, then give the others a moment to do the same
+        if not announced:  # announce, then give the others time to do the same
             _announce(st)
             announced = True
-            next_event = now + min(1.0, 0.25 * stall_seconds)
+            next_event = start + stall_seconds
             continue
         missing = sorted(set(range(st.size)) - arrived - {st.rank})
         who = f"rank(s) {format_ranks(missing)}" if missing else "some rank(s)"
