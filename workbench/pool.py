@@ -337,15 +337,11 @@ class Pool:
         """A table of rank, engine id, host, pid, state (idle/busy/dead) and memory."""
         self._check_alive()
         dead = self.dead_ranks()
-        queue = self.client.queue_status(verbose=True)
-        done = self.client.results  # replies this client already has
+        queue = self.client.queue_status()
         rows = []
         for e in self.engines:
             q = queue.get(e.engine_id, {}) if e.rank not in dead else {}
-            # the controller's queue can keep a task whose reply raced its request under
-            # load; a task whose result is already here is not running
-            pending = [m for m in q.get("queue", []) if m not in done]
-            state = "dead" if e.rank in dead else ("busy" if pending else "idle")
+            state = "dead" if e.rank in dead else ("busy" if q.get("queue") else "idle")
             rows.append(
                 {
                     "rank": e.rank,
