@@ -50,6 +50,42 @@ def test_status_table(live_pool):
     assert "<table>" in status._repr_html_()
 
 
+def test_status_busy_while_this_or_another_client_works(live_pool):
+    """Busy for this client's task, and for another client's task on the same engines."""
+    ar = live_pool.client[live_pool.engines[0].engine_id].execute("import time; time.sleep(2)")
+    other = Pool.attach(live_pool.cluster_file)
+    try:
+        mine = {r["rank"]: r["state"] for r in live_pool.status().rows}
+        theirs = {r["rank"]: r["state"] for r in other.status().rows}
+        assert mine[0] == "busy" and mine[1] == "idle"
+        assert theirs[0] == "busy" and theirs[1] == "idle"
+        ar.get(timeout=30)
+        wait_idle(other)
+    finally:
+        other.close()
+        wb.pool.set_current(live_pool)
+    wait_idle(live_pool)
+
+
+def test_status_ignores_a_stale_controller_queue_entry(live_pool, monkeypatch):
+    """The controller can keep a finished request listed under load: a task whose reply
+    this client holds is not busy; an unknown one still is."""
+    done = live_pool.client[:].execute("pass")
+    done.get(timeout=30)
+    real = live_pool.client.queue_status
+    e0, e1 = (e.engine_id for e in live_pool.engines[:2])
+
+    def stale_queue(*args, **kwargs):
+        queue = real(*args, **kwargs)
+        queue[e0]["queue"].append(done.msg_ids[0])
+        queue[e1]["queue"].append("someone-elses-unfinished-task")
+        return queue
+
+    monkeypatch.setattr(live_pool.client, "queue_status", stale_queue)
+    states = [r["state"] for r in live_pool.status().rows]
+    assert states == ["idle", "busy", "idle"]
+
+
 def _fail_on_one():
     from mpi4py import MPI
 

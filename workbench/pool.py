@@ -337,11 +337,10 @@ class Pool:
         """A table of rank, engine id, host, pid, state (idle/busy/dead) and memory."""
         self._check_alive()
         dead = self.dead_ranks()
-        queue = self.client.queue_status()
+        busy = self._busy_engines()
         rows = []
         for e in self.engines:
-            q = queue.get(e.engine_id, {}) if e.rank not in dead else {}
-            state = "dead" if e.rank in dead else ("busy" if q.get("queue") else "idle")
+            state = "dead" if e.rank in dead else ("busy" if e.engine_id in busy else "idle")
             rows.append(
                 {
                     "rank": e.rank,
@@ -355,6 +354,33 @@ class Pool:
         backend = f"slurm job {self.job_id}" if self.job_id else "local"
         data = [h.describe() for h in self.handles]
         return PoolStatus(rows, self.cluster_file, data, backend)
+
+    def _busy_engines(self) -> set[int]:
+        """Engine ids with work in flight.
+
+        This client's own work counts as long as its reply has not arrived. Other
+        clients' work comes from the controller's queue, less what its records show
+        finished. The controller's queue alone is not enough: under load it can keep
+        a finished request listed for good (its monitor saw the reply first, or not at all).
+        """
+        c = self.client
+        busy = {eid for eid, uuid in c._engines.items() if c._outstanding_dict.get(uuid)}
+        mine = set(c.history)
+        foreign = {
+            msg_id: eid
+            for eid, q in c.queue_status(verbose=True).items()
+            if isinstance(q, dict)
+            for msg_id in q.get("queue", [])
+            if msg_id not in mine
+        }
+        if foreign:
+            try:
+                records = c.db_query({"msg_id": {"$in": list(foreign)}}, ["msg_id", "completed"])
+            except Exception:  # a controller without a task database: trust its queue
+                records = []
+            done = {r["msg_id"] for r in records if r.get("completed")}
+            busy |= {eid for msg_id, eid in foreign.items() if msg_id not in done}
+        return busy
 
     def restart(self, *, timeout: float = _START_TIMEOUT) -> None:
         """Stop the engines and start the same number again (same controller)."""
