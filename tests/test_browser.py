@@ -72,7 +72,8 @@ def lab(tmp_path_factory):
     token, port = secrets.token_hex(16), _free_port()
     args = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
             f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
-            "--ServerApp.open_browser=False", "--LabApp.news_url=", "--allow-root"]  # fmt: skip
+            "--ServerApp.open_browser=False", "--LabApp.news_url=", "--allow-root",
+            f"--LabApp.workspaces_dir={tmp_path_factory.mktemp('workspaces')}"]  # fmt: skip
     log = open(work / "lab.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
     url = f"http://127.0.0.1:{port}"
@@ -138,3 +139,66 @@ def test_quickstart_runs_in_jupyterlab_with_live_widget(lab, tmp_path):
     assert "rank 0" in text and "rank 1" in text and "20/20" in text
     assert bars == 2, f"expected 2 green bars, found {bars}"
     assert plot == 2, "live loss chart: one line per rank"
+
+
+_SWEEP_CELL = """import time, workbench as wb
+pool = wb.Pool.attach({cluster_file!r})
+
+def slow(config, report):
+    for step in range(1, 41):  # about 4 s per trial, unless stopped
+        time.sleep(0.1)
+        report(step=step, score=config["a"] * step)
+    return config["a"] * 40
+
+result = wb.sweep(slow, {{"a": wb.grid(list(range(30)))}}, metric="score",
+                  storage="stop.db", name="stop", pool=pool)
+done = sum(t["state"] == "done" for t in result.trials)
+print(f"WB-DONE {{done}} of {{len(result.trials)}} trials")
+"""
+
+
+def test_sweep_stop_button_acts_while_the_cell_runs(lab, live_pool, tmp_path):
+    """Click the sweep widget's Stop in the browser while wb.sweep() blocks the cell: the
+    sweep ends after the running trials instead of running all 30 (40 s on 3 engines)."""
+    import nbformat
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _need("playwright", "pip install playwright (the Python package; no browser download)")
+    url, token, work = lab
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"display_name": "Workbench (MPI)", "language": "python",
+                                 "name": "workbench"}  # fmt: skip
+    nb.cells = [nbformat.v4.new_code_cell(_SWEEP_CELL.format(cluster_file=live_pool.cluster_file))]
+    nbformat.write(nb, work / "sweep-stop.ipynb")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page.set_default_timeout(60_000)
+        try:
+            page.goto(f"{url}/lab/tree/sweep-stop.ipynb?reset&token={token}")
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                                   timeout=90_000)  # fmt: skip
+            _choose_workbench_kernel_if_asked(page)
+            page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").first.click()
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            _choose_workbench_kernel_if_asked(page)
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.workbench-sweep')]"
+                ".some(e => e.innerText.includes('3 running'))",
+                timeout=120_000,
+            )
+            page.get_by_role("button", name="Stop sweep").click()
+            page.wait_for_selector("text=Stopping...", timeout=10_000)  # handled mid-cell
+            out = page.locator(".jp-OutputArea-output", has_text="WB-DONE").first
+            out.wait_for(timeout=120_000)
+            line = next(x for x in out.inner_text().splitlines() if x.startswith("WB-DONE"))
+            header = page.locator(".workbench-sweep").first.inner_text()
+        finally:
+            page.screenshot(path=str(tmp_path / "sweep-stop.png"), full_page=True)
+            browser.close()
+    done, total = (int(w) for w in line.split()[1:4:2])
+    assert 0 < done <= 2 * live_pool.size and total < 30, line  # trials are created lazily
+    assert "finished" in header

@@ -158,3 +158,24 @@ def test_killed_engine_is_reported_by_rank_then_restart_recovers(live_pool):
     live_pool.restart()
     assert live_pool.run(_whoami, "back") == [(r, 3, "back") for r in range(3)]
     assert victim not in [e.pid for e in live_pool.engines]
+
+
+_NOTEBOOK = """
+import time as tm
+from os.path import join
+SCALE = 3
+
+def helper(x):
+    return x * SCALE
+
+def fn(x):
+    return (tm.time() > 0, join("a", "b"), helper(x), rank)
+"""
+
+
+def test_a_notebook_function_finds_the_notebooks_imports_on_the_engines(live_pool):
+    """A function defined in the notebook (module __main__) uses what the notebook imported
+    and its helpers; names the engines define (rank) stay the engines' own."""
+    ns = {"__name__": "__main__"}
+    exec(_NOTEBOOK, ns)
+    assert live_pool.run(ns["fn"], 2) == [(True, "a/b", 6, r) for r in range(live_pool.size)]

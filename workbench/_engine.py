@@ -38,10 +38,15 @@ def memory_rss() -> int:
     return psutil.Process().memory_info().rss
 
 
-def call_and_flush(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run ``fn`` for ``pool.run``; its last progress report leaves before the result."""
+def call_and_flush(names: dict[str, Any] | None, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn`` for ``pool.run``, after defining the notebook ``names`` it needs (see
+    :mod:`workbench._globals`); its last progress report leaves before the result."""
     from workbench.progress import flush
 
+    if names:
+        from workbench._globals import bind
+
+        bind(names)
     try:
         return fn(*args, **kwargs)
     finally:

@@ -19,7 +19,7 @@ from typing import Any
 
 import ipyparallel as ipp
 
-from workbench import _engine, launch
+from workbench import _engine, _globals, launch
 from workbench._status import EngineInfo, PoolStatus
 from workbench.errors import PoolError
 from workbench.execution import wait_for
@@ -253,7 +253,9 @@ class Pool:
     ) -> list[Any]:
         """:meth:`run` with options: a subset of ``ranks``, a ``timeout``, output and progress."""
         ranks = self._ranks(ranks)
-        ar = self.view(ranks).apply_async(_engine.call_and_flush, fn, *args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        names = _globals.needed(fn, args, kwargs) or None
+        ar = self.view(ranks).apply_async(_engine.call_and_flush, names, fn, *args, **kwargs)
         return wait_for(ar, self, ranks, timeout=timeout, stream=stream, progress=progress)
 
     def execute(

@@ -13,6 +13,7 @@ import bisect
 import concurrent.futures as cf
 import contextlib
 import os
+import queue
 import sys
 import time
 import uuid
@@ -70,26 +71,33 @@ class Runner:
         self.next_id = max(self.rows, default=-1) + 1
         self.exhausted = False
         self.stopping = False
+        self.dropped_queued = False
         self.restarts = 0
         self.interrupts = 0
         self.timed_out = False
         self.t0 = time.monotonic()
+        self._stop_asks: queue.SimpleQueue[int] = queue.SimpleQueue()
         os.makedirs(plan.control_dir, exist_ok=True)
         if view is not None:
             view.on_stop = self.stop
             view.on_stop_trial = self.stop_trial
 
-    # -- public controls -------------------------------------------------------------------
+    # -- public controls (safe from any thread: the widget calls them from its own) ----------
     def stop(self) -> None:
         """Graceful stop: start no new trial; running ones finish (or are pruned)."""
         self.stopping = True
 
     def stop_trial(self, trial_id: int) -> None:
         """Ask the running trial ``trial_id`` to stop at its next report (recorded as pruned)."""
-        for r in self.running:
-            if r.trial == trial_id and not r.stop_sent:
-                r.stopped_by, r.stop_sent = "user", True
-                write_decision(r.control, r.step or 0.0, STOP)
+        self._stop_asks.put(trial_id)  # the loop acts on it
+
+    def _stop_asked_trials(self) -> None:
+        while not self._stop_asks.empty():
+            trial_id = self._stop_asks.get_nowait()
+            for r in self.running:
+                if r.trial == trial_id and not r.stop_sent:
+                    r.stopped_by, r.stop_sent = "user", True
+                    write_decision(r.control, r.step or 0.0, STOP)
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> None:
@@ -102,9 +110,12 @@ class Runner:
                 try:
                     if not self.stopping:
                         self._fill()
+                    elif not self.dropped_queued:
+                        self._drop_queued()
                     if not self.running:
                         break
                     self._wait()
+                    self._stop_asked_trials()
                     now = time.monotonic()
                     if now >= next_check:
                         next_check = now + _DEATH_CHECK
@@ -150,17 +161,26 @@ class Runner:
             )
             return
         ranks = sorted({rk for r in self.running for rk in self.groups[r.group]})
-        firsts = {r.group: r for r in reversed(self.running)}.values()
-        queued = [r.ar for r in self.running if r not in firsts]
-        if queued:  # not started yet: drop them from the engines' queues
-            with contextlib.suppress(Exception):
-                self.pool.client.abort(queued, block=False)
+        self._drop_queued()
         if ranks:
             self.pool.interrupt(ranks)
         cf.wait([r.ar for r in self.running], timeout=5.0)
         for r in list(self.running):
             self._requeue(r, "interrupted", "interrupted from the notebook")
         self.running.clear()
+
+    def _on_engines(self) -> list[_Running]:
+        """The trial each group's engines run now: the first submitted (the rest wait)."""
+        return list({r.group: r for r in reversed(self.running)}.values())
+
+    def _drop_queued(self) -> None:
+        """Stopping: take back the trials waiting behind another (they stay pending)."""
+        self.dropped_queued = True
+        started = self._on_engines()
+        queued = [r.ar for r in self.running if r not in started]
+        if queued:  # one that started meanwhile is not aborted: it finishes
+            with contextlib.suppress(Exception):
+                self.pool.client.abort(queued, block=False)
 
     # -- engines -----------------------------------------------------------------------------
     def _prepare_engines(self) -> None:
@@ -315,6 +335,10 @@ class Runner:
         except Exception as e:
             self._remote_error(r, e)
             return
+        stray = next((x for x in results if isinstance(x, BaseException)), None)
+        if stray is not None:  # returned, not raised: TaskAborted (dropped before it started)
+            self._remote_error(r, stray)
+            return
         res = next((x for x in results if x["state"] == "failed"), results[0])
         if res["state"] == "failed":
             self._failed(r, res["error"])
@@ -350,6 +374,8 @@ class Runner:
             self._engines_died(self.pool.dead_ranks() or dict.fromkeys(self.groups[r.group], why))
         elif ename == "KeyboardInterrupt":
             self._requeue(r, "interrupted", "interrupted on the engine")
+        elif ename == "TaskAborted":
+            self._requeue(r, "not started", "the sweep was stopped")
         else:
             tb = getattr(exc, "traceback", None) or f"{ename}: {exc}"
             self._failed(r, tb)
@@ -398,7 +424,12 @@ class Runner:
         self._shown = now
         for r in self.running:
             self.rows[r.trial].update(step=r.step, value=r.last, best=r.best)
-        self.view.update(list(self.rows.values()), self.curves, final=final)
+        rows = list(self.rows.values())
+        started = self._on_engines()
+        waiting = {r.trial for r in self.running if r not in started}
+        if waiting:  # "running" in the store (a resume reruns them), "queued" on screen
+            rows = [dict(row, state="queued") if row["id"] in waiting else row for row in rows]
+        self.view.update(rows, self.curves, final=final)
 
 
 def _drop(keys: list[str]) -> None:

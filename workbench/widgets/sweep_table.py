@@ -4,6 +4,8 @@ In a Jupyter kernel with ipywidgets it is one widget updated in place (never rep
 elsewhere a text view prints a line when the counts change (at most every few seconds) and
 a table at the end. The runner calls ``update(rows, curves, final=...)``; the Stop button
 and the stop-trial action call ``on_stop()`` / ``on_stop_trial(id)`` set by the runner.
+Those run while the sweep's cell is still running, on another thread (see
+:mod:`workbench.widgets.live_controls`): the runner's callbacks only set a flag or queue.
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from workbench.widgets.live_controls import LiveControls
 from workbench.widgets.metric_plot import svg_chart
 from workbench.widgets.rank_progress import _in_widget_frontend
 
 __all__ = ["SweepWidget", "TextSweepView", "best_so_far", "make_sweep_view", "shown_rows"]
 
-_STATES = ("running", "pending", "done", "pruned", "failed")
+_STATES = ("running", "queued", "pending", "done", "pruned", "failed")
 _COLOR = {"running": "#1f77b4", "done": "#2ca02c", "pruned": "#ff7f0e", "failed": "#d62728"}
 _MAX_ROWS = 40  # table rows drawn: running trials, the best, then the latest
 _MAX_CURVES = 20  # learning curves drawn: the latest trials
+_TABLE_CSS = ".workbench-sweep-table td, .workbench-sweep-table th {padding: 1px 8px}"
 
 
 def _fmt(v: Any) -> str:
@@ -57,7 +61,7 @@ def best_so_far(rows: list[dict[str, Any]], mode: str) -> list[tuple[float, floa
 def shown_rows(rows: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
     """The rows worth a line: every running one, the five best, then the latest, by id."""
     sign = 1.0 if mode == "max" else -1.0
-    running = [r for r in rows if r["state"] == "running"]
+    running = [r for r in rows if r["state"] in ("running", "queued")]
     scored = [r for r in rows if r["state"] == "done" and r.get("value") is not None]
     best = sorted(scored, key=lambda r: -sign * r["value"])[:5]
     latest = sorted(rows, key=lambda r: -r["id"])
@@ -87,6 +91,8 @@ class SweepWidget:
         self.box: Any = None
         self.best_value: float | None = None
         self.rows: list[dict[str, Any]] = []
+        self.stop_requested = False
+        self.live: LiveControls | None = None
 
     def _build(self) -> None:
         import ipywidgets as w
@@ -102,12 +108,18 @@ class SweepWidget:
             self.trial_pick = w.Dropdown(options=[], description="trial")
             self.stop_trial_button = w.Button(description="Stop trial")
             self.stop_trial_button.on_click(self._stop_trial)
-            children.append(w.HBox([self.stop_button, self.trial_pick, self.stop_trial_button]))
+            row = [self.stop_button, self.trial_pick, self.stop_trial_button]
+            self.live = LiveControls()
+            self.live.route(*row)
+            if not self.live.live:  # an older kernel handles clicks only between cells
+                row.append(w.HTML("<i>these act when the cell ends; Interrupt stops now</i>"))
+            children.append(w.HBox(row))
         self.box = w.VBox(children)
         self.box.add_class("workbench-sweep")
         display(self.box)
 
     def _stop(self, _button: Any = None) -> None:
+        self.stop_requested = True
         if self.on_stop is not None:
             self.on_stop()
         self.stop_button.description = "Stopping..."
@@ -130,7 +142,7 @@ class SweepWidget:
         self.rows = [dict(r) for r in rows]
         curve = best_so_far(rows, self.mode)
         self.best_value = curve[-1][1] if curve else None
-        state = "finished" if final else "running"
+        state = "finished" if final else ("stopping" if self.stop_requested else "running")
         self.header.value = (
             f"<b>sweep</b> ({state}) &middot; {html.escape(_summary(rows, self.metric, self.mode))}"
         )
@@ -144,10 +156,23 @@ class SweepWidget:
             charts.append(svg_chart(f"{self.metric} by trial", lines))
         self.chart.value = "".join(charts)
         if self.controls:
-            running = [r["id"] for r in rows if r["state"] == "running"]
-            self.trial_pick.options = [(f"trial {i}", i) for i in running]
+            running = tuple((f"trial {r['id']}", r["id"]) for r in rows if r["state"] == "running")
+            if running != tuple(self.trial_pick.options):  # new options reset the choice
+                chosen = self.trial_pick.value
+                self.trial_pick.options = running
+                if chosen in {i for _, i in running}:
+                    self.trial_pick.value = chosen
             if final:
                 self.stop_button.disabled = self.stop_trial_button.disabled = True
+                if self.stop_requested:
+                    self.stop_button.description = "Stopped"
+                self.close()
+
+    def close(self) -> None:
+        """Release the controls' subshell (the sweep is over); the widget stays shown."""
+        if self.live is not None:
+            self.live.close()
+            self.live = None
 
     def _table(self, rows: list[dict[str, Any]]) -> str:
         head = ["id", "state", "config", "step", self.metric or "value", "best", "ranks", "fail"]
@@ -172,6 +197,7 @@ class SweepWidget:
         note = f"<caption>{more} more trials in result.to_pandas()</caption>" if more > 0 else ""
         header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
         return (
+            f"<style>{_TABLE_CSS}</style>"
             f'<table class="workbench-sweep-table">{note}<tr>{header}</tr>{"".join(lines)}</table>'
         )
 
