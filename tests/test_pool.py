@@ -164,12 +164,13 @@ _NOTEBOOK = """
 import time as tm
 from os.path import join
 SCALE = 3
+OFFSETS = {"a": 1}
 
 def helper(x):
     return x * SCALE
 
 def fn(x):
-    return (tm.time() > 0, join("a", "b"), helper(x), rank)
+    return (tm.time() > 0, join("a", "b"), helper(x) + OFFSETS["a"], rank)
 """
 
 
@@ -178,4 +179,4 @@ def test_a_notebook_function_finds_the_notebooks_imports_on_the_engines(live_poo
     and its helpers; names the engines define (rank) stay the engines' own."""
     ns = {"__name__": "__main__"}
     exec(_NOTEBOOK, ns)
-    assert live_pool.run(ns["fn"], 2) == [(True, "a/b", 6, r) for r in range(live_pool.size)]
+    assert live_pool.run(ns["fn"], 2) == [(True, "a/b", 7, r) for r in range(live_pool.size)]

@@ -317,6 +317,38 @@ def test_engine_killed_mid_trial_fails_that_trial_restarts_pool_and_completes(li
     assert not live_pool.dead_ranks() and r.best["config"]["a"] == 8
 
 
+def two_reports(config, report):
+    if config["a"] == 13:
+        raise ValueError("thirteen")
+    report(step=1, score=config["a"] * 0.5)
+    report(step=2, score=float(config["a"]))
+    return float(config["a"])
+
+
+def test_short_trials_share_tasks_with_nothing_lost(live_pool, tmp_path):
+    """Trials of microseconds go several to a task (far fewer round trips than trials); each
+    still finishes once, with its reports, its value and its own failure."""
+    db = str(tmp_path / "s.db")
+    sent = len(live_pool.client.history)
+    r = sweep(two_reports, {"a": grid(list(range(80)))}, storage=db, show=False,
+              metric="score", max_failures=1)  # fmt: skip
+    tasks = len(live_pool.client.history) - sent
+    trials = _done_once(db, "two_reports", 80)
+    assert tasks < 40, f"{tasks} tasks for 80 trials: short trials were not batched"
+    assert [t["state"] for t in trials] == ["failed" if i == 13 else "done" for i in range(80)]
+    assert trials[13]["failures"] == 2 and "ValueError: thirteen" in trials[13]["error"]
+    assert all(t["value"] == t["config"]["a"] for t in trials if t["state"] == "done")
+    store = SweepStore(db)
+    try:
+        steps = Counter(rep["id"] for rep in store.reports("two_reports"))
+        curve = [(rep["step"], rep["metrics"]["score"]) for rep in store.reports("two_reports", 7)]
+    finally:
+        store.close()
+    assert all(steps[i] == 2 for i in range(80) if i != 13)
+    assert curve == [(1.0, 3.5), (2.0, 7.0)] and r.curves[7] == curve
+    assert r.best["config"]["a"] == 79
+
+
 @pytest.mark.parametrize("k", [2, 3])
 def test_multi_rank_trials_get_a_sub_communicator(live_pool, tmp_path, k):
     db = str(tmp_path / "s.db")

@@ -5,9 +5,10 @@ namespace as its globals. That keeps engine-side names (``comm``, ``rank``, what
 ``%%distributed`` cell defined) visible, but a module imported at the top of the notebook
 (``import time``) is missing there: a NameError on every rank. Before a call, :func:`needed`
 lists the globals such functions use that the notebook got from an import (a module, or a
-function or class of an importable module), plus the notebook's own helper functions and
-classes and plain constants; on the engine, :func:`bind` defines those that are missing.
-Large data is never shipped this way: scatter or broadcast it.
+function or class of an importable module), the notebook's own helper functions and
+classes, and plain constants (numbers, strings, short lists and dicts of them); on the
+engine, :func:`bind` defines those that are missing. Data is never shipped this way:
+scatter or broadcast it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ __all__ = ["bind", "needed"]
 
 _PLAIN = (int, float, complex, str, bytes, bool, type(None))
 _DEPTH = 3  # containers looked into for functions (an objective inside a spec dict)
+_ITEMS = 100  # larger containers are data, not where functions hide
 
 
 class _Import(NamedTuple):
@@ -44,10 +46,11 @@ def needed(*objs: Any) -> dict[str, Any]:
 
 
 def _visit(obj: Any, found: dict[str, Any], seen: set[int], depth: int) -> None:
-    if isinstance(obj, (list, tuple, set)) and depth:
+    small = depth and len(obj) <= _ITEMS if isinstance(obj, (list, tuple, set, dict)) else False
+    if isinstance(obj, (list, tuple, set)) and small:
         for x in obj:
             _visit(x, found, seen, depth - 1)
-    elif isinstance(obj, dict) and depth:
+    elif isinstance(obj, dict) and small:
         for x in obj.values():
             _visit(x, found, seen, depth - 1)
     elif isinstance(obj, FunctionType) and obj.__module__ == "__main__" and id(obj) not in seen:
@@ -83,10 +86,18 @@ def _spec(value: Any) -> Any:
         if module and "<" not in qualname and _lookup(module, qualname) is value:
             return _Import(module, qualname)
         return None
-    small = isinstance(value, tuple) and len(value) <= 64
-    if isinstance(value, _PLAIN) or (small and all(isinstance(v, _PLAIN) for v in value)):
+    if isinstance(value, _PLAIN) or _small_plain(value):
         return value
     return None
+
+
+def _small_plain(value: Any) -> bool:
+    """A short list, tuple, set or dict of plain values (``FEATURES = ["a", "b"]``)."""
+    if isinstance(value, dict):
+        value = [*value.keys(), *value.values()]
+    elif not isinstance(value, (list, tuple, set, frozenset)):
+        return False
+    return len(value) <= 128 and all(isinstance(v, _PLAIN) for v in value)
 
 
 def _lookup(module: str, qualname: str) -> Any:

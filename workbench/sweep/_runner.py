@@ -2,9 +2,11 @@
 decisions, record everything in the store, survive failing trials and dying engines.
 
 Trials go to whichever group of ``trial_ranks`` engines is idle, as soon as it is idle
-(no waves). The runner is the only writer of the store. When an engine dies the MPI job is
-gone: the trial on it counts a failure, every other running trial goes back to pending
-without one, the pool is restarted and the sweep goes on.
+(no waves). Trials so short that the round trip would dominate (under about 10 ms, with
+no scheduler decisions to wait for) go several to a task. The runner is the only writer of
+the store. When an engine dies the MPI job is gone: the trial on it counts a failure,
+every other running trial goes back to pending without one, the pool is restarted and the
+sweep goes on.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from workbench import _store as engine_store
 from workbench.errors import PoolError, RankError
 from workbench.progress import KEY
 from workbench.sweep._store import FINAL, SweepStore
-from workbench.sweep._trial import run_trial, split_world, write_decision
-from workbench.sweep.schedulers import STOP
+from workbench.sweep._trial import run_batch, run_trial, split_world, write_decision
+from workbench.sweep.schedulers import FIFO, STOP
 
 if TYPE_CHECKING:
     from workbench.pool import Pool
@@ -36,6 +38,8 @@ __all__ = ["Runner"]
 _DEATH_CHECK = 0.2  # seconds between looks for dead engines
 _VIEW_EVERY = 0.25  # seconds between two view refreshes
 _PREPARE_TIMEOUT = 120.0
+_BATCH_SECONDS = 0.02  # short trials are grouped into tasks of about this long
+_MAX_BATCH = 64
 
 
 @dataclass(eq=False)  # compared by identity
@@ -54,6 +58,7 @@ class _Running:
     step: float | None = None
     stopped_by: str = "scheduler"
     reports: list[Any] = field(default_factory=list)
+    index: int | None = None  # position in its task's batch, None when alone in its task
 
 
 class Runner:
@@ -77,6 +82,9 @@ class Runner:
         self.timed_out = False
         self.t0 = time.monotonic()
         self._stop_asks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        # batching needs no decision mid-trial and one engine per trial
+        self.batchable = isinstance(plan.scheduler, FIFO) and k == 1
+        self.trial_seconds: float | None = None  # running average of how long trials ran
         os.makedirs(plan.control_dir, exist_ok=True)
         if view is not None:
             view.on_stop = self.stop
@@ -169,15 +177,16 @@ class Runner:
             self._requeue(r, "interrupted", "interrupted from the notebook")
         self.running.clear()
 
-    def _on_engines(self) -> list[_Running]:
-        """The trial each group's engines run now: the first submitted (the rest wait)."""
-        return list({r.group: r for r in reversed(self.running)}.values())
+    def _waiting(self) -> list[_Running]:
+        """Trials whose task waits behind another on its engines (the first one submitted
+        to a group is the one they run)."""
+        started = {id(r.ar) for r in {r.group: r for r in reversed(self.running)}.values()}
+        return [r for r in self.running if id(r.ar) not in started]
 
     def _drop_queued(self) -> None:
         """Stopping: take back the trials waiting behind another (they stay pending)."""
         self.dropped_queued = True
-        started = self._on_engines()
-        queued = [r.ar for r in self.running if r not in started]
+        queued = list({id(r.ar): r.ar for r in self._waiting()}.values())
         if queued:  # one that started meanwhile is not aborted: it finishes
             with contextlib.suppress(Exception):
                 self.pool.client.abort(queued, block=False)
@@ -272,41 +281,75 @@ class Runner:
     def _fill(self) -> None:
         for level in range(self.plan.depth):
             for group in range(len(self.groups)):
-                if sum(r.group == group for r in self.running) > level:
+                if len({id(r.ar) for r in self.running if r.group == group}) > level:
                     continue
-                trial_id = self._next_trial()
-                if trial_id is None:
+                ids: list[int] = []
+                for _ in range(self._batch_size()):
+                    trial_id = self._next_trial()
+                    if trial_id is None:
+                        break
+                    ids.append(trial_id)
+                if not ids:
                     return
-                self._submit(group, trial_id)
+                self._submit(group, ids)
 
-    def _submit(self, group: int, trial_id: int) -> None:
-        row = self.rows[trial_id]
-        attempt = row["attempt"] + 1
-        if attempt > 1:
-            self.plan.scheduler.forget(trial_id)
-        control = self._control(trial_id, attempt)
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(control)
-        self._set(trial_id, "running", attempt=attempt, ranks=self.groups[group],
-                  started=time.time(), step=None, value=None, best=None)  # fmt: skip
-        self.curves[trial_id] = []
-        spec = dict(self.spec, control=control)
-        ar = self.views[group].apply_async(run_trial, trial_id, row["config"], spec)
+    def _batch_size(self) -> int:
+        """Trials per task: one, unless trials have been so short that the round trip
+        dominates; then about ``_BATCH_SECONDS`` of them, fewer near the end so that every
+        group still gets a share."""
+        if not self.batchable or self.stopping or self.trial_seconds is None:
+            return 1
+        size = int(_BATCH_SECONDS / max(self.trial_seconds, 1e-5))
+        left = len(self.pending) + max(0, self.plan.n_trials - self.next_id)
+        share = -(-left // (len(self.groups) * self.plan.depth))
+        return max(1, min(size, share, _MAX_BATCH))
+
+    def _submit(self, group: int, trial_ids: list[int]) -> None:
+        items = []
+        for trial_id in trial_ids:
+            row = self.rows[trial_id]
+            attempt = row["attempt"] + 1
+            if attempt > 1:
+                self.plan.scheduler.forget(trial_id)
+            control = self._control(trial_id, attempt)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(control)
+            self._set(trial_id, "running", attempt=attempt, ranks=self.groups[group],
+                      started=time.time(), step=None, value=None, best=None)  # fmt: skip
+            self.curves[trial_id] = []
+            items.append((trial_id, row["config"], control, attempt))
+        view = self.views[group]
+        if len(items) == 1:
+            trial_id, config, control, _ = items[0]
+            ar = view.apply_async(run_trial, trial_id, config, dict(self.spec, control=control))
+        else:
+            ar = view.apply_async(run_batch, [item[:3] for item in items], self.spec)
         # the raw metadata dict of rank 0's task (ar.data re-parses dates on every access);
         # the AsyncResult keeps this same object after it leaves client.metadata
         metadata = self.pool.client.metadata[ar.msg_ids[0]]
-        self.running.append(_Running(trial_id, attempt, group, ar, control, metadata))
+        for i, (trial_id, _, control, attempt) in enumerate(items):
+            index = i if len(items) > 1 else None
+            self.running.append(
+                _Running(trial_id, attempt, group, ar, control, metadata, index=index)
+            )
 
     def _read_reports(self, r: _Running) -> None:
+        """Take the reports a trial streamed since the last look."""
+        if r.index is not None:  # a batch's reports come with its result
+            return
         payload = r.metadata.get("data", {}).get(KEY)
         if not payload or payload["seq"] <= r.seq:
             return
         new = [(s, m) for q, s, m in payload.get("history", []) if q > r.seq]
         r.seq = payload["seq"]
         now = time.time()
-        r.reports.extend((s, m, now) for s, m in new)
+        self._take_reports(r, [(s, m, now) for s, m in new])
+
+    def _take_reports(self, r: _Running, new: list[Any]) -> None:
+        """Record reports ``(step, metrics, time)`` and apply the scheduler's decisions."""
+        r.reports.extend(new)
         milestones = self.plan.scheduler.milestones
-        for step, metrics in new:
+        for step, metrics, _ in new:
             crossing = False
             while r.next_milestone < len(milestones) and step >= milestones[r.next_milestone]:
                 crossing, r.next_milestone = True, r.next_milestone + 1
@@ -339,7 +382,15 @@ class Runner:
         if stray is not None:  # returned, not raised: TaskAborted (dropped before it started)
             self._remote_error(r, stray)
             return
-        res = next((x for x in results if x["state"] == "failed"), results[0])
+        if r.index is not None:
+            res = results[0][r.index]
+            self._take_reports(r, [tuple(rep) for rep in res["reports"]])
+        else:
+            res = next((x for x in results if x["state"] == "failed"), results[0])
+        ran = res.get("seconds")
+        if ran is not None:
+            avg = self.trial_seconds
+            self.trial_seconds = ran if avg is None else 0.8 * avg + 0.2 * ran
         if res["state"] == "failed":
             self._failed(r, res["error"])
             return
@@ -425,8 +476,7 @@ class Runner:
         for r in self.running:
             self.rows[r.trial].update(step=r.step, value=r.last, best=r.best)
         rows = list(self.rows.values())
-        started = self._on_engines()
-        waiting = {r.trial for r in self.running if r not in started}
+        waiting = {r.trial for r in self._waiting()}
         if waiting:  # "running" in the store (a resume reruns them), "queued" on screen
             rows = [dict(row, state="queued") if row["id"] in waiting else row for row in rows]
         self.view.update(rows, self.curves, final=final)

@@ -19,9 +19,18 @@ from numbers import Real
 from typing import Any
 
 from workbench import _store
+from workbench.progress import _check as check_report
 from workbench.progress import progress
 
-__all__ = ["Report", "TrialPruned", "read_decision", "run_trial", "split_world", "write_decision"]
+__all__ = [
+    "Report",
+    "TrialPruned",
+    "read_decision",
+    "run_batch",
+    "run_trial",
+    "split_world",
+    "write_decision",
+]
 
 _POLL = 0.002  # seconds between looks at the decision file while waiting at a milestone
 
@@ -74,8 +83,11 @@ class Report:
     steps (it is collective); rank 0's metrics are the ones recorded.
     """
 
-    def __init__(self, trial_id: int, comm: Any, spec: dict[str, Any]) -> None:
+    def __init__(
+        self, trial_id: int, comm: Any, spec: dict[str, Any], kept: list[Any] | None = None
+    ) -> None:
         self.trial_id = trial_id
+        self._kept = kept  # reports kept for the result instead of streamed (a batch)
         self.comm = comm
         self.rank, self.size = comm.rank, comm.size
         self._path = spec["control"]
@@ -87,7 +99,11 @@ class Report:
         """Record ``metrics`` at ``step``; raises :class:`TrialPruned` when told to stop."""
         action = None
         if self.rank == 0:
-            progress(step, **metrics)
+            if self._kept is None:
+                progress(step, **metrics)
+            else:
+                numeric = _metrics(step, metrics)
+                self._kept.append((float(step), numeric, time.time()))
             action = self._decision(step)
         if self.size > 1:
             action = self.comm.bcast(action, root=0)
@@ -123,21 +139,46 @@ def _plain(value: Any) -> Any:
     return None if value is None else repr(value)[:200]
 
 
-def run_trial(trial_id: int, config: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+def _metrics(step: float, metrics: dict[str, Any]) -> dict[str, float]:
+    """What a streamed report records (numbers), checked the same way."""
+    check_report(step, None, metrics)
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, Real)}
+
+
+def run_trial(
+    trial_id: int, config: dict[str, Any], spec: dict[str, Any], kept: list[Any] | None = None
+) -> dict[str, Any]:
     """Run the objective stored under ``spec["objective"]`` on ``config``; never raises for
-    the objective's own errors (they come back as ``state="failed"`` with the traceback)."""
+    the objective's own errors (they come back as ``state="failed"`` with the traceback).
+    ``seconds`` in the result is how long the objective ran."""
     from mpi4py import MPI
 
     objective = _store.get(spec["objective"])
     comm = _store.get(spec["comm"]) if spec["comm"] else MPI.COMM_SELF
-    report = Report(trial_id, comm, spec)
+    report = Report(trial_id, comm, spec, kept)
     args = (config, report, comm) if spec["pass_comm"] else (config, report)
+    start = time.perf_counter()
     try:
-        return {"state": "done", "value": _plain(objective(*args))}
+        result = {"state": "done", "value": _plain(objective(*args))}
     except TrialPruned as e:
-        return {"state": "pruned", "error": str(e)}
+        result = {"state": "pruned", "error": str(e)}
     except Exception as e:
-        return {"state": "failed", "error": traceback.format_exc(), "ename": type(e).__name__}
+        result = {"state": "failed", "error": traceback.format_exc(), "ename": type(e).__name__}
     finally:
-        if report.rank == 0:
+        if report.rank == 0 and kept is None:
             _flush_progress()
+    result["seconds"] = time.perf_counter() - start
+    return result
+
+
+def run_batch(trials: list[tuple[int, dict[str, Any], str]], spec: dict[str, Any]) -> list[Any]:
+    """Run short trials ``(id, config, control file)`` one after the other in one task, so
+    they share one round trip. Their reports come back in each result (``reports``) rather
+    than streamed; a stop written to a trial's control file still acts at its next report."""
+    results = []
+    for trial_id, config, control in trials:
+        kept: list[Any] = []
+        result = run_trial(trial_id, config, dict(spec, control=control), kept)
+        result["reports"] = kept
+        results.append(result)
+    return results
