@@ -68,22 +68,31 @@ def test_status_busy_while_this_or_another_client_works(live_pool):
 
 
 def test_status_ignores_a_stale_controller_queue_entry(live_pool, monkeypatch):
-    """The controller can keep a finished request listed under load: a task whose reply
-    this client holds is not busy; an unknown one still is."""
-    done = live_pool.client[:].execute("pass")
-    done.get(timeout=30)
+    """The controller can keep a finished request listed under load: neither a finished
+    task of this client nor a finished task of another client makes an engine busy."""
+    mine = live_pool.client[:].execute("pass")
+    mine.get(timeout=30)
+    other = Pool.attach(live_pool.cluster_file)
+    try:
+        theirs = other.client[live_pool.engines[1].engine_id].execute("pass")
+        theirs.get(timeout=30)
+    finally:
+        other.close()
+        wb.pool.set_current(live_pool)
     real = live_pool.client.queue_status
-    e0, e1 = (e.engine_id for e in live_pool.engines[:2])
+    stale = {live_pool.engines[0].engine_id: mine.msg_ids[0],
+             live_pool.engines[1].engine_id: theirs.msg_ids[0]}  # fmt: skip
 
-    def stale_queue(*args, **kwargs):
-        queue = real(*args, **kwargs)
-        queue[e0]["queue"].append(done.msg_ids[0])
-        queue[e1]["queue"].append("someone-elses-unfinished-task")
+    def stale_queue(targets="all", verbose=False):
+        queue = real(targets, verbose)
+        for eid, msg_id in stale.items():
+            if eid in queue:
+                q = queue[eid]["queue"]
+                queue[eid]["queue"] = [*q, msg_id] if verbose else q + 1
         return queue
 
     monkeypatch.setattr(live_pool.client, "queue_status", stale_queue)
-    states = [r["state"] for r in live_pool.status().rows]
-    assert states == ["idle", "busy", "idle"]
+    assert [r["state"] for r in live_pool.status().rows] == ["idle"] * live_pool.size
 
 
 def _fail_on_one():
@@ -180,3 +189,8 @@ def test_a_notebook_function_finds_the_notebooks_imports_on_the_engines(live_poo
     ns = {"__name__": "__main__"}
     exec(_NOTEBOOK, ns)
     assert live_pool.run(ns["fn"], 2) == [(True, "a/b", 7, r) for r in range(live_pool.size)]
+    ns["SCALE"] = 5  # changed in the notebook: the engines get the new value
+    assert [x[2] for x in live_pool.run(ns["fn"], 2)] == [11] * live_pool.size
+    live_pool.execute("SCALE = 100")  # the engines' own definition wins over the notebook's
+    assert [x[2] for x in live_pool.run(ns["fn"], 2)] == [201] * live_pool.size
+    live_pool.execute("del SCALE")

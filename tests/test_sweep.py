@@ -359,6 +359,58 @@ def test_multi_rank_trials_get_a_sub_communicator(live_pool, tmp_path, k):
     assert all(t["ranks"] == list(range(k)) for t in r.trials)
 
 
+def distributed_slow(config, report, comm):
+    import workbench as wb
+
+    for step in range(1, 4):
+        time.sleep(0.3)
+        total = wb.allreduce(np.array([1.0]), op="sum", comm=comm)
+        report(step=step, score=float(total[0]) * config["a"])
+    return float(config["a"])
+
+
+def _ctrl_c_when_running(db: str, n: int) -> threading.Thread:
+    """SIGINT this process once ``n`` trials show running in the store (bounded wait)."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with sqlite3.connect(db, timeout=5) as con:
+                    running = con.execute("SELECT count(*) FROM trials WHERE state = 'running'")
+                    if running.fetchone()[0] >= n:
+                        time.sleep(0.1)
+                        os.kill(os.getpid(), signal.SIGINT)
+                        return
+            except sqlite3.OperationalError:  # not created yet
+                pass
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_ctrl_c_stops_gracefully_and_a_queued_multi_rank_trial_never_starts(live_pool, tmp_path):
+    """First Ctrl-C: the running 3-rank trial finishes; the one queued behind it on the same
+    engines is told to skip (all its ranks together, no hang) and stays pending; a resume
+    then runs every trial exactly once."""
+    db = str(tmp_path / "s.db")
+    space = {"a": grid([1, 2, 3, 4])}
+    watcher = _ctrl_c_when_running(db, 2)
+    r = sweep(distributed_slow, space, trial_ranks=3, storage=db, show=False, metric="score")
+    watcher.join(timeout=5)
+    assert [t["state"] for t in r.trials] == ["done", "pending"]
+    with sqlite3.connect(db) as con:
+        detail = con.execute(
+            "SELECT detail FROM events WHERE id = 1 ORDER BY rowid DESC"
+        ).fetchone()
+    assert detail[0] == "not started: the sweep was stopped"
+    r = sweep(distributed_slow, space, trial_ranks=3, storage=db, show=False, metric="score")
+    assert [t["state"] for t in _done_once(db, "distributed_slow", 4)] == ["done"] * 4
+    assert r.best["config"]["a"] == 4
+
+
 _RESUME_SCRIPT = """
 import sys
 import workbench as wb

@@ -35,14 +35,16 @@ class _Import(NamedTuple):
 def needed(*objs: Any) -> dict[str, Any]:
     """What the notebook functions in ``objs`` use from the notebook's globals.
 
-    Maps a name to an import to make or to the value itself (the mapping is sent as one
-    call argument: ipyparallel then sends the functions among its values by value).
+    Maps a name to an import to make or to the value, canned the way ipyparallel sends a
+    call's functions (by value, run with the engine namespace as globals).
     """
+    from ipyparallel.serialize import can
+
     found: dict[str, Any] = {}
     seen: set[int] = set()
     for obj in objs:
         _visit(obj, found, seen, _DEPTH)
-    return found
+    return {name: can(value) for name, value in found.items()}
 
 
 def _visit(obj: Any, found: dict[str, Any], seen: set[int], depth: int) -> None:
@@ -107,18 +109,29 @@ def _lookup(module: str, qualname: str) -> Any:
     return obj
 
 
+_BOUND: dict[str, Any] = {}  # engine side: what bind defined, so a newer value replaces it
+_MISSING = object()
+
+
 def bind(names: dict[str, Any]) -> None:
-    """Engine side: define each of ``names`` the engine namespace lacks."""
+    """Engine side: define ``names`` where the engine namespace lacks them or still holds
+    what an earlier call defined; names the engine defined itself are left alone."""
+    from ipyparallel.serialize import uncan
     from IPython import get_ipython
 
     shell = get_ipython()
     ns = shell.user_ns if shell is not None else sys.modules["__main__"].__dict__
     for name, spec in names.items():
-        if name in ns:
+        current = ns.get(name, _MISSING)
+        if current is not _MISSING and current is not _BOUND.get(name, _MISSING):
             continue
         if isinstance(spec, _Import):
-            obj: Any = importlib.import_module(spec.module)
-            if spec.attribute:
-                obj = _lookup(spec.module, spec.attribute)
-            spec = obj
-        ns[name] = spec
+            try:
+                value = importlib.import_module(spec.module)
+                if spec.attribute:
+                    value = _lookup(spec.module, spec.attribute)
+            except (ImportError, AttributeError):  # a name that only looked like a global use
+                continue
+        else:
+            value = uncan(spec, ns)
+        ns[name] = _BOUND[name] = value

@@ -361,27 +361,33 @@ class Pool:
         """Engine ids with work in flight.
 
         This client's own work counts as long as its reply has not arrived. Other
-        clients' work comes from the controller's queue, less what its records show
-        finished. The controller's queue alone is not enough: under load it can keep
-        a finished request listed for good (its monitor saw the reply first, or not at all).
+        clients' work comes from the controller's queue. The queue alone is not enough:
+        under load the controller can keep a finished request listed for good (its monitor
+        saw the reply first). So a request of another client counts only while the
+        controller's record of it has no completion and nothing submitted after it has
+        completed on that engine (an engine runs its requests in order).
         """
         c = self.client
-        busy = {eid for eid, uuid in c._engines.items() if c._outstanding_dict.get(uuid)}
+        busy = {eid for eid, uuid in list(c._engines.items()) if c._outstanding_dict.get(uuid)}
+        listed = [e for e, q in c.queue_status().items() if isinstance(q, dict) and q["queue"]]
+        if not listed:
+            return busy
         mine = set(c.history)
-        foreign = {
-            msg_id: eid
-            for eid, q in c.queue_status(verbose=True).items()
-            if isinstance(q, dict)
-            for msg_id in q.get("queue", [])
-            if msg_id not in mine
-        }
-        if foreign:
-            try:
-                records = c.db_query({"msg_id": {"$in": list(foreign)}}, ["msg_id", "completed"])
-            except Exception:  # a controller without a task database: trust its queue
-                records = []
-            done = {r["msg_id"] for r in records if r.get("completed")}
-            busy |= {eid for msg_id, eid in foreign.items() if msg_id not in done}
+        queues = c.queue_status(targets=listed, verbose=True)
+        foreign = {m: e for e in listed for m in queues[e]["queue"] if m not in mine}
+        if not foreign:
+            return busy
+        done = {e: queues[e]["completed"] for e in set(foreign.values())}
+        last = {e: ids[-1] for e, ids in done.items() if ids}
+        try:
+            records = c.db_query({"msg_id": {"$in": [*foreign, *last.values()]}},
+                                 ["msg_id", "submitted", "completed"])  # fmt: skip
+        except Exception:  # a controller without a task database: trust its queue
+            return busy | set(foreign.values())
+        by_id = {r["msg_id"]: r for r in records}
+        for msg_id, eid in foreign.items():
+            if _in_flight(by_id.get(msg_id), by_id.get(last.get(eid))):
+                busy.add(eid)
         return busy
 
     def restart(self, *, timeout: float = _START_TIMEOUT) -> None:
@@ -431,3 +437,12 @@ class Pool:
     def __repr__(self) -> str:
         state = "stopped" if self.stopped else f"{self.size} ranks"
         return f"<workbench.Pool {self.cluster.cluster_id} {state}>"
+
+
+def _in_flight(record: dict[str, Any] | None, last_done: dict[str, Any] | None) -> bool:
+    """Whether a queued request (its controller record) may still be queued or running,
+    given the record of the last request its engine completed."""
+    if record is None or record.get("completed"):
+        return False  # finished, or so old the controller dropped its record
+    sent, later = record.get("submitted"), (last_done or {}).get("submitted")
+    return not (sent and later and later > sent)

@@ -26,7 +26,7 @@ from workbench import _store as engine_store
 from workbench.errors import PoolError, RankError
 from workbench.progress import KEY
 from workbench.sweep._store import FINAL, SweepStore
-from workbench.sweep._trial import run_batch, run_trial, split_world, write_decision
+from workbench.sweep._trial import SKIP, run_batch, run_trial, split_world, write_decision
 from workbench.sweep.schedulers import FIFO, STOP
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ class _Running:
     stopped_by: str = "scheduler"
     reports: list[Any] = field(default_factory=list)
     index: int | None = None  # position in its task's batch, None when alone in its task
+    streamed: int = 0  # reports taken from the live stream so far
 
 
 class Runner:
@@ -184,12 +185,15 @@ class Runner:
         return [r for r in self.running if id(r.ar) not in started]
 
     def _drop_queued(self) -> None:
-        """Stopping: take back the trials waiting behind another (they stay pending)."""
+        """Stopping: take back the trials waiting behind another (they stay pending).
+
+        Each is told to skip through its decision file: it returns at once when its task
+        starts (every rank of it together), while one that already started runs on.
+        Aborting the task instead could stop some ranks of a multi-rank trial and not others.
+        """
         self.dropped_queued = True
-        queued = list({id(r.ar): r.ar for r in self._waiting()}.values())
-        if queued:  # one that started meanwhile is not aborted: it finishes
-            with contextlib.suppress(Exception):
-                self.pool.client.abort(queued, block=False)
+        for r in self._waiting():
+            write_decision(r.control, 0.0, SKIP)
 
     # -- engines -----------------------------------------------------------------------------
     def _prepare_engines(self) -> None:
@@ -222,11 +226,14 @@ class Runner:
         blamed: set[int] = set()
         for r in self.running:
             lost = [rk for rk in self.groups[r.group] if rk in dead]
-            if lost and r.group not in blamed:  # the first of a group's queue was on the engine
-                blamed.add(r.group)
+            if lost and r.group not in blamed and r.index is None:
+                blamed.add(r.group)  # the first of a group's queue was on the engine
                 why = "; ".join(f"rank {rk}: {dead[rk]}" for rk in lost)
                 self._failed(r, f"EngineDiedError: the engine died while running the trial ({why})")
             else:
+                if lost and r.index is not None:  # which trial of the batch? run them alone
+                    blamed.add(r.group)
+                    self.batchable = False
                 self._requeue(r, "interrupted", "the pool restarted after an engine died")
         self.running.clear()
         self.restarts += 1
@@ -343,6 +350,7 @@ class Runner:
         new = [(s, m) for q, s, m in payload.get("history", []) if q > r.seq]
         r.seq = payload["seq"]
         now = time.time()
+        r.streamed += len(new)
         self._take_reports(r, [(s, m, now) for s, m in new])
 
     def _take_reports(self, r: _Running, new: list[Any]) -> None:
@@ -379,17 +387,26 @@ class Runner:
             self._remote_error(r, e)
             return
         stray = next((x for x in results if isinstance(x, BaseException)), None)
-        if stray is not None:  # returned, not raised: TaskAborted (dropped before it started)
+        if stray is not None:  # an error returned rather than raised (e.g. TaskAborted)
             self._remote_error(r, stray)
             return
         if r.index is not None:
-            res = results[0][r.index]
-            self._take_reports(r, [tuple(rep) for rep in res["reports"]])
+            res = kept = results[0][r.index]
         else:
             res = next((x for x in results if x["state"] == "failed"), results[0])
-        ran = res.get("seconds")
-        if ran is not None:
-            avg = self.trial_seconds
+            kept = results[0]  # rank 0 records the reports
+        # the result holds every report; the stream may not have delivered the last ones
+        reports = [tuple(rep) for rep in kept["reports"]]
+        self._take_reports(r, reports[r.streamed :])
+        r.reports = reports  # the record: exactly what the trial reported, engine times
+        if self.plan.metric:
+            m = self.plan.metric
+            self.curves[r.trial] = [(s, x[m]) for s, x, _ in reports if m in x]
+        if res["state"] == SKIP:
+            self._requeue(r, "not started", "the sweep was stopped")
+            return
+        if res["state"] in ("done", "pruned"):  # quick failures say nothing of trial length
+            ran, avg = res["seconds"], self.trial_seconds
             self.trial_seconds = ran if avg is None else 0.8 * avg + 0.2 * ran
         if res["state"] == "failed":
             self._failed(r, res["error"])
@@ -425,8 +442,6 @@ class Runner:
             self._engines_died(self.pool.dead_ranks() or dict.fromkeys(self.groups[r.group], why))
         elif ename == "KeyboardInterrupt":
             self._requeue(r, "interrupted", "interrupted on the engine")
-        elif ename == "TaskAborted":
-            self._requeue(r, "not started", "the sweep was stopped")
         else:
             tb = getattr(exc, "traceback", None) or f"{ename}: {exc}"
             self._failed(r, tb)

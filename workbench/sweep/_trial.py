@@ -23,6 +23,7 @@ from workbench.progress import _check as check_report
 from workbench.progress import progress
 
 __all__ = [
+    "SKIP",
     "Report",
     "TrialPruned",
     "read_decision",
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 _POLL = 0.002  # seconds between looks at the decision file while waiting at a milestone
+SKIP = "skip"  # a decision written before a queued trial starts: it returns at once
 
 
 class TrialPruned(Exception):
@@ -84,10 +86,11 @@ class Report:
     """
 
     def __init__(
-        self, trial_id: int, comm: Any, spec: dict[str, Any], kept: list[Any] | None = None
+        self, trial_id: int, comm: Any, spec: dict[str, Any], *, stream: bool = True
     ) -> None:
         self.trial_id = trial_id
-        self._kept = kept  # reports kept for the result instead of streamed (a batch)
+        self.kept: list[Any] = []  # every report, returned with the result (the record)
+        self._stream = stream  # also published live (not for a batch)
         self.comm = comm
         self.rank, self.size = comm.rank, comm.size
         self._path = spec["control"]
@@ -99,11 +102,11 @@ class Report:
         """Record ``metrics`` at ``step``; raises :class:`TrialPruned` when told to stop."""
         action = None
         if self.rank == 0:
-            if self._kept is None:
+            numeric = _metrics(step, metrics)
+            if numeric:  # what a streamed report's history holds too
+                self.kept.append((float(step), numeric, time.time()))
+            if self._stream:
                 progress(step, **metrics)
-            else:
-                numeric = _metrics(step, metrics)
-                self._kept.append((float(step), numeric, time.time()))
             action = self._decision(step)
         if self.size > 1:
             action = self.comm.bcast(action, root=0)
@@ -146,16 +149,23 @@ def _metrics(step: float, metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def run_trial(
-    trial_id: int, config: dict[str, Any], spec: dict[str, Any], kept: list[Any] | None = None
+    trial_id: int, config: dict[str, Any], spec: dict[str, Any], *, stream: bool = True
 ) -> dict[str, Any]:
     """Run the objective stored under ``spec["objective"]`` on ``config``; never raises for
     the objective's own errors (they come back as ``state="failed"`` with the traceback).
-    ``seconds`` in the result is how long the objective ran."""
+    ``seconds`` in the result is how long the objective ran, ``reports`` every report
+    (also streamed live unless ``stream`` is false: the stream can trail the result). A
+    trial told to skip before it started returns ``state="skip"`` without running."""
     from mpi4py import MPI
 
     objective = _store.get(spec["objective"])
     comm = _store.get(spec["comm"]) if spec["comm"] else MPI.COMM_SELF
-    report = Report(trial_id, comm, spec, kept)
+    told = read_decision(spec["control"]) if comm.rank == 0 else None
+    if comm.size > 1:  # every rank of the trial starts, or none does
+        told = comm.bcast(told, root=0)
+    if told is not None and told["action"] == SKIP:
+        return {"state": SKIP, "seconds": 0.0, "reports": []}
+    report = Report(trial_id, comm, spec, stream=stream)
     args = (config, report, comm) if spec["pass_comm"] else (config, report)
     start = time.perf_counter()
     try:
@@ -165,9 +175,10 @@ def run_trial(
     except Exception as e:
         result = {"state": "failed", "error": traceback.format_exc(), "ename": type(e).__name__}
     finally:
-        if report.rank == 0 and kept is None:
+        if report.rank == 0 and stream:
             _flush_progress()
     result["seconds"] = time.perf_counter() - start
+    result["reports"] = report.kept
     return result
 
 
@@ -175,10 +186,7 @@ def run_batch(trials: list[tuple[int, dict[str, Any], str]], spec: dict[str, Any
     """Run short trials ``(id, config, control file)`` one after the other in one task, so
     they share one round trip. Their reports come back in each result (``reports``) rather
     than streamed; a stop written to a trial's control file still acts at its next report."""
-    results = []
-    for trial_id, config, control in trials:
-        kept: list[Any] = []
-        result = run_trial(trial_id, config, dict(spec, control=control), kept)
-        result["reports"] = kept
-        results.append(result)
-    return results
+    return [
+        run_trial(trial_id, config, dict(spec, control=control), stream=False)
+        for trial_id, config, control in trials
+    ]

@@ -71,13 +71,20 @@ class LiveControls:
         done: cf.Future[Any] = cf.Future()
 
         def call() -> None:
+            if not done.set_running_or_notify_cancel():
+                return  # the caller gave up waiting: do nothing it would not know of
             try:
                 done.set_result(fn())
             except BaseException as e:  # handed back to the caller
                 done.set_exception(e)
 
         self._thread.io_loop.add_callback(call)
-        return done.result(timeout=_TIMEOUT)
+        try:
+            return done.result(timeout=_TIMEOUT)
+        except cf.TimeoutError:
+            if done.cancel():
+                raise
+            return done.result()  # it started just now: it ends soon
 
 
 def _shell_channel_thread() -> Any:
@@ -90,4 +97,8 @@ def _shell_channel_thread() -> Any:
         return None
     if not hasattr(thread, "io_loop") or not hasattr(thread.manager, "_create_subshell"):
         return None
-    return thread
+    try:  # the kernel asks a comm where its messages go (ipykernel 7.x): needed for routing
+        from ipykernel.comm.comm import BaseComm
+    except ImportError:
+        return None
+    return thread if hasattr(BaseComm, "_reply_subshell_for") else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -93,6 +94,7 @@ class SweepWidget:
         self.rows: list[dict[str, Any]] = []
         self.stop_requested = False
         self.live: LiveControls | None = None
+        self._lock = threading.Lock()
 
     def _build(self) -> None:
         import ipywidgets as w
@@ -119,11 +121,14 @@ class SweepWidget:
         display(self.box)
 
     def _stop(self, _button: Any = None) -> None:
-        self.stop_requested = True
+        with self._lock:  # a click is handled on another thread than the final update
+            if self.stop_button.disabled:
+                return
+            self.stop_button.description = "Stopping..."
+            self.stop_button.disabled = True
+            self.stop_requested = True
         if self.on_stop is not None:
             self.on_stop()
-        self.stop_button.description = "Stopping..."
-        self.stop_button.disabled = True
 
     def _stop_trial(self, _button: Any = None) -> None:
         if self.on_stop_trial is not None and self.trial_pick.value is not None:
@@ -163,9 +168,10 @@ class SweepWidget:
                 if chosen in {i for _, i in running}:
                     self.trial_pick.value = chosen
             if final:
-                self.stop_button.disabled = self.stop_trial_button.disabled = True
-                if self.stop_requested:
-                    self.stop_button.description = "Stopped"
+                with self._lock:
+                    self.stop_button.disabled = self.stop_trial_button.disabled = True
+                    if self.stop_requested:
+                        self.stop_button.description = "Stopped"
                 self.close()
 
     def close(self) -> None:
