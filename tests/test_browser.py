@@ -61,6 +61,19 @@ def _choose_workbench_kernel_if_asked(page, wait: float = 3.0) -> None:
     dialog.get_by_role("button", name="Select").click()
 
 
+def _open_and_run_all(page, address: str) -> None:
+    """Open a notebook, wait for its workbench kernel to be idle, then Run > Run All Cells."""
+    page.goto(address)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                           timeout=90_000)  # fmt: skip
+    _choose_workbench_kernel_if_asked(page)
+    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").first.click()
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    _choose_workbench_kernel_if_asked(page)
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A real `jupyter lab` on loopback with token auth, serving a copy of notebooks/."""
@@ -109,16 +122,7 @@ def test_quickstart_runs_in_jupyterlab_with_live_widget(lab, tmp_path):
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         page.set_default_timeout(60_000)
         try:
-            page.goto(f"{url}/lab/tree/00-quickstart.ipynb?token={token}")
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
-            # wait for the workbench kernel to be idle, then Run > Run All Cells
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                                   timeout=90_000)  # fmt: skip
-            _choose_workbench_kernel_if_asked(page)
-            page.locator(".jp-Notebook").first.click()
-            page.get_by_role("menuitem", name="Run", exact=True).click()
-            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-            _choose_workbench_kernel_if_asked(page)
+            _open_and_run_all(page, f"{url}/lab/tree/00-quickstart.ipynb?reset&token={token}")
             # the rank progress widget renders and reaches its end state
             page.wait_for_selector(".workbench-progress", timeout=180_000)
             page.wait_for_function(
@@ -178,14 +182,7 @@ def test_sweep_stop_button_acts_while_the_cell_runs(lab, live_pool, tmp_path):
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
         page.set_default_timeout(60_000)
         try:
-            page.goto(f"{url}/lab/tree/sweep-stop.ipynb?reset&token={token}")
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                                   timeout=90_000)  # fmt: skip
-            _choose_workbench_kernel_if_asked(page)
-            page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").first.click()
-            page.get_by_role("menuitem", name="Run", exact=True).click()
-            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-            _choose_workbench_kernel_if_asked(page)
+            _open_and_run_all(page, f"{url}/lab/tree/sweep-stop.ipynb?reset&token={token}")
             page.wait_for_function(
                 "() => [...document.querySelectorAll('.workbench-sweep')]"
                 ".some(e => e.innerText.includes('3 running'))",
