@@ -84,7 +84,7 @@ class LiveControls:
         except cf.TimeoutError:
             if done.cancel():
                 raise
-            return done.result()  # it started just now: it ends soon
+            return done.result(timeout=_TIMEOUT)  # it started just now: it ends soon
 
 
 def _shell_channel_thread() -> Any:
