@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from workbench.errors import InvalidValueError
+
 __all__ = [
     "add_start_arguments",
     "parse_ranks",
@@ -95,10 +97,10 @@ def start_pool(args: argparse.Namespace) -> Any:
     given = [f"--{name.replace('_', '-')}" for name in _SLURM_ONLY if getattr(args, name)]
     if not args.slurm:
         if given:
-            raise ValueError(f"{', '.join(given)} only apply with --slurm")
+            raise InvalidValueError(f"{', '.join(given)} only apply with --slurm")
         return Pool.local(args.n, detach=args.detach, profile=args.profile)
     if args.n is None:
-        raise ValueError("--slurm needs -n N, the number of engines to ask Slurm for")
+        raise InvalidValueError("--slurm needs -n N, the number of engines to ask Slurm for")
     return Pool.slurm(
         args.n, partition=args.partition, time=args.time, account=args.account,
         nodes=args.nodes, extra=args.extra, launcher=args.launcher or "mpiexec",

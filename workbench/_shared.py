@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from workbench.errors import MissingFileError
+
 __all__ = ["SharedFolder", "shared_dir"]
 
 SharedFolder = Literal["notebooks", "kernels", "extensions"]
@@ -26,7 +28,7 @@ def shared_dir(name: SharedFolder) -> Path:
         if candidate.is_dir():
             return candidate
     looked = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"workbench data folder {name!r} not found (looked in {looked}); "
         "reinstall workbench (pip install --force-reinstall workbench)"
     )

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from workbench.errors import MissingDataError
+
 __all__ = ["drop", "get", "info", "put"]
 
 _objects: dict[str, Any] = {}
@@ -23,7 +25,7 @@ def get(key: str) -> Any:
     try:
         return _objects[key]
     except KeyError:
-        raise KeyError(
+        raise MissingDataError(
             f"no data {key!r} on this engine (it was freed, or the engines were restarted: "
             "place it again)"
         ) from None

@@ -19,6 +19,7 @@ from typing import TypeAlias
 
 from workbench import __version__
 from workbench._args import positive_seconds
+from workbench.errors import WorkbenchError
 
 __all__ = [
     "EXIT_FAILED",
@@ -38,7 +39,7 @@ EXIT_INTERRUPTED = 130
 _SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
-class UsageError(Exception):
+class UsageError(WorkbenchError):
     """Bad input from the user: reported on stderr as one message, exit code 2."""
 
 

@@ -9,13 +9,14 @@ reads its part with :func:`local`. Handles survive between cells and are listed 
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from workbench import _store
+from workbench._util import new_key
+from workbench.errors import DataFreedError, InvalidValueError
 
 if TYPE_CHECKING:
     from workbench.pool import Pool
@@ -37,10 +38,6 @@ def row_bounds(n_rows: int, n_ranks: int) -> list[tuple[int, int]]:
         bounds.append((start, stop))
         start = stop
     return bounds
-
-
-def _new_key(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass
@@ -67,7 +64,7 @@ class _Placed:
 
     def _check(self) -> None:
         if self.freed:
-            raise RuntimeError(f"{self.key} was freed; place the data again")
+            raise DataFreedError(f"{self.key} was freed; place the data again")
 
 
 @dataclass
@@ -105,8 +102,10 @@ def scatter_rows(pool: Pool, x: Any, *, key: str | None = None) -> DistributedAr
     """Send ``x``'s rows to the ranks in contiguous blocks (see :meth:`Pool.scatter`)."""
     arr = np.asarray(x)
     if arr.ndim == 0:
-        raise ValueError("scatter needs an array with at least one dimension (rows), got a scalar")
-    key = key or _new_key("array")
+        raise InvalidValueError(
+            "scatter needs an array with at least one dimension (rows), got a scalar"
+        )
+    key = key or new_key("array")
     bounds = row_bounds(arr.shape[0], pool.size)
     start = time.perf_counter()
     futures = [
@@ -130,7 +129,7 @@ def scatter_rows(pool: Pool, x: Any, *, key: str | None = None) -> DistributedAr
 
 def broadcast(pool: Pool, obj: Any, *, key: str | None = None) -> Broadcast:
     """Put the same ``obj`` on every rank (see :meth:`Pool.broadcast`)."""
-    key = key or _new_key("object")
+    key = key or new_key("object")
     start = time.perf_counter()
     sizes = pool.view().apply_sync(_store.put, key, obj)
     handle = Broadcast(

@@ -1,23 +1,104 @@
-"""Exceptions raised on the notebook side, rendered without package-internal tracebacks."""
+"""Every exception workbench raises, under one root: :class:`WorkbenchError`.
+
+``except workbench.errors.WorkbenchError`` catches anything the package raised on purpose.
+Each class also keeps the built-in base that callers already rely on (bad input is still a
+``ValueError`` or ``TypeError``, a lifecycle problem a ``RuntimeError``, a missing optional
+package an ``ImportError``), so existing ``except ValueError`` code keeps working.
+
+In a notebook these exceptions render as one line (or, for :class:`RankError`, the failing
+rank's own traceback) instead of a trace through workbench's internals.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 __all__ = [
+    "AllreduceMismatchError",
+    "AllreduceTimeoutError",
+    "CheckpointError",
+    "DataFreedError",
     "EngineDiedError",
+    "InvalidTypeError",
+    "InvalidValueError",
+    "MissingDataError",
+    "MissingDependencyError",
+    "MissingFileError",
+    "NoPoolError",
     "PoolError",
     "PoolTimeoutError",
     "RankError",
     "RankFailure",
+    "SetupError",
+    "StateError",
+    "WorkbenchError",
 ]
 
 
-class PoolError(RuntimeError):
-    """A pool lifecycle problem: no pool, pool stopped, engines missing."""
+class WorkbenchError(Exception):
+    """Root of every exception workbench raises."""
 
     def _render_traceback_(self) -> list[str]:
         return [f"{type(self).__name__}: {self}"]
+
+
+class InvalidValueError(WorkbenchError, ValueError):
+    """An argument or setting has the right type but a value that cannot work."""
+
+
+class InvalidTypeError(WorkbenchError, TypeError):
+    """An argument has the wrong type."""
+
+
+class MissingDependencyError(WorkbenchError, ImportError):
+    """An optional package is needed for this call; the message says what to install."""
+
+
+class MissingFileError(WorkbenchError, FileNotFoundError):
+    """A file or folder workbench needs is not there."""
+
+
+class SetupError(WorkbenchError, RuntimeError):
+    """The environment lacks something workbench needs (a command, an MPI feature, a file it
+    points to); the message says how to provide it."""
+
+
+class StateError(WorkbenchError, RuntimeError):
+    """An object was used in a state that does not allow it (freed, replaced, out of order)."""
+
+
+class DataFreedError(StateError):
+    """Data placed on the engines was freed (or the engines restarted) and is used again."""
+
+
+class MissingDataError(WorkbenchError, KeyError):
+    """Engine side: no data under this key (freed, or the engines were restarted)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class CheckpointError(WorkbenchError, RuntimeError):
+    """Saving or loading a checkpoint failed on the rank that does the file work."""
+
+
+class AllreduceTimeoutError(WorkbenchError, TimeoutError):
+    """An asynchronous allreduce did not finish within the wait's timeout."""
+
+
+class AllreduceMismatchError(WorkbenchError, ValueError):
+    """Ranks called the allreduce with different shapes, dtypes, ops or call order.
+
+    Raised on every rank of the call, never a hang or a silently wrong result.
+    """
+
+
+class PoolError(WorkbenchError, RuntimeError):
+    """A pool lifecycle problem: no pool, pool stopped, engines missing."""
+
+
+class NoPoolError(PoolError):
+    """No pool was given and none is running in this process."""
 
 
 @dataclass(frozen=True)
@@ -31,7 +112,7 @@ class RankFailure:
     traceback: str
 
 
-class RankError(RuntimeError):
+class RankError(WorkbenchError, RuntimeError):
     """Code failed on one or more ranks.
 
     ``failures`` holds every failing rank, lowest rank first; the message and the
@@ -69,11 +150,8 @@ class RankError(RuntimeError):
         return lines
 
 
-class PoolTimeoutError(TimeoutError):
+class PoolTimeoutError(WorkbenchError, TimeoutError):
     """A cell or call ran past its timeout; the engines were interrupted."""
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"PoolTimeoutError: {self}"]
 
 
 class EngineDiedError(PoolError):

@@ -16,6 +16,7 @@ from pathlib import Path
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 from workbench._shared import shared_dir
+from workbench.errors import InvalidValueError, SetupError
 
 __all__ = [
     "KERNEL_NAME",
@@ -50,7 +51,7 @@ def install_kernelspec(
     environment inside a venv or conda env, else the user.
     """
     if user and prefix is not None:
-        raise ValueError("choose one of user=True or prefix=..., not both")
+        raise InvalidValueError("choose one of user=True or prefix=..., not both")
     if not user and prefix is None:
         if _in_virtual_env():
             prefix = sys.prefix
@@ -86,7 +87,7 @@ def ensure_kernelspec(name: str = KERNEL_NAME) -> Path:
         return install_kernelspec(name=name)
     python = spec.argv[0] if spec.argv else ""
     if Path(python).is_absolute() and not Path(python).exists():
-        raise RuntimeError(
+        raise SetupError(
             f"kernelspec {name!r} in {spec.resource_dir} starts {python}, which no longer "
             f"exists; reinstall it with: workbench kernel install --name {name} "
             "(add --user if it was a per-user install)"

@@ -20,7 +20,7 @@ import ipyparallel as ipp
 import psutil
 
 from workbench._status import EngineInfo
-from workbench.errors import PoolError
+from workbench.errors import InvalidValueError, PoolError
 from workbench.slurm import SlurmOptions, batch_template, job_state, require_slurm
 
 __all__ = [
@@ -72,7 +72,7 @@ def local_mpiexec() -> str:
 
 def _check_count(n: Any) -> int:
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n must be a positive number of engines, got {n!r}")
+        raise InvalidValueError(f"n must be a positive number of engines, got {n!r}")
     return n
 
 

@@ -27,6 +27,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError
 from nbclient.util import ensure_async, run_sync
 from nbformat import NotebookNode
 
+from workbench.errors import InvalidTypeError, InvalidValueError, MissingFileError, WorkbenchError
 from workbench.kernelspec import KERNEL_NAME, ensure_kernelspec
 
 __all__ = [
@@ -45,7 +46,7 @@ INJECTED_TAG = "injected-parameters"
 DEFAULT_CELL_TIMEOUT = 600
 
 
-class NotebookExecutionError(RuntimeError):
+class NotebookExecutionError(WorkbenchError, RuntimeError):
     """A cell failed (error, timeout, dead kernel, Ctrl-C); the partial notebook was written."""
 
     def __init__(
@@ -71,7 +72,7 @@ def _literal(text: str) -> Any:
 
 def _check_name(name: str) -> None:
     if not name.isidentifier() or keyword.iskeyword(name):
-        raise ValueError(
+        raise InvalidValueError(
             f"parameter name {name!r} is not a valid Python identifier; "
             "use letters, digits and underscores, not starting with a digit (e.g. n_ranks=4)"
         )
@@ -83,7 +84,9 @@ def parse_parameters(items: Iterable[str]) -> dict[str, Any]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"parameter {item!r} is not of the form key=value (e.g. -p n=3)")
+            raise InvalidValueError(
+                f"parameter {item!r} is not of the form key=value (e.g. -p n=3)"
+            )
         name = name.strip()
         _check_name(name)
         params[name] = _literal(value.strip())
@@ -95,7 +98,7 @@ def _source_line(name: str, value: Any) -> str:
     try:
         ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        raise TypeError(
+        raise InvalidTypeError(
             f"parameter {name!r} has value {text} of type {type(value).__name__}, which is not "
             "a Python literal; pass numbers, strings, booleans, None, or lists/dicts of them"
         ) from None
@@ -137,11 +140,11 @@ def read_notebook(path: str | Path) -> NotebookNode:
     """Read a notebook (nbformat 4); FileNotFoundError / ValueError say what is wrong."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"notebook {str(path)!r} does not exist (or is not a file)")
+        raise MissingFileError(f"notebook {str(path)!r} does not exist (or is not a file)")
     try:
         return nbformat.read(path, as_version=4)
     except Exception as exc:  # nbformat raises several unrelated types for bad files
-        raise ValueError(f"{path} is not a readable Jupyter notebook: {exc}") from None
+        raise InvalidValueError(f"{path} is not a readable Jupyter notebook: {exc}") from None
 
 
 def _describe(nb: NotebookNode, index: int | None) -> str:
@@ -230,7 +233,7 @@ def execute_notebook(
     nb = inject_parameters(read_notebook(path), params or {})
     workdir = Path(cwd) if cwd is not None else path.resolve().parent
     if not workdir.is_dir():
-        raise FileNotFoundError(f"working directory {str(workdir)!r} does not exist")
+        raise MissingFileError(f"working directory {str(workdir)!r} does not exist")
     if kernel_name == KERNEL_NAME:
         ensure_kernelspec(kernel_name)
     else:  # raise NoSuchKernel now, before an output file is written

@@ -21,11 +21,11 @@ import ipyparallel as ipp
 
 from workbench import _engine, _globals, launch
 from workbench._status import EngineInfo, PoolStatus
-from workbench.errors import PoolError
+from workbench.errors import InvalidValueError, NoPoolError, PoolError
 from workbench.execution import wait_for
 from workbench.slurm import SlurmOptions, job_state
 
-__all__ = ["EngineInfo", "Pool", "PoolStatus", "current", "set_current"]
+__all__ = ["EngineInfo", "Pool", "PoolStatus", "current", "require", "set_current"]
 
 _START_TIMEOUT = 120.0
 _current: Pool | None = None
@@ -34,6 +34,18 @@ _current: Pool | None = None
 def current() -> Pool | None:
     """The pool the magics use (the last one started or attached in this process)."""
     return _current if _current is not None and not _current.stopped else None
+
+
+def require(pool: Pool | None = None) -> Pool:
+    """``pool`` if given (checked alive), else the current pool; :class:`NoPoolError` if none."""
+    found = pool if pool is not None else current()
+    if found is None:
+        raise NoPoolError(
+            "no pool of engines is running: start one with `%wb start -n 4` or "
+            "`wb.Pool.local(4)`, attach with `%wb attach`, or pass pool=..."
+        )
+    found.ensure_alive()
+    return found
 
 
 def set_current(pool: Pool | None) -> None:
@@ -213,7 +225,7 @@ class Pool:
 
     def view(self, ranks: Sequence[int] | None = None) -> Any:
         """An ipyparallel DirectView on ``ranks`` (default all), in rank order."""
-        self._check_alive()
+        self.ensure_alive()
         return self.client[[self._engine(r).engine_id for r in self._ranks(ranks)]]
 
     def _ranks(self, ranks: Sequence[int] | None) -> list[int]:
@@ -221,7 +233,7 @@ class Pool:
             return [e.rank for e in self.engines]
         bad = [r for r in ranks if not 0 <= r < self.size]
         if bad or not ranks:
-            raise ValueError(
+            raise InvalidValueError(
                 f"ranks {list(ranks)} are not in this pool of {self.size} (0..{self.size - 1})"
             )
         return sorted(set(ranks))
@@ -229,7 +241,8 @@ class Pool:
     def _engine(self, rank: int) -> EngineInfo:
         return self.engines[rank]
 
-    def _check_alive(self) -> None:
+    def ensure_alive(self) -> None:
+        """Raise :class:`PoolError` if this pool was stopped (or closed)."""
         if self.stopped:
             raise PoolError(
                 "this pool was stopped; start a new one with `%wb start` / Pool.local()"
@@ -279,14 +292,14 @@ class Pool:
         """
         from workbench.data import scatter_rows
 
-        self._check_alive()
+        self.ensure_alive()
         return scatter_rows(self, x, key=key)
 
     def broadcast(self, obj: Any, *, key: str | None = None) -> Any:
         """Put ``obj`` on every rank, once; returns a :class:`Broadcast` handle."""
         from workbench.data import broadcast
 
-        self._check_alive()
+        self.ensure_alive()
         return broadcast(self, obj, key=key)
 
     @property
@@ -337,7 +350,7 @@ class Pool:
     # -- lifecycle ---------------------------------------------------------------------------
     def status(self) -> PoolStatus:
         """A table of rank, engine id, host, pid, state (idle/busy/dead) and memory."""
-        self._check_alive()
+        self.ensure_alive()
         dead = self.dead_ranks()
         busy = self._busy_engines()
         rows = []
@@ -392,7 +405,7 @@ class Pool:
 
     def restart(self, *, timeout: float = _START_TIMEOUT) -> None:
         """Stop the engines and start the same number again (same controller)."""
-        self._check_alive()
+        self.ensure_alive()
         n = self.size
         with launch.quiet(self.cluster):
             self.cluster.stop_engines_sync()

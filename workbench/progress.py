@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from numbers import Real
 from typing import Any
 
-__all__ = ["KEY", "ProgressTracker", "RankProgress", "flush", "progress"]
+from workbench.errors import InvalidTypeError, InvalidValueError
+
+__all__ = ["KEY", "ProgressTracker", "RankProgress", "check_report", "flush", "progress"]
 
 KEY = "workbench.progress"
 """Data-publication key that carries progress payloads."""
@@ -67,14 +69,17 @@ def _publisher() -> tuple[Any, object] | None:
     return pub, pub.parent_header.get("msg_id")
 
 
-def _check(step: Any, total: Any, metrics: dict[str, Any]) -> None:
+def check_report(step: Any, total: Any, metrics: dict[str, Any]) -> None:
+    """Raise a clear error unless ``step``, ``total`` and ``metrics`` make a valid report."""
     if not isinstance(step, Real) or isinstance(step, bool) or not math.isfinite(step):
-        raise TypeError(f"progress(step=...) must be a finite number, got {step!r}")
+        raise InvalidTypeError(f"progress(step=...) must be a finite number, got {step!r}")
     if total is not None and (not isinstance(total, Real) or isinstance(total, bool) or total <= 0):
-        raise ValueError(f"progress(total=...) must be a positive number or None, got {total!r}")
+        raise InvalidValueError(
+            f"progress(total=...) must be a positive number or None, got {total!r}"
+        )
     for name, value in metrics.items():
         if not isinstance(value, (Real, str)):
-            raise TypeError(
+            raise InvalidTypeError(
                 f"progress metric {name}={value!r} must be a number or a string "
                 f"(got {type(value).__name__}); convert it, e.g. float(x)"
             )
@@ -87,7 +92,7 @@ def progress(step: float, total: float | None = None, **metrics: float | str) ->
     are throttled to one per 0.1 s per engine and the last value is always delivered.
     Outside an engine (plain ``mpiexec`` or a script) it prints a line at most once a second.
     """
-    _check(step, total, metrics)
+    check_report(step, total, metrics)
     numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, Real)}
     target = _publisher()
     r = _reporter

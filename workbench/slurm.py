@@ -13,6 +13,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from workbench.errors import InvalidValueError, SetupError
+
 __all__ = ["SlurmOptions", "batch_template", "job_state", "require_slurm"]
 
 _TIME = re.compile(r"^(\d+|\d+:\d{2}(:\d{2})?|\d+-\d+(:\d{2}(:\d{2})?)?)$")
@@ -35,19 +37,19 @@ class SlurmOptions:
         for field in ("partition", "account"):
             value = getattr(self, field)
             if value is not None and not _NAME.match(value):
-                raise ValueError(f"slurm {field} {value!r} is not a valid name")
+                raise InvalidValueError(f"slurm {field} {value!r} is not a valid name")
         if self.time is not None and not _TIME.match(self.time):
-            raise ValueError(
+            raise InvalidValueError(
                 f"slurm time {self.time!r} is not a Slurm time: use minutes, MM:SS, HH:MM:SS "
                 "or D-HH[:MM[:SS]] (e.g. 30 or 1:00:00)"
             )
         if self.nodes is not None and (not isinstance(self.nodes, int) or self.nodes < 1):
-            raise ValueError(f"slurm nodes must be a positive integer, got {self.nodes!r}")
+            raise InvalidValueError(f"slurm nodes must be a positive integer, got {self.nodes!r}")
         if self.launcher not in LAUNCHERS:
-            raise ValueError(f"launcher must be one of {LAUNCHERS}, got {self.launcher!r}")
+            raise InvalidValueError(f"launcher must be one of {LAUNCHERS}, got {self.launcher!r}")
         for opt in self.extra_options():
             if not opt.startswith("-"):
-                raise ValueError(
+                raise InvalidValueError(
                     f"extra slurm option {opt!r} is not an option; pass sbatch options such as "
                     '"--mem=4G --qos=debug"'
                 )
@@ -57,7 +59,7 @@ class SlurmOptions:
         if not self.extra:
             return []
         if "\n" in self.extra or "\r" in self.extra:
-            raise ValueError("extra slurm options must be on one line")
+            raise InvalidValueError("extra slurm options must be on one line")
         return shlex.split(self.extra)
 
 
@@ -94,7 +96,7 @@ def require_slurm() -> None:
     """Raise a clear error when Slurm's commands are not on PATH."""
     missing = [c for c in ("sbatch", "squeue", "scancel") if shutil.which(c) is None]
     if missing:
-        raise RuntimeError(
+        raise SetupError(
             f"Slurm commands not found: {', '.join(missing)}. Run on a Slurm login node, or "
             "for a single-node test install slurm-wlm and munge and run tests/slurm/start-slurm.sh"
         )

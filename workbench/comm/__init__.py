@@ -9,7 +9,6 @@ environment variables (:mod:`workbench.comm._config`).
 
 from __future__ import annotations
 
-from workbench.comm._checks import AllreduceMismatchError
 from workbench.comm._config import (
     ALGORITHM_NAMES,
     ENV_ALGO,
@@ -23,6 +22,7 @@ from workbench.comm._config import (
 from workbench.comm._teams import AllreduceHandle
 from workbench.comm.algorithms import Algorithm, get_algorithm
 from workbench.comm.allreduce import allreduce, allreduce_async
+from workbench.errors import AllreduceMismatchError
 
 __all__ = [
     "ALGORITHM_NAMES",

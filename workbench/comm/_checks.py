@@ -26,6 +26,9 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
+from workbench._util import format_ranks
+from workbench.errors import AllreduceMismatchError
+
 __all__ = [
     "HEADER_WORDS",
     "INLINE_BYTES",
@@ -33,7 +36,6 @@ __all__ = [
     "CommState",
     "agree",
     "comm_state",
-    "format_ranks",
     "signature",
     "wait_polling",
 ]
@@ -51,30 +53,9 @@ _HEADER = struct.Struct(f"={HEADER_WORDS}q")  # "WBAR"
 _STALL_TAG = 0x5354
 
 
-class AllreduceMismatchError(ValueError):
-    """Ranks called allreduce with different shapes, dtypes, ops or algorithms."""
-
-
 def signature(description: str) -> int:
     """A process-independent 32-bit hash of a call description."""
     return zlib.crc32(description.encode())
-
-
-def format_ranks(ranks: list[int]) -> str:
-    """``[0, 1, 2, 5]`` -> ``'0-2, 5'``."""
-    parts: list[str] = []
-    start = prev = None
-    for r in sorted(ranks):
-        if start is None:
-            start = prev = r
-        elif r == prev + 1:
-            prev = r
-        else:
-            parts.append(f"{start}" if start == prev else f"{start}-{prev}")
-            start = prev = r
-    if start is not None:
-        parts.append(f"{start}" if start == prev else f"{start}-{prev}")
-    return ", ".join(parts)
 
 
 class CommState:

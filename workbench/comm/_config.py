@@ -16,8 +16,9 @@ Byte sizes accept a plain integer or a suffix (``64MiB``, ``512k``, ``1G``).
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
+
+from workbench._util import bad_setting, parse_bool, parse_bytes, parse_seconds
 
 __all__ = [
     "ALGORITHM_NAMES",
@@ -27,8 +28,6 @@ __all__ = [
     "ENV_SEGMENT",
     "ENV_STALL",
     "Settings",
-    "parse_bool",
-    "parse_bytes",
     "settings",
 ]
 
@@ -47,58 +46,12 @@ DEFAULTS = {
     ENV_STALL: "60",
 }
 
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-_BYTES_RE = re.compile(r"^\s*(\d+)\s*([kmg]?)(i?b)?\s*$", re.IGNORECASE)
-_TRUE = ("1", "on", "true", "yes")
-_FALSE = ("0", "off", "false", "no")
-
-
-def _bad(name: str, value: object, allowed: str) -> ValueError:
-    return ValueError(f"{name}={value!r} is not valid; allowed: {allowed}")
-
-
-def parse_bytes(name: str, value: str | int) -> int:
-    """A positive byte count from ``123``, ``64MiB``, ``512k`` or ``1G``."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        n = value
-    else:
-        m = _BYTES_RE.match(str(value))
-        if m is None:
-            raise _bad(name, value, "a positive integer number of bytes, e.g. 4194304 or 4MiB")
-        n = int(m.group(1)) * _UNITS[m.group(2).lower()]
-    if n <= 0:
-        raise _bad(name, value, "a positive integer number of bytes, e.g. 4194304 or 4MiB")
-    return n
-
-
-def parse_bool(name: str, value: str | bool) -> bool:
-    """``on/off``, ``1/0``, ``true/false``, ``yes/no`` (any case)."""
-    if isinstance(value, bool):
-        return value
-    v = str(value).strip().lower()
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    raise _bad(name, value, "on/off, 1/0, true/false, yes/no")
-
-
-def parse_seconds(name: str, value: str | float) -> float:
-    """A positive number of seconds."""
-    try:
-        s = float(value)
-    except (TypeError, ValueError):
-        raise _bad(name, value, "a positive number of seconds, e.g. 60 or 0.5") from None
-    if not s > 0:
-        raise _bad(name, value, "a positive number of seconds, e.g. 60 or 0.5")
-    return s
-
 
 def parse_algorithm(name: str, value: str) -> str:
     """One of :data:`ALGORITHM_NAMES`."""
     v = str(value).strip().lower()
     if v not in ALGORITHM_NAMES:
-        raise _bad(name, value, ", ".join(ALGORITHM_NAMES))
+        raise bad_setting(name, value, ", ".join(ALGORITHM_NAMES))
     return v
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from workbench.errors import InvalidTypeError, InvalidValueError
+
 __all__ = ["OPS", "SUPPORTED_DTYPES", "Item", "check_op", "finish", "prepare"]
 
 OPS = ("sum", "mean", "max", "min")
@@ -43,7 +45,7 @@ class Item:
 def check_op(op: str) -> str:
     """``op`` normalised, or a ValueError naming the allowed ones."""
     if not isinstance(op, str) or op.lower() not in OPS:
-        raise ValueError(f"allreduce: unknown op {op!r}; allowed: {', '.join(OPS)}")
+        raise InvalidValueError(f"allreduce: unknown op {op!r}; allowed: {', '.join(OPS)}")
     return op.lower()
 
 
@@ -57,14 +59,14 @@ def as_numpy(x: Any, what: str = "input") -> tuple[np.ndarray, bool]:
         return x, False
     if _is_torch(x):
         if x.device.type != "cpu":
-            raise TypeError(
+            raise InvalidTypeError(
                 f"allreduce: {what} is a torch tensor on {x.device}; only CPU tensors are "
                 "supported, move it with .cpu() first"
             )
         try:
             return x.detach().numpy(), True
         except (TypeError, RuntimeError) as exc:
-            raise TypeError(
+            raise InvalidTypeError(
                 f"allreduce: {what} torch tensor of dtype {x.dtype} cannot be viewed as numpy "
                 f"({exc}); supported dtypes: {_SUPPORTED_NAMES}"
             ) from None
@@ -73,7 +75,7 @@ def as_numpy(x: Any, what: str = "input") -> tuple[np.ndarray, bool]:
             return np.from_dlpack(x), False
         return np.asarray(x), False
     except (TypeError, ValueError, BufferError) as exc:
-        raise TypeError(
+        raise InvalidTypeError(
             f"allreduce: cannot read {what} of type {type(x).__name__} as an array ({exc}); "
             "pass a numpy array, a CPU torch tensor, or an object with the buffer protocol, "
             "__array__ or __dlpack__"
@@ -83,7 +85,7 @@ def as_numpy(x: Any, what: str = "input") -> tuple[np.ndarray, bool]:
 def _contiguous_target(arr: np.ndarray, what: str) -> np.ndarray:
     if not arr.flags.c_contiguous or not arr.flags.writeable:
         problem = "is read-only" if not arr.flags.writeable else f"has strides {arr.strides}"
-        raise TypeError(
+        raise InvalidTypeError(
             f"allreduce: cannot write the result into {what} of shape {arr.shape}: it {problem}. "
             "Pass a writable C-contiguous array (np.ascontiguousarray / tensor.contiguous()) "
             "or leave out=None to get a new array"
@@ -96,12 +98,12 @@ def prepare(x: Any, out: Any, op: str, what: str = "input") -> Item:
     arr, torch = as_numpy(x, what)
     dtype = arr.dtype
     if dtype not in SUPPORTED_DTYPES:
-        raise TypeError(
+        raise InvalidTypeError(
             f"allreduce: unsupported dtype {dtype} of {what} (shape {arr.shape}); supported: "
             f"{_SUPPORTED_NAMES}. Cast first, e.g. x.astype(np.float32)"
         )
     if op == "mean" and dtype.kind == "i":
-        raise TypeError(
+        raise InvalidTypeError(
             f"allreduce: op='mean' of integer {what} ({dtype}) is not defined; use op='sum' "
             "and divide, or cast to a float dtype first"
         )
@@ -113,7 +115,7 @@ def prepare(x: Any, out: Any, op: str, what: str = "input") -> Item:
     elif out is not None:
         oarr, _ = as_numpy(out, "out")
         if oarr.shape != arr.shape or oarr.dtype != dtype:
-            raise ValueError(
+            raise InvalidValueError(
                 f"allreduce: out has shape {oarr.shape} {oarr.dtype} but {what} is "
                 f"{arr.shape} {dtype}; they must match"
             )

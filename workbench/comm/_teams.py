@@ -16,6 +16,8 @@ from typing import Any
 
 from mpi4py import MPI
 
+from workbench.errors import AllreduceTimeoutError, InvalidValueError, SetupError
+
 __all__ = ["AllreduceHandle", "is_team_comm", "require_thread_multiple", "submit", "team_comm"]
 
 # Handles of the teams' communicators. Creating communicators or RMA windows from several
@@ -55,7 +57,7 @@ class AllreduceHandle:
     def wait(self, timeout: float | None = None) -> Any:
         """The result; re-raises the worker's exception; TimeoutError after ``timeout`` s."""
         if not self._event.wait(timeout):
-            raise TimeoutError(
+            raise AllreduceTimeoutError(
                 f"allreduce_async on team {self.team!r} has not finished after {timeout}s; "
                 "call wait() again, or check that every rank submitted the same calls"
             )
@@ -112,7 +114,7 @@ def require_thread_multiple() -> None:
     """RuntimeError unless MPI runs with ``MPI_THREAD_MULTIPLE``."""
     level = MPI.Query_thread()
     if level != MPI.THREAD_MULTIPLE:
-        raise RuntimeError(
+        raise SetupError(
             "allreduce_async runs each team in its own thread and needs MPI initialised with "
             f"THREAD_MULTIPLE, but this process has {_LEVELS.get(level, level)}. Leave "
             "mpi4py.rc.thread_level at its default 'multiple' (set it before importing "
@@ -123,7 +125,7 @@ def require_thread_multiple() -> None:
 def team_comm(team: str, base: Any) -> _Team:
     """The team ``team`` on ``base`` (created, collectively, on first use)."""
     if not isinstance(team, str) or not team:
-        raise ValueError(f"team must be a non-empty string, not {team!r}")
+        raise InvalidValueError(f"team must be a non-empty string, not {team!r}")
     key = (team, base.handle)
     with _lock:
         t = _teams.get(key)

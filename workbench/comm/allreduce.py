@@ -13,6 +13,7 @@ from workbench.comm._convert import Item, check_op, finish, prepare
 from workbench.comm._fusion import plan
 from workbench.comm._teams import AllreduceHandle, submit
 from workbench.comm.algorithms import Algorithm, get_algorithm
+from workbench.errors import InvalidValueError
 
 __all__ = ["allreduce", "allreduce_async"]
 
@@ -132,7 +133,7 @@ def allreduce(
     """
     if isinstance(x, (list, tuple)):
         if out is not None and out is not x and len(out) != len(x):
-            raise ValueError(
+            raise InvalidValueError(
                 f"allreduce: out has {len(out)} entries but {len(x)} tensors were passed"
             )
         outs = x if out is x else out
@@ -182,7 +183,7 @@ def allreduce_async(
     base = MPI.COMM_WORLD if comm is None else comm
     chosen = get_algorithm(algorithm)
     if chosen.name in ("shm", "hierarchical"):
-        raise ValueError(
+        raise InvalidValueError(
             f"allreduce_async(algorithm={chosen.name!r}): shared-memory windows cannot be "
             "created safely from a team's thread; use 'auto', 'ring', 'rhd' or 'mpi' for "
             "teams (or the synchronous allreduce for shm)"

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from workbench import _store
+from workbench.errors import InvalidValueError, StateError
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -53,14 +54,15 @@ def gather(D: DistributedArray) -> da.Array:
 
 def handle_of(x: Any) -> DistributedArray:
     """The handle behind a dask array made by :func:`to_dask` (or the handle itself)."""
-    from workbench.linalg._matrix import is_row_matrix, resolve_pool
+    from workbench.linalg._matrix import is_row_matrix
+    from workbench.pool import require
 
     if is_row_matrix(x):
         return x
     name = getattr(x, "name", "")
-    handle = resolve_pool(None)._handles.get(name[3:]) if name.startswith("wb-") else None
+    handle = require()._handles.get(name[3:]) if name.startswith("wb-") else None
     if handle is None:
-        raise ValueError(
+        raise InvalidValueError(
             f"{type(x).__name__} {name or ''} is not a workbench handle nor an array made by "
             "to_dask() on the current pool"
         )
@@ -81,7 +83,7 @@ def _pull(cluster_file: str, engine: int, key: str, shape: tuple[int, ...], dtyp
         ar = client[engine].apply_async(_store.get, key)
     block = ar.get(timeout=3600)
     if block.shape != shape:
-        raise RuntimeError(
+        raise StateError(
             f"block {key} on engine {engine} has shape {block.shape}, expected {shape}: "
             "it was replaced since the dask array was made; call to_dask() again"
         )

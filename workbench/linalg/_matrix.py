@@ -11,14 +11,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from workbench.data import DistributedArray
-from workbench.errors import PoolError
 
 if TYPE_CHECKING:
     import dask.array as da
 
-    from workbench.pool import Pool
 
-__all__ = ["RowMatrix", "resolve_pool"]
+__all__ = ["RowMatrix", "is_row_matrix"]
 
 
 @dataclass
@@ -46,22 +44,6 @@ class RowMatrix(DistributedArray):
         if self.pushed_bytes or self.fetched_bytes:
             size += f" moved in {self.seconds:.2f} s, {self.throughput / 1e9:.2f} GB/s"
         return f"{super().describe()} (linalg, from {self.source}, {size})"
-
-
-def resolve_pool(pool: Pool | None) -> Pool:
-    """``pool`` or the current pool; a clear error when there is none."""
-    if pool is not None:
-        pool._check_alive()
-        return pool
-    from workbench.pool import current
-
-    found = current()
-    if found is None:
-        raise PoolError(
-            "no engine pool: start one with `%wb start -n 4` or `wb.Pool.local(4)`, "
-            "or pass pool=..."
-        )
-    return found
 
 
 def is_row_matrix(x: Any) -> bool:

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from workbench import _store
-from workbench.data import _new_key
+from workbench._util import new_key
+from workbench.errors import InvalidValueError
 from workbench.linalg._matrix import RowMatrix, is_row_matrix
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ class _Stored:
 def routine(name: str) -> Callable[[Routine], Routine]:
     """Register ``fn(block, comm, **kw)`` as the distributed routine ``name``."""
     if not isinstance(name, str) or not name:
-        raise ValueError(f"routine name must be a non-empty string, got {name!r}")
+        raise InvalidValueError(f"routine name must be a non-empty string, got {name!r}")
 
     def register(fn: Routine) -> Routine:
         _ROUTINES[name] = fn
@@ -79,7 +80,7 @@ def get_routine(name: str | Routine) -> Routine:
     try:
         return _ROUTINES[name]
     except KeyError:
-        raise ValueError(
+        raise InvalidValueError(
             f"unknown routine {name!r}; registered: {', '.join(routines())}. "
             "Register one with @wb.linalg.routine(name)"
         ) from None
@@ -112,7 +113,7 @@ def run(
     D, temporary = as_rows(A, pool)
     try:
         args = {k: _ref(k, v, D) for k, v in kw.items()}
-        out_key = _new_key("result")
+        out_key = new_key("result")
         results = D.pool.apply(_invoke, (fn, D.key, out_key, args), timeout=timeout)
         return _unwrap(results, D, getattr(fn, "__name__", str(name)))
     finally:
@@ -125,7 +126,7 @@ def _ref(name: str, value: Any, D: DistributedArray) -> Any:
         return value
     value._check()
     if value.bounds != D.bounds:
-        raise ValueError(
+        raise InvalidValueError(
             f"{name} is split over the ranks as {value.bounds} but the matrix as {D.bounds}: "
             f"scatter it with wb.linalg.scatter({name}, bounds=A.bounds)"
         )

@@ -23,8 +23,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from workbench import _store
-from workbench.data import _new_key, row_bounds
-from workbench.linalg._matrix import RowMatrix, resolve_pool
+from workbench._util import new_key
+from workbench.data import row_bounds
+from workbench.errors import InvalidValueError
+from workbench.linalg._matrix import RowMatrix
+from workbench.pool import require
 
 if TYPE_CHECKING:
     from workbench.pool import Pool
@@ -53,27 +56,27 @@ def scatter(
     place a right-hand side like its matrix). ``via="auto"`` fetches from the dask workers
     when ``A`` is on a ``distributed`` cluster and pushes otherwise.
     """
-    pool = resolve_pool(pool)
+    pool = require(pool)
     if via not in _VIAS:
-        raise ValueError(f"scatter(via={via!r}): choose one of {', '.join(_VIAS)}")
+        raise InvalidValueError(f"scatter(via={via!r}): choose one of {', '.join(_VIAS)}")
     is_dask = hasattr(A, "dask") and hasattr(A, "chunks")
     arr = A if is_dask else np.asarray(A)
     if arr.ndim not in (1, 2):
-        raise ValueError(
+        raise InvalidValueError(
             f"scatter needs a 1-D or 2-D array (rows first), got shape {tuple(arr.shape)}; "
             "reshape it first"
         )
     if any(np.isnan(d) for d in arr.shape):
-        raise ValueError(
+        raise InvalidValueError(
             f"scatter needs known chunk sizes, got shape {arr.shape}: call A.compute_chunk_sizes()"
         )
     shape = tuple(int(d) for d in arr.shape)
     bounds = _check_bounds(bounds, shape[0], pool.size)
     dtype = np.dtype(arr.dtype)
-    key = key or _new_key("matrix")
+    key = key or new_key("matrix")
     client = _distributed_client(arr) if is_dask and via != "push" else None
     if via == "fetch" and client is None:
-        raise ValueError(
+        raise InvalidValueError(
             "scatter(via='fetch') needs a dask array on a distributed cluster: create a "
             "distributed.Client first, or use via='push'"
         )
@@ -112,7 +115,7 @@ def _check_bounds(
     edges = [0] + [hi for _, hi in bounds]
     contiguous = all(lo == edges[i] <= hi for i, (lo, hi) in enumerate(bounds))
     if len(bounds) != n_ranks or not contiguous or edges[-1] != n_rows:
-        raise ValueError(
+        raise InvalidValueError(
             f"bounds {bounds} must be {n_ranks} contiguous row ranges covering 0..{n_rows}"
         )
     return bounds

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
+from workbench.errors import InvalidValueError
 from workbench.linalg._matrix import is_row_matrix
 from workbench.linalg._registry import as_rows, routine, run
 from workbench.linalg._svd import shape_of, tsqr
@@ -100,7 +101,7 @@ def _with_rhs(A: Any, b: Any, pool: Any, name: str, call: Any) -> Any:
 
     m = shape_of(A)[0]
     if len(shape_of(A)) != 2 or shape_of(b)[:1] != (m,) or len(shape_of(b)) not in (1, 2):
-        raise ValueError(
+        raise InvalidValueError(
             f"{name}: A must be 2-D and b have A's {m} rows, got A {shape_of(A)}, b {shape_of(b)}"
         )
     D, free_a = as_rows(A, pool)
@@ -118,12 +119,14 @@ def _with_rhs(A: Any, b: Any, pool: Any, name: str, call: Any) -> Any:
 def lstsq(A: Any, b: Any, *, alpha: float = 0.0, method: str = "qr", pool: Any = None) -> Solution:
     """Solve ``min ‖Ax − b‖² + α‖x‖²`` on the engines (b: vector or matrix with A's rows)."""
     if method not in LSTSQ_METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(LSTSQ_METHODS)}")
+        raise InvalidValueError(
+            f"unknown method {method!r}; choose one of {', '.join(LSTSQ_METHODS)}"
+        )
     if alpha < 0:
-        raise ValueError(f"alpha={alpha} must be >= 0")
+        raise InvalidValueError(f"alpha={alpha} must be >= 0")
     m, n = shape_of(A)[0], shape_of(A)[-1]
     if method == "qr" and alpha == 0 and m < n:
-        raise ValueError(
+        raise InvalidValueError(
             f"lstsq(method='qr') needs rows >= columns without ridge, got {m} x {n}: "
             "pass alpha > 0 (ridge) or use cg"
         )
@@ -149,9 +152,11 @@ def cg(
     Stops when ‖Aᵀ(b − Ax) − αx‖ ≤ tol·‖Aᵀb‖ or after ``maxiter`` (default 2·n) iterations.
     """
     if len(shape_of(b)) != 1:
-        raise ValueError(f"cg solves for one right-hand side: b must be 1-D, got {shape_of(b)}")
+        raise InvalidValueError(
+            f"cg solves for one right-hand side: b must be 1-D, got {shape_of(b)}"
+        )
     if alpha < 0 or tol <= 0:
-        raise ValueError(f"alpha={alpha} must be >= 0 and tol={tol} > 0")
+        raise InvalidValueError(f"alpha={alpha} must be >= 0 and tol={tol} > 0")
     maxiter = 2 * shape_of(A)[-1] if maxiter is None else int(maxiter)
 
     def call(D: Any, B: Any) -> Solution:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
+from workbench.errors import InvalidValueError
 from workbench.linalg._matrix import is_row_matrix
 from workbench.linalg._registry import Rows, routine, run
 
@@ -145,19 +146,19 @@ def check_svd_args(
 ) -> tuple[str, bool]:
     """Validate; return the method the ranks run and whether Gram may fall back to TSQR."""
     if len(shape) != 2:
-        raise ValueError(f"truncated SVD needs a 2-D matrix, got shape {tuple(shape)}")
+        raise InvalidValueError(f"truncated SVD needs a 2-D matrix, got shape {tuple(shape)}")
     m, n = shape
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k <= min(m, n):
-        raise ValueError(
+        raise InvalidValueError(
             f"k={k!r} must be an integer with 1 <= k <= min(m, n) = {min(m, n)} "
             f"for a {m} x {n} matrix"
         )
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        raise InvalidValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if n_oversamples < 0 or n_iter < 0:
-        raise ValueError(f"n_oversamples={n_oversamples} and n_iter={n_iter} must be >= 0")
+        raise InvalidValueError(f"n_oversamples={n_oversamples} and n_iter={n_iter} must be >= 0")
     if method in ("gram", "tsqr") and m < n:
-        raise ValueError(
+        raise InvalidValueError(
             f"method={method!r} needs a tall matrix (rows >= columns), got {m} x {n}: use "
             "method='randomized' (or 'auto', which picks it for wide matrices), or factor "
             "the transpose and swap U and Vt"

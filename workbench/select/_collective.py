@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from workbench.errors import InvalidValueError, WorkbenchError
+
 __all__ = [
     "PeerFailed",
     "cv_score",
@@ -27,7 +29,7 @@ __all__ = [
 ]
 
 
-class PeerFailed(RuntimeError):
+class PeerFailed(WorkbenchError, RuntimeError):
     """Another rank failed during a collective step; this one stops quietly."""
 
 
@@ -124,7 +126,7 @@ def cv_score(
             errors.append(e)
             scores.append(np.nan)
     if errors and len(errors) == len(scores):
-        raise ValueError(
+        raise InvalidValueError(
             f"all {len(scores)} cross-validation fits failed on {X.shape[1]} features; "
             f"the first error: {type(errors[0]).__name__}: {errors[0]}"
         ) from errors[0]

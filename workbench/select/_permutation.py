@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from workbench.errors import InvalidTypeError, InvalidValueError
 from workbench.select._collective import mine, on_every_rank, reduce_or_raise, world
 from workbench.select._placement import engine_data, placed
 from workbench.select._result import SelectionResult
@@ -52,21 +53,23 @@ def permutation_importance(
     check_estimator(estimator, fitted=True)
     check_is_fitted(estimator)
     if not isinstance(n_repeats, Integral) or n_repeats < 1:
-        raise ValueError(f"n_repeats must be a positive integer, got {n_repeats!r}")
+        raise InvalidValueError(f"n_repeats must be a positive integer, got {n_repeats!r}")
     scorer = check_scoring(estimator, scoring=scoring)
     if isinstance(scorer, dict) or not callable(scorer):
-        raise TypeError("permutation_importance here takes one scoring metric, not several")
+        raise InvalidTypeError("permutation_importance here takes one scoring metric, not several")
     seed = check_random_state(random_state).randint(np.iinfo(np.int32).max + 1)
     with placed(X, y, pool, allow_nan=allows_nan(estimator)) as data:
         n, d = data.X.shape
         if isinstance(max_samples, Integral):
             if not 1 <= max_samples <= n:
-                raise ValueError(f"max_samples must be in 1..{n} (rows of X), got {max_samples}")
+                raise InvalidValueError(
+                    f"max_samples must be in 1..{n} (rows of X), got {max_samples}"
+                )
             m = int(max_samples)
         elif 0 < max_samples <= 1:
             m = int(max_samples * n)
         else:
-            raise ValueError(
+            raise InvalidValueError(
                 f"max_samples must be an int or a fraction in (0, 1], got {max_samples}"
             )
         spec = {

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from workbench import _store
-from workbench.select._validation import check_finite, check_X, check_y, resolve_pool
+from workbench.errors import DataFreedError, InvalidValueError
+from workbench.pool import require
+from workbench.select._validation import check_finite, check_X, check_y
 
 if TYPE_CHECKING:
     from workbench.data import Broadcast
@@ -50,7 +52,7 @@ class PlacedData:
 
 def place(X: Any, y: Any, *, pool: Pool | None = None) -> PlacedData:
     """Validate ``X``, ``y`` and broadcast them to every rank once; reuse the handle."""
-    pool = resolve_pool(pool)
+    pool = require(pool)
     Xa = check_X(X, min_features=2)
     check_finite(Xa, allow_nan=True)
     ya = check_y(y, Xa.shape[0])
@@ -62,16 +64,16 @@ def placed(X: Any, y: Any, pool: Pool | None, *, allow_nan: bool = False) -> Ite
     """The data of one selection: a given :class:`PlacedData`, or placed now and freed after."""
     if isinstance(X, PlacedData):
         if y is not None and y is not X.y:
-            raise ValueError("X is placed data that carries its own y: call with y=None")
+            raise InvalidValueError("X is placed data that carries its own y: call with y=None")
         if X.handle.freed:
-            raise RuntimeError("this PlacedData was freed: place the data again")
+            raise DataFreedError("this PlacedData was freed: place the data again")
         if pool is not None and pool is not X.pool:
-            raise ValueError("X was placed on another pool than the pool= passed")
+            raise InvalidValueError("X was placed on another pool than the pool= passed")
         if not allow_nan:
             check_finite(X.X)
         yield X
         return
-    pool = resolve_pool(pool)
+    pool = require(pool)
     Xa = check_X(X, min_features=2)
     check_finite(Xa, allow_nan=allow_nan)
     ya = check_y(y, Xa.shape[0])

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from workbench.errors import InvalidValueError, StateError
 from workbench.select._collective import mine, on_every_rank, world
 from workbench.select._placement import engine_data, placed
 from workbench.select._result import SelectionResult
@@ -31,7 +32,9 @@ __all__ = ["rfe"]
 
 def _step_size(step: float, n: int) -> int:
     if not isinstance(step, (int, float)) or isinstance(step, bool) or step <= 0:
-        raise ValueError(f"step must be a positive int or a fraction in (0, 1), got {step!r}")
+        raise InvalidValueError(
+            f"step must be a positive int or a fraction in (0, 1), got {step!r}"
+        )
     return int(max(1, step * n)) if 0.0 < step < 1.0 else int(step)
 
 
@@ -40,16 +43,18 @@ def _target(n_features_to_select: Any, n: int) -> int:
         return n // 2
     if isinstance(n_features_to_select, Integral) and not isinstance(n_features_to_select, bool):
         if n_features_to_select < 1:
-            raise ValueError(f"n_features_to_select must be >= 1, got {n_features_to_select}")
+            raise InvalidValueError(
+                f"n_features_to_select must be >= 1, got {n_features_to_select}"
+            )
         if n_features_to_select > n:
-            raise ValueError(
+            raise InvalidValueError(
                 f"n_features_to_select={n_features_to_select} but X has {n} features: "
                 f"pass at most {n}"
             )
         return int(n_features_to_select)
     if isinstance(n_features_to_select, float) and 0 < n_features_to_select <= 1:
         return int(n * n_features_to_select)
-    raise ValueError(
+    raise InvalidValueError(
         f"n_features_to_select must be None, an int >= 1 or a fraction in (0, 1], "
         f"got {n_features_to_select!r}"
     )
@@ -71,7 +76,7 @@ def importances(estimator: Any, getter: Any = "auto") -> np.ndarray:
         elif hasattr(estimator, "feature_importances_"):
             getter = attrgetter("feature_importances_")
         else:
-            raise ValueError(
+            raise InvalidValueError(
                 f"{type(estimator).__name__} has neither coef_ nor feature_importances_ after "
                 "fit: pass importance_getter='attribute' or a callable, or use an estimator "
                 "that exposes one of them"
@@ -138,7 +143,7 @@ def replay(path: list[dict[str, Any]], n: int, target: int, step: int) -> tuple[
             break
         features = np.arange(n)[support]
         if not np.array_equal(record["features"], features):
-            raise RuntimeError("internal: the recorded RFE path does not match its replay")
+            raise StateError("internal: the recorded RFE path does not match its replay")
         threshold = min(step, int(support.sum()) - target)
         support[features[record["order"]][:threshold]] = False
         ranking[~support] += 1
@@ -173,7 +178,7 @@ def rfe(
 
     check_estimator(estimator)
     if cv is not None and n_features_to_select is not None:
-        raise ValueError(
+        raise InvalidValueError(
             "with cv= the number of features is chosen by cross-validation: "
             "drop n_features_to_select (min_features_to_select sets the floor)"
         )
@@ -185,7 +190,7 @@ def rfe(
             target = _target(n_features_to_select, n)
         else:
             if not isinstance(min_features_to_select, Integral) or min_features_to_select < 1:
-                raise ValueError(
+                raise InvalidValueError(
                     f"min_features_to_select must be >= 1, got {min_features_to_select!r}"
                 )
             target = min(int(min_features_to_select), n)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from workbench.errors import InvalidValueError
 from workbench.select._collective import cv_score, mine, on_every_rank, reduce_or_raise, world
 from workbench.select._placement import engine_data, placed
 from workbench.select._result import SelectionResult
@@ -34,16 +35,18 @@ def _n_iterations(
     """Steps to run and whether ``tol`` stops early, as SequentialFeatureSelector decides."""
     if isinstance(n_features_to_select, str):
         if n_features_to_select != "auto":
-            raise ValueError(
+            raise InvalidValueError(
                 f"n_features_to_select must be 'auto', an int or a fraction in (0, 1], "
                 f"got {n_features_to_select!r}"
             )
         k = n - 1 if tol is not None else n // 2
     elif isinstance(n_features_to_select, Integral) and not isinstance(n_features_to_select, bool):
         if n_features_to_select < 1:
-            raise ValueError(f"n_features_to_select must be >= 1, got {n_features_to_select}")
+            raise InvalidValueError(
+                f"n_features_to_select must be >= 1, got {n_features_to_select}"
+            )
         if n_features_to_select >= n:
-            raise ValueError(
+            raise InvalidValueError(
                 f"n_features_to_select={n_features_to_select} but X has {n} features: "
                 f"it must be < {n} (or a fraction, or 'auto')"
             )
@@ -51,12 +54,12 @@ def _n_iterations(
     elif isinstance(n_features_to_select, Real) and 0 < n_features_to_select <= 1:
         k = int(n * n_features_to_select)
     else:
-        raise ValueError(
+        raise InvalidValueError(
             "n_features_to_select must be 'auto', an int >= 1 or a fraction in (0, 1], "
             f"got {n_features_to_select!r}"
         )
     if tol is not None and tol < 0 and direction == "forward":
-        raise ValueError(f"tol must be > 0 for forward selection, got {tol}")
+        raise InvalidValueError(f"tol must be > 0 for forward selection, got {tol}")
     auto = n_features_to_select == "auto"
     steps = k if auto or direction == "forward" else n - k
     return steps, auto and tol is not None
@@ -99,7 +102,7 @@ def sequential(
 
     check_estimator(estimator)
     if direction not in ("forward", "backward"):
-        raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
+        raise InvalidValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
     with placed(X, y, pool, allow_nan=allows_nan(estimator)) as data:
         n = data.X.shape[1]
         steps, auto = _n_iterations(n_features_to_select, tol, direction, n)

@@ -24,10 +24,12 @@ import numpy as np
 
 from workbench import _store
 from workbench.data import DistributedArray, row_bounds
+from workbench.errors import InvalidValueError
+from workbench.pool import require
 from workbench.select import kernels
 from workbench.select._collective import on_every_rank, reduce_or_raise, world
 from workbench.select._result import SelectionResult
-from workbench.select._validation import check_finite, check_k, check_X, check_y, resolve_pool
+from workbench.select._validation import check_finite, check_k, check_X, check_y
 
 if TYPE_CHECKING:
     from workbench.pool import Pool
@@ -71,10 +73,10 @@ def univariate(
     ``SelectKBest(k=k)`` keeps; ``scores_``/``pvalues_`` are scikit-learn's.
     """
     if score not in SCORES:
-        raise ValueError(f"score must be one of {', '.join(SCORES)}; got {score!r}")
+        raise InvalidValueError(f"score must be one of {', '.join(SCORES)}; got {score!r}")
     if score == "mutual_info" and (not isinstance(n_bins, int) or n_bins < 2):
-        raise ValueError(f"n_bins must be an integer >= 2, got {n_bins!r}")
-    pool = resolve_pool(pool)
+        raise InvalidValueError(f"n_bins must be an integer >= 2, got {n_bins!r}")
+    pool = require(pool)
     owned: list[Any] = []
     try:
         source, (n, d) = _x_source(X, pool, owned, score)
@@ -96,14 +98,14 @@ def _x_source(
     if isinstance(X, DistributedArray):
         X._check()
         if len(X.shape) != 2 or X.bounds != row_bounds(X.shape[0], pool.size):
-            raise ValueError(
+            raise InvalidValueError(
                 f"X is a {X.shape} DistributedArray in {len(X.bounds)} blocks; univariate "
                 f"needs a 2-D array scattered over this pool's {pool.size} ranks"
             )
         return ("store", X.key), (X.shape[0], X.shape[1])
     if _is_dask(X):
         if X.ndim != 2:
-            raise ValueError(f"X must be 2-D (rows x features), got a dask array {X.shape}")
+            raise InvalidValueError(f"X must be 2-D (rows x features), got a dask array {X.shape}")
         return ("dask", X), (int(X.shape[0]), int(X.shape[1]))
     Xa = check_X(X)
     check_finite(Xa)
@@ -120,7 +122,7 @@ def _y_source(
     if isinstance(y, DistributedArray):
         y._check()
         if y.bounds != bounds:
-            raise ValueError(
+            raise InvalidValueError(
                 f"y is scattered in row blocks {y.bounds} but X's are {bounds}: "
                 "scatter y on the same pool with the same number of rows as X"
             )
@@ -130,12 +132,12 @@ def _y_source(
         ya = check_y(np.asarray(y.compute()) if _is_dask(y) else y, n)
         classes = np.unique(ya) if classify else None
         if not classify and ya.dtype.kind not in "biuf":
-            raise ValueError(f"f_regression needs a numeric y, got dtype {ya.dtype}")
+            raise InvalidValueError(f"f_regression needs a numeric y, got dtype {ya.dtype}")
         handle = pool.scatter(ya)
         owned.append(handle)
         key = handle.key
     if classify and len(classes) < 2:
-        raise ValueError(
+        raise InvalidValueError(
             f"{score} needs at least 2 classes in y, found {len(classes)}: "
             "use score='f_regression' for a continuous target"
         )
@@ -193,12 +195,12 @@ def _check_block(block: np.ndarray, score: str, rank: int | None, offset: int) -
     where = "" if rank is None else f"rank {rank}, "
     if not np.isfinite(block).all():
         row = int(np.argwhere(~np.isfinite(block))[0][0])
-        raise ValueError(
+        raise InvalidValueError(
             f"X has NaN or infinite values ({where}row {offset + row} of the block): "
             "impute or drop them before selecting"
         )
     if score == "chi2" and block.size and block.min() < 0:
-        raise ValueError(
+        raise InvalidValueError(
             f"chi2 needs non-negative X (counts, frequencies); {where}negative values found: "
             "use f_classif, or shift/bin the features"
         )

@@ -6,8 +6,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from workbench.errors import InvalidTypeError, InvalidValueError
+
 if TYPE_CHECKING:
-    from workbench.pool import Pool
+    pass
 
 __all__ = [
     "allows_nan",
@@ -16,22 +18,7 @@ __all__ = [
     "check_finite",
     "check_k",
     "check_y",
-    "resolve_pool",
 ]
-
-
-def resolve_pool(pool: Pool | None) -> Pool:
-    """``pool``, or the current pool; RuntimeError when there is none."""
-    from workbench.pool import current
-
-    found = pool if pool is not None else current()
-    if found is None:
-        raise RuntimeError(
-            "workbench.select needs a pool of engines and none is running: "
-            "start one with `%wb start -n 2` or `wb.Pool.local(2)`, or pass pool=..."
-        )
-    found._check_alive()
-    return found
 
 
 def check_estimator(estimator: Any, *, fitted: bool = False) -> None:
@@ -46,7 +33,7 @@ def check_estimator(estimator: Any, *, fitted: bool = False) -> None:
             if isinstance(estimator, type)
             else f"a {type(estimator).__name__} without {', '.join(missing)}"
         )
-        raise TypeError(
+        raise InvalidTypeError(
             f"estimator must be a scikit-learn estimator instance, got {what}. "
             "Pass e.g. LogisticRegression(), or derive your model from "
             "sklearn.base.BaseEstimator so it can be cloned and fitted on the engines."
@@ -68,14 +55,14 @@ def check_X(X: Any, *, min_features: int = 1, dtype: Any = "numeric") -> np.ndar
     from sklearn.utils import check_array
 
     if hasattr(X, "dask") and hasattr(X, "chunks"):
-        raise TypeError(
+        raise InvalidTypeError(
             "X is a dask array: pass it to wb.select.univariate (which streams its chunks), "
             "or call X.compute() first for the wrapper methods"
         )
     try:
         arr = check_array(X, dtype=dtype, ensure_all_finite=False, ensure_min_features=min_features)
     except ValueError as e:
-        raise ValueError(f"X: {e}") from None
+        raise InvalidValueError(f"X: {e}") from None
     return arr
 
 
@@ -88,7 +75,7 @@ def check_finite(X: np.ndarray, *, name: str = "X", allow_nan: bool = False) -> 
         where = np.argwhere(bad)[0]
         at = f"row {where[0]}" + (f", column {where[1]}" if len(where) > 1 else "")
         what = "infinite values" if allow_nan else "NaN or infinite values"
-        raise ValueError(
+        raise InvalidValueError(
             f"{name} contains {what} ({int(bad.sum())} entries, first at {at}): "
             "impute or drop them first (e.g. sklearn.impute.SimpleImputer)"
         )
@@ -97,14 +84,14 @@ def check_finite(X: np.ndarray, *, name: str = "X", allow_nan: bool = False) -> 
 def check_y(y: Any, n_rows: int) -> np.ndarray:
     """``y`` as a 1-D array with one value per row of X."""
     if y is None:
-        raise ValueError("y is required: pass one target value per row of X")
+        raise InvalidValueError("y is required: pass one target value per row of X")
     arr = np.asarray(y)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr.ravel()
     if arr.ndim != 1:
-        raise ValueError(f"y must be 1-D (one target per row), got shape {arr.shape}")
+        raise InvalidValueError(f"y must be 1-D (one target per row), got shape {arr.shape}")
     if arr.shape[0] != n_rows:
-        raise ValueError(
+        raise InvalidValueError(
             f"X has {n_rows} rows but y has {arr.shape[0]} values: "
             "pass one target value per row of X"
         )
@@ -118,9 +105,9 @@ def check_k(k: Any, n_features: int, *, name: str = "k") -> int:
     if isinstance(k, str) and k == "all":
         return n_features
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-        raise ValueError(f"{name} must be a positive integer or 'all', got {k!r}")
+        raise InvalidValueError(f"{name} must be a positive integer or 'all', got {k!r}")
     if k > n_features:
-        raise ValueError(
+        raise InvalidValueError(
             f"{name}={k} but X has only {n_features} features: "
             f"pass {name} <= {n_features} or {name}='all'"
         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from workbench.errors import MissingDependencyError
+
 __all__ = ["SweepResult"]
 
 
@@ -54,7 +56,9 @@ class SweepResult:
         try:
             import pandas as pd
         except ImportError:
-            raise ImportError("result.to_pandas() needs pandas: pip install pandas") from None
+            raise MissingDependencyError(
+                "result.to_pandas() needs pandas: pip install pandas"
+            ) from None
         rows = []
         for t in self.trials:
             row = {k: v for k, v in t.items() if k != "config"}

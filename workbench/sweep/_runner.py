@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from workbench import _store as engine_store
-from workbench.errors import PoolError, RankError
+from workbench.errors import PoolError, RankError, SetupError
 from workbench.progress import KEY
 from workbench.sweep._store import FINAL, SweepStore
 from workbench.sweep._trial import SKIP, run_batch, run_trial, split_world, write_decision
@@ -204,7 +204,7 @@ class Runner:
                 engine_store.put, (f"{self.key}-objective", self.plan.objective), **opts
             )
         except RankError as e:
-            raise RuntimeError(
+            raise SetupError(
                 f"could not send the objective of sweep {self.plan.name!r} to the engines ({e}); "
                 "define it in the notebook, or make its module importable on the engines"
             ) from None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
+from workbench.errors import InvalidTypeError, InvalidValueError
 from workbench.sweep._result import SweepResult
 from workbench.sweep._space import Space
 from workbench.sweep._store import FINAL, SweepStore
@@ -53,13 +54,13 @@ class Plan:
 
 def _count(value: Any, what: str, low: int) -> int:
     if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{what} must be an integer >= {low}, got {value!r}")
+        raise InvalidValueError(f"{what} must be an integer >= {low}, got {value!r}")
     return int(value)
 
 
 def _takes_comm(objective: Callable[..., Any]) -> bool:
     if not callable(objective):
-        raise TypeError(
+        raise InvalidTypeError(
             f"objective must be a function objective(config, report), got {objective!r}"
         )
     try:
@@ -70,7 +71,7 @@ def _takes_comm(objective: Callable[..., Any]) -> bool:
         p for p in params.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
     ]
     if len(positional) < 2 and not any(p.kind == p.VAR_POSITIONAL for p in params.values()):
-        raise TypeError(
+        raise InvalidTypeError(
             f"objective {getattr(objective, '__name__', objective)!r} must accept (config, report)"
             " (and optionally comm): it gets the configuration and a report(step=..., **metrics)"
             " callback"
@@ -92,13 +93,13 @@ def _open(store: SweepStore, name: str, settings: dict[str, Any], resume: bool) 
         store.create(name, settings)
         return False
     if not resume:
-        raise ValueError(
+        raise InvalidValueError(
             f"sweep {name!r} already exists in {store.path}; pass resume=True to continue it, "
             "or choose another name="
         )
     diff = [k for k in settings if k != "seed" and old.get(k) != settings[k]]
     if diff:
-        raise ValueError(
+        raise InvalidValueError(
             f"sweep {name!r} in {store.path} was started with other settings ({', '.join(diff)}:"
             f" {[old.get(k) for k in diff]} then, {[settings[k] for k in diff]} now); "
             "resume it with the same ones, or choose another name="
@@ -138,30 +139,28 @@ def sweep(
     restarted (at most ``max_restarts`` times). An objective with a ``comm`` parameter gets
     the trial's communicator (size ``trial_ranks``), also at ``report.comm``.
     """
-    from workbench import pool as _pool
+    from workbench.pool import require
     from workbench.sweep._runner import Runner
     from workbench.widgets.sweep_table import make_sweep_view
 
     pass_comm = _takes_comm(objective)
     space_ = Space(space)
     if mode not in ("max", "min"):
-        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        raise InvalidValueError(f"mode must be 'max' or 'min', got {mode!r}")
     if metric is not None and (not isinstance(metric, str) or not metric):
-        raise TypeError(f"metric must be the name of a reported metric, got {metric!r}")
+        raise InvalidTypeError(f"metric must be the name of a reported metric, got {metric!r}")
     max_failures = _count(max_failures, "max_failures", 0)
     trial_ranks = _count(trial_ranks, "trial_ranks", 1)
     strat = get_strategy(strategy, space_)
     sched = get_scheduler(scheduler)
     if metric is None and not isinstance(sched, FIFO):
-        raise ValueError(
+        raise InvalidValueError(
             f"scheduler {type(sched).__name__} decides on a reported metric: pass metric= "
             "(the name your objective gives to report(step=..., name=value))"
         )
-    pool = pool if pool is not None else _pool.current()
-    if pool is None:
-        raise RuntimeError("no pool of engines: start one with `%wb start -n 4` or wb.Pool.local()")
+    pool = require(pool)
     if trial_ranks > pool.size:
-        raise ValueError(
+        raise InvalidValueError(
             f"trial_ranks={trial_ranks} but the pool has {pool.size} ranks; use at most "
             f"{pool.size} or start a bigger pool"
         )
@@ -179,7 +178,7 @@ def sweep(
         limit = strat.limit()
         if n_trials is None:
             if limit is None:
-                raise ValueError(f"n_trials= is needed with the {type(strat).__name__}")
+                raise InvalidValueError(f"n_trials= is needed with the {type(strat).__name__}")
             n_trials = limit
         n_trials = _count(n_trials, "n_trials", 1)
         if limit is not None:

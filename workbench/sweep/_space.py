@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any
 
+from workbench.errors import InvalidTypeError, InvalidValueError
+
 __all__ = [
     "Choice",
     "Domain",
@@ -33,24 +35,24 @@ _PLAIN = (type(None), bool, int, float, str)
 
 def _number(value: Any, what: str) -> float:
     if not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value):
-        raise TypeError(f"{what} must be a finite number, got {value!r}")
+        raise InvalidTypeError(f"{what} must be a finite number, got {value!r}")
     return float(value)
 
 
 def _plain_values(values: Any, what: str) -> tuple[Any, ...]:
     if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Sequence):
-        raise TypeError(f"{what} takes a list of values, got {values!r}")
+        raise InvalidTypeError(f"{what} takes a list of values, got {values!r}")
     values = tuple(values)
     if not values:
-        raise ValueError(f"{what} needs at least one value, got an empty list")
+        raise InvalidValueError(f"{what} needs at least one value, got an empty list")
     bad = [v for v in values if not isinstance(v, _PLAIN)]
     if bad:
-        raise TypeError(
+        raise InvalidTypeError(
             f"{what} values must be None, bool, int, float or str (they are stored as JSON), "
             f"got {bad[0]!r}; pass a name and look the object up inside the objective"
         )
     if len(set(map(repr, values))) != len(values):
-        raise ValueError(f"{what} has duplicate values: {list(values)}")
+        raise InvalidValueError(f"{what} has duplicate values: {list(values)}")
     return values
 
 
@@ -65,7 +67,7 @@ class Domain:
 
     def values(self) -> tuple[Any, ...]:
         """Every value (discrete domains only)."""
-        raise TypeError(f"{self!r} is continuous: it has no finite list of values")
+        raise InvalidTypeError(f"{self!r} is continuous: it has no finite list of values")
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,7 @@ def grid(options: Sequence[Any]) -> Grid:
 def _bounds(low: Any, high: Any, what: str) -> tuple[float, float]:
     lo, hi = _number(low, f"{what} low"), _number(high, f"{what} high")
     if lo >= hi:
-        raise ValueError(f"{what} needs low < high, got low={low!r}, high={high!r}")
+        raise InvalidValueError(f"{what} needs low < high, got low={low!r}, high={high!r}")
     return lo, hi
 
 
@@ -150,7 +152,7 @@ def loguniform(low: float, high: float) -> LogUniform:
     """A float drawn log-uniformly from ``[low, high)``; both bounds must be > 0."""
     lo, hi = _bounds(low, high, "loguniform(low, high)")
     if lo <= 0:
-        raise ValueError(
+        raise InvalidValueError(
             f"loguniform(low, high) needs 0 < low < high (it takes logarithms), got low={low!r}; "
             "use uniform(...) for ranges that include 0 or negative values"
         )
@@ -161,9 +163,9 @@ def randint(low: int, high: int) -> RandInt:
     """An integer drawn uniformly from ``[low, high)``."""
     for name, v in (("low", low), ("high", high)):
         if not isinstance(v, Integral) or isinstance(v, bool):
-            raise TypeError(f"randint(low, high) takes integers, got {name}={v!r}")
+            raise InvalidTypeError(f"randint(low, high) takes integers, got {name}={v!r}")
     if low >= high:
-        raise ValueError(
+        raise InvalidValueError(
             f"randint(low, high) needs low < high (high is excluded), got low={low}, high={high}"
         )
     return RandInt(int(low), int(high))
@@ -174,24 +176,24 @@ class Space:
 
     def __init__(self, space: Mapping[str, Any]) -> None:
         if not isinstance(space, Mapping):
-            raise TypeError(
+            raise InvalidTypeError(
                 f"space must be a dict of name -> wb.choice/uniform/... or a fixed value, "
                 f"got {type(space).__name__}"
             )
         if not space:
-            raise ValueError("space is empty: give at least one parameter")
+            raise InvalidValueError("space is empty: give at least one parameter")
         for name, value in space.items():
             if not isinstance(name, str) or not name:
-                raise TypeError(f"space keys must be non-empty strings, got {name!r}")
+                raise InvalidTypeError(f"space keys must be non-empty strings, got {name!r}")
             if isinstance(value, Domain):
                 continue
             if isinstance(value, Mapping):
-                raise TypeError(
+                raise InvalidTypeError(
                     f"space[{name!r}] is a dict: nested spaces are not supported, flatten the "
                     f"names (e.g. '{name}.x')"
                 )
             if not isinstance(value, _PLAIN) and not _is_plain_list(value):
-                raise TypeError(
+                raise InvalidTypeError(
                     f"space[{name!r}] = {value!r} is neither a domain (wb.choice, wb.uniform, "
                     "wb.loguniform, wb.randint, wb.grid) nor a JSON value (number, str, list)"
                 )
@@ -215,7 +217,7 @@ class Space:
         """Number of points of the full grid (every domain must be discrete)."""
         continuous = [k for k, v in self.domains.items() if not v.discrete]
         if continuous:
-            raise ValueError(
+            raise InvalidValueError(
                 f"the grid strategy needs discrete parameters, but {continuous} are continuous; "
                 "use wb.grid/wb.choice/wb.randint for them, or strategy='random'"
             )

@@ -13,6 +13,8 @@ import sqlite3
 import time
 from typing import Any
 
+from workbench.errors import InvalidTypeError, InvalidValueError
+
 __all__ = ["FINAL", "SweepStore"]
 
 FINAL = ("done", "pruned", "failed")
@@ -46,7 +48,7 @@ class SweepStore:
         try:
             self.db = sqlite3.connect(self.path, timeout=30.0)
         except sqlite3.OperationalError as e:
-            raise ValueError(
+            raise InvalidValueError(
                 f"cannot open sweep storage {self.path!r} ({e}); pass storage= a writable path"
             ) from None
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -93,7 +95,7 @@ class SweepStore:
         """Move a trial to ``state`` (and set ``fields``) in one transaction, with an event."""
         bad = set(fields) - set(_FIELDS)
         if bad:
-            raise TypeError(f"unknown trial fields {sorted(bad)}")
+            raise InvalidTypeError(f"unknown trial fields {sorted(bad)}")
         if "ranks" in fields:
             fields["ranks"] = json.dumps(fields["ranks"])
         sets = "".join(f", {k} = ?" for k in fields)

@@ -19,8 +19,8 @@ from numbers import Real
 from typing import Any
 
 from workbench import _store
-from workbench.progress import _check as check_report
-from workbench.progress import progress
+from workbench.errors import WorkbenchError
+from workbench.progress import check_report, progress
 
 __all__ = [
     "SKIP",
@@ -37,7 +37,7 @@ _POLL = 0.002  # seconds between looks at the decision file while waiting at a m
 SKIP = "skip"  # a decision written before a queued trial starts: it returns at once
 
 
-class TrialPruned(Exception):
+class TrialPruned(WorkbenchError):
     """Raised by ``report`` when the scheduler (or the user) stopped the trial.
 
     Let it propagate out of the objective: the trial is then recorded as pruned.

@@ -13,8 +13,9 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from workbench._util import parse_bytes
 from workbench.comm import allreduce_async
-from workbench.comm._config import parse_bytes
+from workbench.errors import StateError
 
 __all__ = ["DEFAULT_BUCKET_BYTES", "ENV_BUCKET", "Reducer", "bucket_bytes_setting", "plan_buckets"]
 
@@ -85,7 +86,7 @@ class Reducer:
         """Gradient ``index`` is final: launch every bucket that is complete, in order."""
         k = self.owner[index]
         if self.pending[k] == 0:
-            raise RuntimeError(
+            raise StateError(
                 f"the gradient of parameter {index} became ready twice before step(): call "
                 "step() after every backward pass (gradient accumulation is not supported)"
             )

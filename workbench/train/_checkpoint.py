@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench.errors import CheckpointError, InvalidValueError
 from workbench.train._params import resolve_comm
 
 __all__ = ["load_checkpoint", "resume", "save_checkpoint"]
@@ -48,7 +49,7 @@ def _agree_on_error(comm: Any, error: BaseException | None, what: str) -> None:
     if error is not None:
         raise error
     if message is not None:
-        raise RuntimeError(f"{what} failed on rank 0: {message}")
+        raise CheckpointError(f"{what} failed on rank 0: {message}")
 
 
 def save_checkpoint(
@@ -98,7 +99,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, comm: Any = None) -> dict[s
             with open(path, "rb") as f:
                 state = pickle.load(f)
             if not isinstance(state, dict) or state.get("format") != _FORMAT:
-                raise ValueError(f"{path} is not a workbench.train checkpoint")
+                raise InvalidValueError(f"{path} is not a workbench.train checkpoint")
         except Exception as exc:
             error = exc
     _agree_on_error(comm, error, f"load_checkpoint({path!r})")
@@ -129,7 +130,7 @@ def resume(
     if rng is not None:
         saved = state["rng"]
         if len(saved) != comm.Get_size() or saved[comm.Get_rank()] is None:
-            raise ValueError(
+            raise InvalidValueError(
                 f"{path} holds RNG states of {len(saved)} rank(s) (saved with rng="
                 f"{'None' if saved[0] is None else 'a Generator'}); resume rng= on the same "
                 f"number of ranks ({comm.Get_size()} now) or leave rng out"

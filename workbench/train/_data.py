@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench.errors import InvalidValueError
 from workbench.train._params import resolve_comm
 
 __all__ = ["ShardSampler", "rank_and_size", "shard"]
@@ -19,9 +20,9 @@ def rank_and_size(rank: int | None, size: int | None, comm: Any) -> tuple[int, i
         rank = c.Get_rank() if rank is None else rank
         size = c.Get_size() if size is None else size
     if not (isinstance(size, (int, np.integer)) and size >= 1):
-        raise ValueError(f"size must be a positive number of ranks, got {size!r}")
+        raise InvalidValueError(f"size must be a positive number of ranks, got {size!r}")
     if not (isinstance(rank, (int, np.integer)) and 0 <= rank < size):
-        raise ValueError(f"rank must be in 0..{size - 1} for size {size}, got {rank!r}")
+        raise InvalidValueError(f"rank must be in 0..{size - 1} for size {size}, got {rank!r}")
     return int(rank), int(size)
 
 
@@ -43,7 +44,9 @@ def shard(
     rank, size = rank_and_size(rank, size, comm)
     n = len(X)
     if y is not None and len(y) != n:
-        raise ValueError(f"X has {n} rows but y has {len(y)}; they must have the same length")
+        raise InvalidValueError(
+            f"X has {n} rows but y has {len(y)}; they must have the same length"
+        )
     order = np.arange(n) if seed is None else np.random.default_rng(seed).permutation(n)
     bounds = np.linspace(0, n, size + 1).round().astype(np.int64)
     idx = np.sort(order[bounds[rank] : bounds[rank + 1]])
@@ -73,15 +76,15 @@ class ShardSampler:
     ) -> None:
         self.rank, self.size = rank_and_size(rank, size, comm)
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+            raise InvalidValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if batch_size % self.size:
             lo = batch_size - batch_size % self.size
-            raise ValueError(
+            raise InvalidValueError(
                 f"global batch_size {batch_size} does not split evenly over {self.size} ranks; "
                 f"use a multiple of {self.size} (e.g. {lo or self.size} or {lo + self.size})"
             )
         if batch_size > n:
-            raise ValueError(f"batch_size {batch_size} is larger than the {n} samples")
+            raise InvalidValueError(f"batch_size {batch_size} is larger than the {n} samples")
         self.n, self.batch_size, self.seed = int(n), int(batch_size), seed
         self.local_batch = self.batch_size // self.size
         self.epoch = 0

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from workbench.comm import allreduce
+from workbench.errors import InvalidValueError
 from workbench.progress import progress as report
 from workbench.train._checkpoint import resume, save_checkpoint
 from workbench.train._data import ShardSampler, shard
@@ -45,7 +46,7 @@ def _check_data(model: Any, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     X, y = np.asarray(X), np.asarray(y)
     n_in = getattr(model, "sizes", [None])[0]
     if X.ndim != 2 or (n_in is not None and X.shape[1] != n_in) or y.shape != (len(X),):
-        raise ValueError(
+        raise InvalidValueError(
             f"fit expects X of shape (n, {n_in}) and y of shape (n,), got X {X.shape} and "
             f"y {y.shape}"
         )
@@ -83,7 +84,7 @@ def fit(
     comm = resolve_comm(comm)
     X, y = _check_data(model, X, y)
     if not isinstance(epochs, (int, np.integer)) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+        raise InvalidValueError(f"epochs must be a positive integer, got {epochs!r}")
     sampler = ShardSampler(len(X), batch_size, seed=seed, comm=comm)
     broadcast_parameters(model, comm=comm)
     opt = DistributedOptimizer(

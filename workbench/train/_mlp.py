@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from workbench.errors import InvalidTypeError, InvalidValueError
+
 __all__ = ["MLP", "HookHandle"]
 
 GradHook = Callable[[int], None]
@@ -44,13 +46,13 @@ class MLP:
         if len(sizes) < 2 or any(
             not isinstance(s, (int, np.integer)) or isinstance(s, bool) or s < 1 for s in sizes
         ):
-            raise ValueError(
+            raise InvalidValueError(
                 f"MLP sizes must be at least two positive integers [inputs, ..., classes], "
                 f"got {sizes!r}"
             )
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise TypeError(f"MLP dtype must be float32 or float64, not {self.dtype}")
+            raise InvalidTypeError(f"MLP dtype must be float32 or float64, not {self.dtype}")
         self.sizes = [int(s) for s in sizes]
         rng = np.random.default_rng(seed)
         self.params: list[np.ndarray] = []
@@ -74,7 +76,7 @@ class MLP:
     def _check_inputs(self, X: Any, y: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
         X = np.asarray(X, dtype=self.dtype)
         if X.ndim != 2 or X.shape[1] != self.sizes[0]:
-            raise ValueError(
+            raise InvalidValueError(
                 f"MLP expects X of shape (n, {self.sizes[0]}), got {X.shape}; "
                 "reshape the samples to rows of features"
             )
@@ -82,12 +84,12 @@ class MLP:
             return X, None
         y = np.asarray(y)
         if y.shape != (X.shape[0],) or y.dtype.kind not in "iu":
-            raise ValueError(
+            raise InvalidValueError(
                 f"labels y must be integers of shape ({X.shape[0]},) matching X {X.shape}, "
                 f"got {y.dtype} {y.shape}"
             )
         if y.size and (y.min() < 0 or y.max() >= self.sizes[-1]):
-            raise ValueError(
+            raise InvalidValueError(
                 f"labels must lie in 0..{self.sizes[-1] - 1} for {self.sizes[-1]} classes, "
                 f"got {int(y.min())}..{int(y.max())}"
             )
@@ -128,7 +130,7 @@ class MLP:
         X, y = self._check_inputs(X, y)
         n = X.shape[0]
         if n == 0:
-            raise ValueError("loss_and_grad needs at least one sample, got an empty batch")
+            raise InvalidValueError("loss_and_grad needs at least one sample, got an empty batch")
         acts = self._forward(X)
         logits = acts[-1]
         shifted = logits - logits.max(axis=1, keepdims=True)
@@ -163,7 +165,7 @@ class MLP:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Copy parameters from :meth:`state_dict` output (in place; shapes must match)."""
         if list(state.get("sizes", [])) != self.sizes:
-            raise ValueError(
+            raise InvalidValueError(
                 f"checkpoint is for an MLP of sizes {state.get('sizes')}, this one has "
                 f"{self.sizes}; build the model with the same sizes"
             )

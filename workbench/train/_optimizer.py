@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench.errors import InvalidTypeError, InvalidValueError
 from workbench.train._buckets import Reducer, bucket_bytes_setting
 from workbench.train._params import as_arrays, check_same_layout, resolve_comm
 from workbench.train._torch import TorchGrads, is_torch_object, is_torch_optimizer, require_torch
@@ -23,7 +24,7 @@ def _check_rate(name: str, value: float, *, positive: bool = False) -> float:
     v = float(value)
     if not np.isfinite(v) or v < 0 or (positive and v == 0):
         kind = "a positive" if positive else "a non-negative"
-        raise ValueError(f"{name} must be {kind} number, got {value!r}")
+        raise InvalidValueError(f"{name} must be {kind} number, got {value!r}")
     return v
 
 
@@ -39,13 +40,15 @@ class SGD:
         self, model: Any, *, lr: float, momentum: float = 0.0, weight_decay: float = 0.0
     ) -> None:
         if not (hasattr(model, "params") and hasattr(model, "grads")):
-            raise TypeError(
+            raise InvalidTypeError(
                 f"SGD needs a model with `params` and `grads` lists (e.g. wb.train.MLP), "
                 f"got {type(model).__name__}"
             )
         shapes = [p.shape for p in model.params], [g.shape for g in model.grads]
         if shapes[0] != shapes[1]:
-            raise ValueError(f"model params {shapes[0]} and grads {shapes[1]} differ in shape")
+            raise InvalidValueError(
+                f"model params {shapes[0]} and grads {shapes[1]} differ in shape"
+            )
         self.model = model
         self.lr = _check_rate("lr", lr, positive=True)
         self.momentum = _check_rate("momentum", momentum)
@@ -89,7 +92,7 @@ class _NumpyGrads:
     def __init__(self, optimizer: Any) -> None:
         self.model = optimizer.model
         if not hasattr(self.model, "register_grad_hook"):
-            raise TypeError(
+            raise InvalidTypeError(
                 f"{type(self.model).__name__} has no register_grad_hook(fn); "
                 "DistributedOptimizer needs it to see gradients become ready"
             )
@@ -118,10 +121,12 @@ def _wrap(optimizer_or_params: Any, lr: float | None, momentum: float, weight_de
     obj = optimizer_or_params
     if isinstance(obj, SGD) or is_torch_optimizer(obj):
         if lr is not None:
-            raise ValueError("pass lr= only with a model or parameters, not with an optimizer")
+            raise InvalidValueError(
+                "pass lr= only with a model or parameters, not with an optimizer"
+            )
         return obj
     if lr is None:
-        raise ValueError(
+        raise InvalidValueError(
             "lr= is required when DistributedOptimizer builds the optimizer from a model or "
             "parameters (or pass an optimizer: wb.train.SGD(model, lr=...) / torch.optim.SGD)"
         )
@@ -131,7 +136,7 @@ def _wrap(optimizer_or_params: Any, lr: float | None, momentum: float, weight_de
         torch = require_torch()
         params = obj.parameters() if isinstance(obj, torch.nn.Module) else obj
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    raise TypeError(
+    raise InvalidTypeError(
         f"DistributedOptimizer takes a wb.train.SGD, a torch.optim.Optimizer, a numpy model "
         f"with params/grads, or torch parameters; got {type(obj).__name__}"
     )

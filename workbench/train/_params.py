@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from workbench._util import format_ranks
 from workbench.comm import AllreduceMismatchError
-from workbench.comm._checks import format_ranks
+from workbench.errors import InvalidTypeError, InvalidValueError
 from workbench.train._torch import is_torch_object, torch_params
 
 __all__ = [
@@ -36,15 +37,17 @@ def resolve_comm(comm: Any) -> Any:
 def _view(x: Any, k: int) -> np.ndarray:
     if is_torch_object(x):
         if x.device.type != "cpu":
-            raise TypeError(f"parameter {k} is on {x.device}; only CPU tensors are supported")
+            raise InvalidTypeError(
+                f"parameter {k} is on {x.device}; only CPU tensors are supported"
+            )
         x = x.detach().numpy()
     if not isinstance(x, np.ndarray):
-        raise TypeError(
+        raise InvalidTypeError(
             f"parameter {k} is a {type(x).__name__}; pass numpy arrays, torch tensors, "
             "a torch.nn.Module or a model with a `params` list"
         )
     if not x.flags.c_contiguous or not x.flags.writeable:
-        raise ValueError(
+        raise InvalidValueError(
             f"parameter {k} of shape {x.shape} must be a writable C-contiguous array "
             "(use np.ascontiguousarray / tensor.contiguous() when building the model)"
         )
@@ -95,7 +98,9 @@ def broadcast_parameters(params: Any, root: int = 0, *, comm: Any = None) -> Non
     """
     comm = resolve_comm(comm)
     if not 0 <= root < comm.Get_size():
-        raise ValueError(f"root={root} is not a rank of this communicator of {comm.Get_size()}")
+        raise InvalidValueError(
+            f"root={root} is not a rank of this communicator of {comm.Get_size()}"
+        )
     arrays = as_arrays(params)
     check_same_layout(arrays, comm, "broadcast_parameters")
     for a in arrays:

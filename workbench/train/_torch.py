@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from workbench.errors import InvalidValueError, MissingDependencyError
+
 __all__ = [
     "TorchGrads",
     "is_torch_object",
@@ -24,7 +26,7 @@ def require_torch() -> Any:
     try:
         import torch
     except ImportError:
-        raise ImportError(
+        raise MissingDependencyError(
             "this workbench.train feature needs PyTorch, which is not installed: "
             "`pip install torch` (the CPU wheel is enough), or `pip install workbench[torch]`"
         ) from None
@@ -59,7 +61,7 @@ class TorchGrads:
         self.optimizer = optimizer
         self.params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
         if not self.params:
-            raise ValueError("the optimizer has no parameters that require gradients")
+            raise InvalidValueError("the optimizer has no parameters that require gradients")
         self._handles: list[Any] = []
 
     def arrays(self) -> list[Any]:

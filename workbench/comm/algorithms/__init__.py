@@ -21,6 +21,7 @@ from workbench.comm.algorithms._rhd import RHDAlgorithm
 from workbench.comm.algorithms._ring import RingAlgorithm
 from workbench.comm.algorithms._shm import ShmAlgorithm
 from workbench.comm.algorithms._topology import Topology, topology
+from workbench.errors import InvalidTypeError
 
 __all__ = [
     "Algorithm",
@@ -95,7 +96,7 @@ def get_algorithm(algorithm: str | Algorithm | None = None) -> Algorithm:
     if algorithm is None:
         return _INSTANCES[_config.settings().algorithm]
     if not isinstance(algorithm, str):
-        raise TypeError(
+        raise InvalidTypeError(
             f"algorithm must be a name ({', '.join(_config.ALGORITHM_NAMES)}) or an "
             f"Algorithm instance, not {type(algorithm).__name__}"
         )

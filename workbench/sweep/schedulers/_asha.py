@@ -11,6 +11,7 @@ fill. This is Optuna's ``SuccessiveHalvingPruner`` rule, with Ray Tune's rung la
 
 from __future__ import annotations
 
+from workbench.errors import InvalidValueError
 from workbench.sweep.schedulers._base import CONTINUE, STOP, Scheduler
 
 __all__ = ["ASHA"]
@@ -34,13 +35,13 @@ class ASHA(Scheduler):
         reduction_factor: float = 3,
     ) -> None:
         if not min_resource > 0:
-            raise ValueError(f"ASHA min_resource must be > 0, got {min_resource!r}")
+            raise InvalidValueError(f"ASHA min_resource must be > 0, got {min_resource!r}")
         if max_resource is not None and not max_resource > min_resource:
-            raise ValueError(
+            raise InvalidValueError(
                 f"ASHA max_resource must be > min_resource ({min_resource}), got {max_resource!r}"
             )
         if not reduction_factor >= 2:
-            raise ValueError(f"ASHA reduction_factor must be >= 2, got {reduction_factor!r}")
+            raise InvalidValueError(f"ASHA reduction_factor must be >= 2, got {reduction_factor!r}")
         self.min_resource, self.max_resource = min_resource, max_resource
         self.eta = reduction_factor
         rungs, r = [], float(min_resource)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from workbench.errors import InvalidValueError
+
 __all__ = ["CONTINUE", "STOP", "Scheduler", "get_scheduler"]
 
 CONTINUE = "continue"
@@ -62,7 +64,7 @@ def get_scheduler(scheduler: Any) -> Scheduler:
     named = {None: FIFO, "fifo": FIFO, "none": FIFO, "asha": ASHA, "median": MedianStopping}
     if isinstance(scheduler, (str, type(None))) and scheduler in named:
         return named[scheduler]()
-    raise ValueError(
+    raise InvalidValueError(
         f"unknown scheduler {scheduler!r}: use None/'fifo', 'asha', 'median', or an instance "
         "such as workbench.sweep.ASHA(max_resource=...)"
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import statistics
 
+from workbench.errors import InvalidValueError
 from workbench.sweep.schedulers._base import CONTINUE, STOP, Scheduler
 
 __all__ = ["MedianStopping"]
@@ -19,7 +20,7 @@ class MedianStopping(Scheduler):
 
     def __init__(self, *, min_trials: int = 3, warmup_steps: float = 0) -> None:
         if min_trials < 1:
-            raise ValueError(f"MedianStopping min_trials must be >= 1, got {min_trials!r}")
+            raise InvalidValueError(f"MedianStopping min_trials must be >= 1, got {min_trials!r}")
         self.min_trials, self.warmup_steps = min_trials, warmup_steps
         self.curves: dict[int, dict[float, float]] = {}
         self.finished: set[int] = set()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from workbench.errors import InvalidValueError
 from workbench.sweep._space import Space
 
 __all__ = ["Strategy", "get_strategy"]
@@ -75,7 +76,7 @@ def get_strategy(strategy: Any, space: Space) -> Strategy:
     if type(strategy).__module__.startswith("optuna."):
         return OptunaStrategy(strategy)
     names = ", ".join(repr(n) for n in ("grid", "random", *OptunaStrategy.NAMES))
-    raise ValueError(
+    raise InvalidValueError(
         f"unknown strategy {strategy!r}: use one of {names}, a workbench Strategy, "
         "or an optuna sampler instance"
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from workbench.errors import InvalidTypeError, MissingDependencyError
 from workbench.sweep._space import Choice, Domain, LogUniform, RandInt, Uniform
 from workbench.sweep.strategies._base import Strategy
 
@@ -19,7 +20,7 @@ def _optuna() -> Any:
     try:
         import optuna
     except ImportError:
-        raise ImportError(
+        raise MissingDependencyError(
             "this strategy needs optuna: pip install optuna (or pip install 'workbench[optuna]')"
         ) from None
     return optuna
@@ -35,7 +36,7 @@ def _distribution(optuna: Any, name: str, domain: Domain) -> Any:
         return d.FloatDistribution(domain.low, domain.high, log=True)
     if isinstance(domain, Uniform):
         return d.FloatDistribution(domain.low, domain.high)
-    raise TypeError(f"parameter {name!r}: no Optuna distribution for {domain!r}")
+    raise InvalidTypeError(f"parameter {name!r}: no Optuna distribution for {domain!r}")
 
 
 class OptunaStrategy(Strategy):

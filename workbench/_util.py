@@ -1,0 +1,87 @@
+"""Small helpers shared across workbench's subpackages (no MPI, no pool, no widgets).
+
+Setting parsers (``parse_bytes``, ``parse_bool``, ``parse_seconds``) name the setting and what
+is allowed when a value is bad; ``format_ranks`` writes rank lists the way every message does;
+``new_key`` names data placed on the engines.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+
+from workbench.errors import InvalidValueError
+
+__all__ = ["bad_setting", "format_ranks", "new_key", "parse_bool", "parse_bytes", "parse_seconds"]
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+_BYTES_RE = re.compile(r"^\s*(\d+)\s*([kmg]?)(i?b)?\s*$", re.IGNORECASE)
+_TRUE = ("1", "on", "true", "yes")
+_FALSE = ("0", "off", "false", "no")
+
+
+def bad_setting(name: str, value: object, allowed: str) -> InvalidValueError:
+    """The error for setting ``name`` given ``value``: says what is allowed."""
+    return InvalidValueError(f"{name}={value!r} is not valid; allowed: {allowed}")
+
+
+def parse_bytes(name: str, value: str | int) -> int:
+    """A positive byte count from ``123``, ``64MiB``, ``512k`` or ``1G``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    else:
+        m = _BYTES_RE.match(str(value))
+        if m is None:
+            raise bad_setting(
+                name, value, "a positive integer number of bytes, e.g. 4194304 or 4MiB"
+            )
+        n = int(m.group(1)) * _UNITS[m.group(2).lower()]
+    if n <= 0:
+        raise bad_setting(name, value, "a positive integer number of bytes, e.g. 4194304 or 4MiB")
+    return n
+
+
+def parse_bool(name: str, value: str | bool) -> bool:
+    """``on/off``, ``1/0``, ``true/false``, ``yes/no`` (any case)."""
+    if isinstance(value, bool):
+        return value
+    v = str(value).strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise bad_setting(name, value, "on/off, 1/0, true/false, yes/no")
+
+
+def parse_seconds(name: str, value: str | float) -> float:
+    """A positive number of seconds."""
+    try:
+        s = float(value)
+    except (TypeError, ValueError):
+        raise bad_setting(name, value, "a positive number of seconds, e.g. 60 or 0.5") from None
+    if not s > 0:
+        raise bad_setting(name, value, "a positive number of seconds, e.g. 60 or 0.5")
+    return s
+
+
+def format_ranks(ranks: Iterable[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``'0-2, 5'``."""
+    parts: list[str] = []
+    start = prev = None
+    for r in sorted(ranks):
+        if start is None:
+            start = prev = r
+        elif r == prev + 1:
+            prev = r
+        else:
+            parts.append(f"{start}" if start == prev else f"{start}-{prev}")
+            start = prev = r
+    if start is not None:
+        parts.append(f"{start}" if start == prev else f"{start}-{prev}")
+    return ", ".join(parts)
+
+
+def new_key(prefix: str) -> str:
+    """A fresh name for data placed on the engines, e.g. ``array-1f2e3d4c``."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
