@@ -1,0 +1,55 @@
+"""Every default wait of workbench, in one table (seconds).
+
+Each is a default only: the call that waits takes a ``timeout=`` (or similarly named)
+argument that wins over it. Waits that are not listed here are polls inside a bounded loop.
+
+=====================  =======  ==================================================================
+name                   seconds  what waits
+=====================  =======  ==================================================================
+``ENGINE_START``       120      local engines registering; engines answering the first bootstrap
+``SLURM_START``        600      a Slurm job queueing, starting and its engines registering
+``ATTACH``             30       engines of a running pool answering ``Pool.attach``
+``QUERY``              10       one question to the controller or to Slurm (``squeue``)
+``ENGINES_EXIT``       15       engine processes exiting after a stop or restart
+``INTERRUPT_GRACE``    5        engines stopping their work after Ctrl-C or a timeout
+``TRANSFER``           3600     one block of data moving between the notebook, dask and the ranks
+``CELL``               600      one cell of ``workbench run`` (``--timeout``)
+``KERNEL_START``       60       the kernel of ``workbench run`` starting
+``DECISION``           30       a sweep trial waiting for the scheduler's decision at a rung
+``STORE_LOCK``         30       SQLite waiting for another writer of the sweep store
+``DASK_CONNECT``       30       connecting to a dask scheduler
+``EXIT_CLEANUP``       5        freeing shared windows and team threads at interpreter exit
+=====================  =======  ==================================================================
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ATTACH",
+    "CELL",
+    "DASK_CONNECT",
+    "DECISION",
+    "ENGINES_EXIT",
+    "ENGINE_START",
+    "EXIT_CLEANUP",
+    "INTERRUPT_GRACE",
+    "KERNEL_START",
+    "QUERY",
+    "SLURM_START",
+    "STORE_LOCK",
+    "TRANSFER",
+]
+
+ENGINE_START = 120.0
+SLURM_START = 600.0
+ATTACH = 30.0
+QUERY = 10.0
+ENGINES_EXIT = 15.0
+INTERRUPT_GRACE = 5.0
+TRANSFER = 3600.0
+CELL = 600.0
+KERNEL_START = 60.0
+DECISION = 30.0
+STORE_LOCK = 30.0
+DASK_CONNECT = 30.0
+EXIT_CLEANUP = 5.0
