@@ -21,8 +21,8 @@ import ipyparallel as ipp
 from IPython.testing.globalipapp import start_ipython
 
 import workbench as wb
-from workbench.launch import find_mpiexec
 from workbench.pool import set_current
+from workbench.pool._launch import find_mpiexec
 
 
 def start_ipp(n: int) -> tuple[float, ipp.Cluster, ipp.Client]:

@@ -7,6 +7,8 @@ import tempfile
 
 import pytest
 
+pytest_plugins = ["skip_guard"]  # in CI, an unexpected skip fails the run
+
 # Keep cluster files and profiles of the test run away from the user's ~/.ipython.
 os.environ.setdefault("IPYTHONDIR", tempfile.mkdtemp(prefix="wb-ipython-"))
 # Engines unpickle functions defined in test modules by reference: let them import tests.

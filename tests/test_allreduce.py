@@ -74,7 +74,10 @@ def test_fusion_teams_in_place_inputs_and_tuning(ranks: int) -> None:
 
 
 def test_torch_tensors_reduced_in_place_and_returned_as_tensors() -> None:
-    pytest.importorskip("torch")
+    pytest.importorskip(
+        "torch",
+        reason="torch not installed: pip install torch (CPU wheel) to test the PyTorch paths",
+    )
     code, out = run_mpi("allreduce_features", 3)
     assert_passed(code, out, "allreduce features p=3")
     assert "torch checked" in out

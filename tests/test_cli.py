@@ -18,8 +18,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from workbench.kernelspec import ensure_kernelspec, install_kernelspec
-from workbench.notebook import (
+from workbench.cli.kernelspec import ensure_kernelspec, install_kernelspec
+from workbench.cli.notebook import (
     INJECTED_TAG,
     NotebookExecutionError,
     execute_notebook,
@@ -319,7 +319,7 @@ def test_ctrl_c_interrupts_the_cell_and_keeps_output(
 
 
 def test_profile_snippet_loads_the_extension(jupyter_env: dict[str, str], tmp_path: Path) -> None:
-    from workbench._shared import shared_dir
+    from workbench.cli._shared import shared_dir
 
     env = dict(jupyter_env, IPYTHONDIR=str(tmp_path / "ipython"))
     profile = tmp_path / "ipython" / "profile_default"
@@ -360,7 +360,7 @@ def test_user_mistakes_exit_2_with_a_message(
 
 def test_run_help_states_the_default_cell_timeout(capsys: pytest.CaptureFixture[str]) -> None:
     from workbench.cli import main
-    from workbench.notebook import DEFAULT_CELL_TIMEOUT
+    from workbench.cli.notebook import DEFAULT_CELL_TIMEOUT
 
     with pytest.raises(SystemExit):
         main(["run", "--help"])
@@ -371,7 +371,7 @@ def test_run_help_states_the_default_cell_timeout(capsys: pytest.CaptureFixture[
 
 
 def test_templates_list(tmp_path: Path) -> None:
-    from workbench._shared import shared_dir
+    from workbench.cli._shared import shared_dir
 
     result = workbench("templates", "list", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -380,7 +380,7 @@ def test_templates_list(tmp_path: Path) -> None:
 
 
 def test_templates_copy_refuses_to_overwrite(tmp_path: Path) -> None:
-    from workbench._shared import shared_dir
+    from workbench.cli._shared import shared_dir
 
     templates = sorted(shared_dir("notebooks").glob("*.ipynb"))
     assert templates, "notebooks/ ships no templates"

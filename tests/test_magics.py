@@ -45,7 +45,7 @@ def test_distributed_failure_in_shell_has_no_package_traceback(shell, live_pool,
     shown = capsys.readouterr()
     text = shown.out + shown.err
     assert "[rank 0] ZeroDivisionError" in text
-    assert "workbench/execution.py" not in text
+    assert "workbench/pool/_wait.py" not in text
 
 
 def test_distributed_timeout(shell, live_pool):

@@ -17,7 +17,7 @@ import pytest
 
 from workbench.errors import EngineDiedError
 from workbench.pool import Pool, set_current
-from workbench.slurm import SlurmOptions, batch_template, job_state
+from workbench.pool._slurm import SlurmOptions, batch_template, job_state
 
 
 def _slurm_up() -> bool:

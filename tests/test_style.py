@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -26,3 +27,34 @@ def test_ruff(args):
         [*_ruff(), *args, "."], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_import_contracts():
+    """pyproject's import-linter contracts: no circles, pool/comm/widgets stay below features."""
+    beside = Path(sys.executable).parent / "lint-imports"
+    if not beside.exists():
+        pytest.fail("lint-imports is not installed: pip install -e '.[test]'")
+    done = subprocess.run(
+        [str(beside), "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_unexpected_skip_fails_ci(tmp_path):
+    """The skip guard turns a skip with an unexpected reason into a failed run when CI is set,
+    and leaves it a skip elsewhere."""
+    (tmp_path / "test_x.py").write_text(
+        "import pytest\n\ndef test_a():\n    pytest.skip('torch is not installed')\n"
+    )
+    tests = str(Path(__file__).resolve().parent)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "skip_guard", "-p", "no:cacheprovider",
+           str(tmp_path / "test_x.py")]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["PYTHONPATH"] = tests
+    plain = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    ci = subprocess.run(cmd, cwd=tmp_path, env={**env, "CI": "true"}, capture_output=True,
+                        text=True, timeout=120)  # fmt: skip
+    assert ci.returncode == 1, ci.stdout + ci.stderr
+    assert "skipped in CI for an unexpected reason" in ci.stdout
+    assert "torch is not installed" in ci.stdout

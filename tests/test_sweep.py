@@ -3,7 +3,10 @@ pool (failures, dead engines, resume after the notebook dies, multi-rank trials)
 
 from __future__ import annotations
 
+import ast
+import inspect
 import io
+import json
 import os
 import signal
 import sqlite3
@@ -24,6 +27,7 @@ from workbench.sweep import (
     MedianStopping,
     SweepStore,
     TrialPruned,
+    TrialState,
     choice,
     grid,
     loguniform,
@@ -241,6 +245,91 @@ def test_store_is_wal_and_logs_every_state_change(tmp_path):
     store.close()
     mode = sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
+
+
+def test_trial_states_are_a_str_enum_stored_as_plain_names(tmp_path):
+    assert TrialState.DONE == "done" and {"done": 1}[TrialState.DONE] == 1
+    assert f"{TrialState.PRUNED:>7}|{TrialState.FAILED}" == " pruned|failed"
+    assert json.dumps({"s": TrialState.DONE}) == '{"s": "done"}'
+    db = tmp_path / "s.db"
+    store = SweepStore(db)
+    store.create("s", {})
+    store.add_trial("s", 0, {})
+    store.update("s", 0, TrialState.RUNNING, attempt=1)
+    with pytest.raises(ValueError):
+        store.update("s", 0, "finished")
+    store.close()
+    with sqlite3.connect(db) as con:  # what older code wrote, and reads
+        assert con.execute("SELECT state, typeof(state) FROM trials").fetchall() == [
+            ("running", "text")]  # fmt: skip
+        con.execute("UPDATE trials SET state = 'done'")
+    store = SweepStore(db)
+    (row,) = store.trials("s")
+    store.close()
+    assert row["state"] is TrialState.DONE and row["state"].is_finished()
+    assert not TrialState.QUEUED.is_finished()
+
+
+# -- package layout -------------------------------------------------------------------------------
+def test_public_names_come_from_one_documented_place():
+    import workbench as wb
+    from workbench.sweep import ASHA as asha
+
+    package = sys.modules["workbench.sweep"]
+    # the attribute of the top package is the function, the import reads the subpackage
+    assert wb.sweep is package.sweep and inspect.isfunction(wb.sweep) and asha is package.ASHA
+    doc = package.__doc__
+    for name in package.__all__:
+        assert getattr(package, name) is not None and name in doc, name
+    for name in ("ASHA", "MedianStopping", "FIFO", "Scheduler", "Strategy", "TrialState",
+                 "TrialPruned", "SweepResult", "Choice", "Grid", "Uniform", "LogUniform",
+                 "RandInt", "GridStrategy", "RandomStrategy", "OptunaStrategy"):  # fmt: skip
+        assert name in package.__all__, name
+    params = inspect.signature(sweep).parameters
+    assert all(f"\n    {p}\n" in sweep.__doc__ for p in params), "sweep() parameter undocumented"
+
+
+def test_sweep_modules_import_no_circle():
+    """Every import between files of workbench/sweep (module level or in a function), less
+    the usual one of a module's own parent packages, forms no cycle."""
+    root = ROOT / "workbench" / "sweep"
+
+    def name(path: Path) -> str:
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    modules = {name(p): p for p in root.rglob("*.py")}
+
+    def known(dotted: str) -> str | None:
+        while dotted and dotted not in modules:
+            dotted = dotted.rpartition(".")[0]
+        return dotted or None
+
+    graph = {}
+    for mod, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {known(a.name) for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found |= {known(f"{node.module}.{a.name}") for a in node.names}
+        graph[mod] = {m for m in found if m and m != mod and not mod.startswith(m + ".")}
+
+    def cycle_from(start: str) -> list[str] | None:
+        stack = [(start, [start])]
+        seen = set()
+        while stack:
+            mod, path = stack.pop()
+            for nxt in graph[mod]:
+                if nxt == start:
+                    return [*path, start]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, [*path, nxt]))
+        return None
+
+    cycles = [c for c in map(cycle_from, graph) if c]
+    assert not cycles, " -> ".join(cycles[0])
 
 
 # -- the runner on the live pool ------------------------------------------------------------------

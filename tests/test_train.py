@@ -29,7 +29,10 @@ try:
     import torch
 except ImportError:
     torch = None
-needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
+needs_torch = pytest.mark.skipif(
+    torch is None,
+    reason="torch not installed: pip install torch (CPU wheel) to test the PyTorch paths",
+)
 
 
 # -- helpers that run on the engines -------------------------------------------------------

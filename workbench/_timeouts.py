@@ -19,6 +19,7 @@ name                   seconds  what waits
 ``STORE_LOCK``         30       SQLite waiting for another writer of the sweep store
 ``DASK_CONNECT``       30       connecting to a dask scheduler
 ``EXIT_CLEANUP``       5        freeing shared windows and team threads at interpreter exit
+``SUBSHELL``           5        the kernel creating or removing the subshell of a sweep's buttons
 =====================  =======  ==================================================================
 """
 
@@ -37,19 +38,21 @@ __all__ = [
     "QUERY",
     "SLURM_START",
     "STORE_LOCK",
+    "SUBSHELL",
     "TRANSFER",
 ]
 
-ENGINE_START = 120.0
-SLURM_START = 600.0
-ATTACH = 30.0
-QUERY = 10.0
-ENGINES_EXIT = 15.0
-INTERRUPT_GRACE = 5.0
-TRANSFER = 3600.0
-CELL = 600.0
-KERNEL_START = 60.0
-DECISION = 30.0
-STORE_LOCK = 30.0
-DASK_CONNECT = 30.0
-EXIT_CLEANUP = 5.0
+ENGINE_START = 120
+SLURM_START = 600
+ATTACH = 30
+QUERY = 10
+ENGINES_EXIT = 15
+INTERRUPT_GRACE = 5
+TRANSFER = 3600
+CELL = 600
+KERNEL_START = 60
+DECISION = 30
+STORE_LOCK = 30
+DASK_CONNECT = 30
+EXIT_CLEANUP = 5
+SUBSHELL = 5

@@ -7,6 +7,7 @@ is allowed when a value is bad; ``format_ranks`` writes rank lists the way every
 
 from __future__ import annotations
 
+import itertools
 import re
 import uuid
 from collections.abc import Iterable
@@ -66,19 +67,13 @@ def parse_seconds(name: str, value: str | float) -> float:
 
 
 def format_ranks(ranks: Iterable[int]) -> str:
-    """``[0, 1, 2, 5]`` -> ``'0-2, 5'``."""
+    """Ranks as messages write them: ``[0, 1, 2]`` -> ``'0, 1, 2'``, ``[0, 1, 2, 3, 7]`` ->
+    ``'0-3, 7'`` (runs of four or more become a range)."""
     parts: list[str] = []
-    start = prev = None
-    for r in sorted(ranks):
-        if start is None:
-            start = prev = r
-        elif r == prev + 1:
-            prev = r
-        else:
-            parts.append(f"{start}" if start == prev else f"{start}-{prev}")
-            start = prev = r
-    if start is not None:
-        parts.append(f"{start}" if start == prev else f"{start}-{prev}")
+    ordered = sorted(set(ranks))
+    for _, run_ in itertools.groupby(enumerate(ordered), key=lambda t: t[1] - t[0]):
+        run = [r for _, r in run_]
+        parts += [f"{run[0]}-{run[-1]}"] if len(run) >= 4 else [str(r) for r in run]
     return ", ".join(parts)
 
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from workbench import _store
+from workbench import engine_store
+from workbench._timeouts import TRANSFER
 from workbench._util import new_key
 from workbench.errors import DataFreedError, InvalidValueError
 
@@ -26,7 +27,7 @@ __all__ = ["Broadcast", "DistributedArray", "local", "row_bounds"]
 
 def local(key: str | DistributedArray | Broadcast) -> Any:
     """On an engine: this rank's block of a scattered array, or the broadcast object."""
-    return _store.get(key if isinstance(key, str) else key.key)
+    return engine_store.get(key if isinstance(key, str) else key.key)
 
 
 def row_bounds(n_rows: int, n_ranks: int) -> list[tuple[int, int]]:
@@ -53,9 +54,9 @@ class _Placed:
         if self.freed:
             return
         self.freed = True
-        self.pool._handles.pop(self.key, None)
+        self.pool.forget(self.key)
         if not self.pool.stopped and not self.pool.dead_ranks():
-            self.pool.view().apply_sync(_store.drop, self.key)
+            self.pool.view().apply_sync(engine_store.drop, self.key)
 
     @property
     def throughput(self) -> float:
@@ -78,7 +79,7 @@ class DistributedArray(_Placed):
     def to_numpy(self) -> np.ndarray:
         """Gather every block into one array in the notebook (for small results)."""
         self._check()
-        blocks = self.pool.view().apply_sync(_store.get, self.key)
+        blocks = self.pool.view().apply_sync(engine_store.get, self.key)
         return np.concatenate(blocks, axis=0) if blocks else np.empty(self.shape, self.dtype)
 
     def describe(self) -> str:
@@ -109,11 +110,13 @@ def scatter_rows(pool: Pool, x: Any, *, key: str | None = None) -> DistributedAr
     bounds = row_bounds(arr.shape[0], pool.size)
     start = time.perf_counter()
     futures = [
-        pool.client[e.engine_id].apply_async(_store.put, key, np.ascontiguousarray(arr[lo:hi]))
+        pool.client[e.engine_id].apply_async(
+            engine_store.put, key, np.ascontiguousarray(arr[lo:hi])
+        )
         for e, (lo, hi) in zip(pool.engines, bounds, strict=True)
     ]
     for f in futures:
-        f.get(timeout=600)
+        f.get(timeout=TRANSFER)
     handle = DistributedArray(
         pool,
         key,
@@ -123,7 +126,7 @@ def scatter_rows(pool: Pool, x: Any, *, key: str | None = None) -> DistributedAr
         dtype=arr.dtype,
         bounds=bounds,
     )
-    pool._handles[key] = handle
+    pool.register(key, handle)
     return handle
 
 
@@ -131,9 +134,9 @@ def broadcast(pool: Pool, obj: Any, *, key: str | None = None) -> Broadcast:
     """Put the same ``obj`` on every rank (see :meth:`Pool.broadcast`)."""
     key = key or new_key("object")
     start = time.perf_counter()
-    sizes = pool.view().apply_sync(_store.put, key, obj)
+    sizes = pool.view().apply_sync(engine_store.put, key, obj)
     handle = Broadcast(
         pool, key, int(max(sizes, default=0)), time.perf_counter() - start, kind=type(obj).__name__
     )
-    pool._handles[key] = handle
+    pool.register(key, handle)
     return handle

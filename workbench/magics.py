@@ -18,8 +18,7 @@ from IPython.core.magic_arguments import (
 )
 
 from workbench import pool as _pool
-from workbench._args import add_start_arguments, parse_ranks, positive_seconds, start_pool
-from workbench.errors import PoolError
+from workbench.cli._args import add_start_arguments, parse_ranks, positive_seconds, start_pool
 
 __all__ = ["WorkbenchMagics", "register"]
 
@@ -74,15 +73,15 @@ class WorkbenchMagics(Magics):
     def _status(self, args: argparse.Namespace) -> None:
         from IPython.display import display
 
-        display(_require_pool().status())
+        display(_pool.require().status())
 
     def _restart(self, args: argparse.Namespace) -> None:
-        pool = _require_pool()
+        pool = _pool.require()
         pool.restart()
         print(f"workbench: restarted {pool.size} MPI engines")
 
     def _stop(self, args: argparse.Namespace) -> None:
-        pool = _require_pool()
+        pool = _pool.require()
         pool.stop()
         _pool.set_current(None)
         print("workbench: pool stopped")
@@ -104,13 +103,6 @@ class WorkbenchMagics(Magics):
         if args.targets is not None and max(args.targets) >= pool.size:
             raise UsageError(f"--targets {args.targets} outside this pool of {pool.size} ranks")
         pool.execute(cell, ranks=args.targets, timeout=args.timeout, progress=not args.no_progress)
-
-
-def _require_pool() -> Any:
-    pool = _pool.current()
-    if pool is None:
-        raise PoolError("no pool: start one with `%wb start -n N` or attach with `%wb attach`")
-    return pool
 
 
 def register(ipython: Any) -> None:

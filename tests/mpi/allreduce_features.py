@@ -12,6 +12,8 @@ import numpy as np
 from _common import COMM, RANK, SIZE, Failures
 
 from workbench.comm import allreduce, allreduce_async, settings
+from workbench.comm.algorithms import HierarchicalAlgorithm, ShmAlgorithm
+from workbench.errors import InvalidValueError
 
 try:
     import torch
@@ -188,6 +190,26 @@ def teams() -> None:
         raise AssertionError("wait() did not re-raise the worker's TypeError")
 
 
+def shm_one_node_only() -> None:
+    """shm asked for on (faked) nodes raises on every rank and names the way out."""
+    x = np.arange(1000, dtype=np.float64) + RANK
+    want = SIZE * np.arange(1000) + TRIANGLE
+    np.testing.assert_array_equal(allreduce(x, algorithm=ShmAlgorithm(ranks_per_node=SIZE)), want)
+    if SIZE < 3:  # nodes of SIZE - 1 ranks: several nodes only from 3 ranks on
+        return
+    try:
+        allreduce(x, algorithm=ShmAlgorithm(ranks_per_node=SIZE - 1))
+    except InvalidValueError as exc:
+        msg = str(exc)
+        assert "one node only" in msg and "2 nodes" in msg, msg
+        assert "'hierarchical'" in msg and "'auto'" in msg, msg
+    else:
+        raise AssertionError("algorithm='shm' across two (faked) nodes did not raise")
+    # every rank raised together, so they are still in step; hierarchical does those nodes
+    r = allreduce(x, algorithm=HierarchicalAlgorithm(ranks_per_node=SIZE - 1))
+    np.testing.assert_array_equal(r, want)
+
+
 def torch_tensors() -> None:
     if torch is None:
         if RANK == 0:
@@ -228,6 +250,7 @@ def main() -> None:
         input_errors,
         env_tuning,
         teams,
+        shm_one_node_only,
         torch_tensors,
     ):
         f.case(fn.__name__, fn)

@@ -105,7 +105,11 @@ def settings(
     fusion_bytes: int | str | None = None,
     check: bool | str | None = None,
 ) -> Settings:
-    """Settings for one call: each argument that is not None wins over its variable."""
+    """Settings for one call: each argument that is not None wins over its variable.
+
+    ``algorithm`` overrides ``WORKBENCH_ALLREDUCE_ALGO``, ``fusion_bytes``
+    ``WORKBENCH_FUSION_BYTES`` and ``check`` ``WORKBENCH_ALLREDUCE_CHECK``.
+    """
     s = _from_env()
     if algorithm is None and fusion_bytes is None and check is None:
         return s

@@ -16,6 +16,9 @@ from typing import Any
 
 from mpi4py import MPI
 
+from workbench import _timeouts
+from workbench.comm._checks import comm_state
+from workbench.comm._topology import topology
 from workbench.errors import AllreduceTimeoutError, InvalidValueError, SetupError
 
 __all__ = ["AllreduceHandle", "is_team_comm", "require_thread_multiple", "submit", "team_comm"]
@@ -29,7 +32,7 @@ _team_handles: set[int] = set()
 
 
 def is_team_comm(comm: Any) -> bool:
-    """True for a communicator owned by an ``allreduce_async`` team."""
+    """True when ``comm`` is a communicator owned by an ``allreduce_async`` team."""
     return comm.handle in _team_handles
 
 
@@ -42,7 +45,7 @@ _LEVELS = {
 
 
 class AllreduceHandle:
-    """The pending result of :func:`allreduce_async`."""
+    """The pending result of :func:`allreduce_async` submitted to team ``team``."""
 
     def __init__(self, team: str) -> None:
         self.team = team
@@ -77,9 +80,6 @@ class _Team:
         self.comm.Set_name(f"workbench team {name!r}")
         _team_handles.add(self.comm.handle)
         # the check's side communicator and the node topology, made here, not in the thread
-        from workbench.comm._checks import comm_state
-        from workbench.comm.algorithms._topology import topology
-
         comm_state(self.comm)
         topology(self.comm)
         self.jobs: queue.SimpleQueue[tuple[AllreduceHandle, Callable[[Any], Any]] | None] = (
@@ -135,7 +135,7 @@ def team_comm(team: str, base: Any) -> _Team:
 
 
 def submit(team: str, base: Any, fn: Callable[[Any], Any]) -> AllreduceHandle:
-    """Queue ``fn(team_comm)`` on team ``team``; returns its handle."""
+    """Queue ``fn(team_comm)`` on team ``team`` of communicator ``base``; returns its handle."""
     require_thread_multiple()
     t = team_comm(team, base)
     handle = AllreduceHandle(team)
@@ -143,7 +143,8 @@ def submit(team: str, base: Any, fn: Callable[[Any], Any]) -> AllreduceHandle:
     return handle
 
 
-def _stop_all(timeout: float = 5.0) -> None:
+def _stop_all(timeout: float = _timeouts.EXIT_CLEANUP) -> None:
+    """At exit: end every team's thread, waiting at most ``timeout`` s for each."""
     with _lock:
         teams = list(_teams.values())
         _teams.clear()

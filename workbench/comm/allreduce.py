@@ -35,6 +35,15 @@ def _describe(items: list[Item], op: str, algo: Algorithm, many: bool) -> str:
     return f"{what} op={op} algorithm={algo.name}"
 
 
+def _kind(error: BaseException) -> str:
+    """The built-in kind of ``error`` (``TypeError`` for workbench's InvalidTypeError), the
+    name a user catches; the other ranks' messages show it."""
+    for cls in type(error).__mro__:
+        if cls.__module__ == "builtins":
+            return cls.__name__
+    return type(error).__name__
+
+
 def _items_hash(items: list[Item]) -> int:
     return signature(";".join(it.describe() for it in items))
 
@@ -99,7 +108,7 @@ def reduce_items(
             desc = _describe(items, op, algo, many)
             fields = _call_fields(items, op, algo, desc)
         else:
-            desc = f"rejected locally: {type(error).__name__}: {error}"
+            desc = f"rejected locally: {_kind(error)}: {error}"
             fields = (signature(desc), -1, -1, _OP_CODES[op], _algorithm_code(algo))
         rows = agree(comm, fields, desc, cfg.stall_seconds, payload=payload, error=error)
     for batch in batches:
@@ -178,6 +187,9 @@ def allreduce_async(
     :func:`allreduce` would have returned (or re-raises its exception). Calls on one
     team run in submission order; different teams run concurrently, each on its own
     duplicate of ``comm``. Do not modify the inputs before ``wait()`` returns.
+    ``op``, ``out``, ``algorithm``, ``check`` and ``fusion_bytes`` are those of
+    :func:`allreduce`, except that ``shm`` and ``hierarchical`` are refused (no
+    shared windows from a team's thread).
     """
     check_op(op)
     base = MPI.COMM_WORLD if comm is None else comm

@@ -41,5 +41,5 @@ __all__ = [
 
 
 def free(x: Any) -> None:
-    """Release a handle, or the handle behind a dask array made by ``to_dask()``."""
+    """Release ``x``: a handle, or the handle behind a dask array made by ``to_dask()``."""
     handle_of(x).free()

@@ -12,13 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from workbench import _store
+from workbench import _timeouts, engine_store
+from workbench.data import DistributedArray
 from workbench.errors import InvalidValueError, StateError
 
 if TYPE_CHECKING:
     import dask.array as da
-
-    from workbench.data import DistributedArray
 
 __all__ = ["gather", "handle_of", "to_dask"]
 
@@ -26,8 +25,11 @@ _clients: dict[str, Any] = {}  # cluster file -> ipyparallel client, in whicheve
 _lock = threading.Lock()
 
 
-def to_dask(D: DistributedArray) -> da.Array:
-    """A dask array named after ``D.key``, chunked by ``D.bounds``; nothing moves until computed."""
+def to_dask(D: DistributedArray, *, timeout: float | None = _timeouts.TRANSFER) -> da.Array:
+    """A dask array named after ``D.key``, chunked by ``D.bounds``; nothing moves until computed.
+
+    Each chunk's task waits at most ``timeout`` seconds for its engine (None: no limit).
+    """
     import dask.array as da
     from dask.highlevelgraph import HighLevelGraph
 
@@ -41,26 +43,25 @@ def to_dask(D: DistributedArray) -> da.Array:
     for rank, (lo, hi) in enumerate(D.bounds):
         index = (name, rank) + (0,) * len(tail)
         engine = D.pool.engines[rank].engine_id
-        dsk[index] = (_pull, cluster_file, engine, D.key, (hi - lo, *tail), D.dtype.str)
+        dsk[index] = (_pull, cluster_file, engine, D.key, (hi - lo, *tail), D.dtype.str, timeout)
     chunks = (tuple(hi - lo for lo, hi in D.bounds), *((d,) for d in tail))
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
     return da.Array(graph, name, chunks, meta=np.empty((0,) * len(D.shape), D.dtype))
 
 
-def gather(D: DistributedArray) -> da.Array:
-    """Same as ``D.to_dask()``."""
-    return to_dask(D)
+def gather(D: DistributedArray, *, timeout: float | None = _timeouts.TRANSFER) -> da.Array:
+    """Same as ``D.to_dask(timeout=timeout)``: the handle ``D`` as a lazy dask array."""
+    return to_dask(D, timeout=timeout)
 
 
 def handle_of(x: Any) -> DistributedArray:
-    """The handle behind a dask array made by :func:`to_dask` (or the handle itself)."""
-    from workbench.linalg._matrix import is_row_matrix
+    """The handle behind ``x``, a dask array made by :func:`to_dask` (or a handle itself)."""
     from workbench.pool import require
 
-    if is_row_matrix(x):
+    if isinstance(x, DistributedArray):
         return x
     name = getattr(x, "name", "")
-    handle = require()._handles.get(name[3:]) if name.startswith("wb-") else None
+    handle = require().placed(name[3:]) if name.startswith("wb-") else None
     if handle is None:
         raise InvalidValueError(
             f"{type(x).__name__} {name or ''} is not a workbench handle nor an array made by "
@@ -69,7 +70,14 @@ def handle_of(x: Any) -> DistributedArray:
     return handle
 
 
-def _pull(cluster_file: str, engine: int, key: str, shape: tuple[int, ...], dtype: str) -> Any:
+def _pull(
+    cluster_file: str,
+    engine: int,
+    key: str,
+    shape: tuple[int, ...],
+    dtype: str,
+    timeout: float | None = _timeouts.TRANSFER,
+) -> Any:
     """Fetch one block from its engine (runs where dask runs the task)."""
     if shape[0] == 0:
         return np.empty(shape, dtype)
@@ -80,8 +88,8 @@ def _pull(cluster_file: str, engine: int, key: str, shape: tuple[int, ...], dtyp
 
             client = ipp.Cluster.from_file(cluster_file).connect_client_sync()
             _clients[cluster_file] = client
-        ar = client[engine].apply_async(_store.get, key)
-    block = ar.get(timeout=3600)
+        ar = client[engine].apply_async(engine_store.get, key)
+    block = ar.get(timeout=timeout)
     if block.shape != shape:
         raise StateError(
             f"block {key} on engine {engine} has shape {block.shape}, expected {shape}: "

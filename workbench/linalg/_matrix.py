@@ -1,6 +1,6 @@
 """The row-block distributed matrix: a :class:`workbench.data.DistributedArray` with transfer facts.
 
-Rank r holds rows ``bounds[r]`` of the matrix in the engine store (:mod:`workbench._store`);
+Rank r holds rows ``bounds[r]`` of the matrix in the engine store (:mod:`workbench.engine_store`);
 the handle lives in the notebook, is listed by ``%wb status`` and comes back to dask with
 :meth:`RowMatrix.to_dask`.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from workbench import _timeouts
 from workbench.data import DistributedArray
 
 if TYPE_CHECKING:
@@ -32,11 +33,12 @@ class RowMatrix(DistributedArray):
     fetched_bytes: int = 0
     chunks_moved: int = 0
 
-    def to_dask(self) -> da.Array:
-        """A dask array chunked by the row blocks; each chunk is pulled from its rank lazily."""
+    def to_dask(self, *, timeout: float | None = _timeouts.TRANSFER) -> da.Array:
+        """A dask array chunked by the row blocks; each chunk is pulled from its rank lazily
+        (waiting at most ``timeout`` seconds for it; None: no limit)."""
         from workbench.linalg._gather import to_dask
 
-        return to_dask(self)
+        return to_dask(self, timeout=timeout)
 
     def describe(self) -> str:
         """One line for ``%wb status``."""
@@ -47,5 +49,6 @@ class RowMatrix(DistributedArray):
 
 
 def is_row_matrix(x: Any) -> bool:
-    """True for handles made by :func:`workbench.linalg.scatter` (or ``pool.scatter``)."""
+    """True when ``x`` is a handle made by :func:`workbench.linalg.scatter` or
+    ``pool.scatter``."""
     return isinstance(x, DistributedArray)

@@ -62,7 +62,9 @@ def pca(
 
     Scores are ``U·s`` (``U·√(m−1)`` with ``whiten=True``), distributed like U of
     :func:`truncated_svd`; the other fields are numpy arrays (sign convention of
-    scikit-learn: the largest loading of each component is positive).
+    scikit-learn: the largest loading of each component is positive). ``method``,
+    ``n_oversamples``, ``n_iter``, ``random_state`` and ``pool`` are those of
+    :func:`truncated_svd`.
     """
     used, fallback = check_svd_args(shape_of(A), k, method, n_oversamples, n_iter)
     scores, vt, variance, ratio, s, mean, done = run(

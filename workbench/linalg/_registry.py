@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from workbench import _store
+from workbench import engine_store
 from workbench._util import new_key
 from workbench.errors import InvalidValueError
 from workbench.linalg._matrix import RowMatrix, is_row_matrix
@@ -87,7 +87,8 @@ def get_routine(name: str | Routine) -> Routine:
 
 
 def as_rows(A: Any, pool: Pool | None = None) -> tuple[DistributedArray, bool]:
-    """``A`` as a handle, and whether it was scattered here (and should be freed after use)."""
+    """``A`` as a handle (scattered to ``pool`` if it is an array), and whether it was
+    scattered here (and should be freed after use)."""
     if is_row_matrix(A):
         A._check()
         return A, False
@@ -106,8 +107,10 @@ def run(
 ) -> Any:
     """Run routine ``name`` on every rank with its block of ``A``; return rank 0's result.
 
-    ``A`` is a handle, or a dask/numpy array scattered for the call and freed after.
-    :class:`Rows` outputs come back as :class:`RowMatrix` handles.
+    ``A`` is a handle, or a dask/numpy array scattered to ``pool`` (default: the current
+    pool) for the call and freed after. ``kw`` go to the routine (handles among them arrive
+    as this rank's blocks). ``timeout`` bounds the wait for the routine in seconds (None:
+    no limit). :class:`Rows` outputs come back as :class:`RowMatrix` handles.
     """
     fn = get_routine(name)
     D, temporary = as_rows(A, pool)
@@ -137,8 +140,8 @@ def _invoke(fn: Routine, key: str, out_key: str, kw: dict[str, Any]) -> Any:
     """Engine: call the routine on this rank's block; keep :class:`Rows` outputs here."""
     from mpi4py import MPI
 
-    block = _store.get(key)
-    args = {k: _store.get(v.key) if isinstance(v, _Ref) else v for k, v in kw.items()}
+    block = engine_store.get(key)
+    args = {k: engine_store.get(v.key) if isinstance(v, _Ref) else v for k, v in kw.items()}
     result = fn(block, MPI.COMM_WORLD, **args)
     count = iter(range(1_000_000))
 
@@ -147,7 +150,7 @@ def _invoke(fn: Routine, key: str, out_key: str, kw: dict[str, Any]) -> Any:
             return x
         k = f"{out_key}.{next(count)}"
         block = np.ascontiguousarray(x.block)
-        _store.put(k, block)
+        engine_store.put(k, block)
         return _Stored(k, block.shape, block.dtype.str)
 
     if isinstance(result, tuple):
@@ -181,7 +184,7 @@ def _unwrap(results: list[Any], D: DistributedArray, source: str) -> Any:
             bounds=bounds,
             source=f"routine {source}",
         )
-        D.pool._handles[first.key] = out
+        D.pool.register(first.key, out)
         return out
 
     head = results[0]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from workbench import _store
+from workbench import _timeouts, engine_store
 from workbench._util import new_key
 from workbench.data import row_bounds
 from workbench.errors import InvalidValueError
@@ -36,7 +36,6 @@ __all__ = ["scatter"]
 
 _MAX_INFLIGHT = 256 * 2**20  # bytes pushed and not yet acknowledged by the engines
 _FETCH_BATCH = 4  # chunks an engine gathers from dask workers per request
-_TIMEOUT = 3600.0
 _VIAS = ("auto", "push", "fetch")
 
 Part = tuple[int, int, np.ndarray]  # (row offset in the block, column offset, data)
@@ -49,12 +48,17 @@ def scatter(
     key: str | None = None,
     bounds: Sequence[tuple[int, int]] | None = None,
     via: str = "auto",
+    timeout: float | None = _timeouts.TRANSFER,
 ) -> RowMatrix:
-    """Place ``A`` (dask or numpy, 1-D or 2-D) on the ranks as contiguous row blocks.
+    """Place ``A`` (dask or numpy, 1-D or 2-D) on the ranks of ``pool`` (default: the
+    current pool) as contiguous row blocks.
 
+    ``key`` names the data on the engines (default: a fresh ``matrix-...`` key).
     ``bounds`` fixes the row range of each rank (default: balanced; pass ``D.bounds`` to
     place a right-hand side like its matrix). ``via="auto"`` fetches from the dask workers
-    when ``A`` is on a ``distributed`` cluster and pushes otherwise.
+    when ``A`` is on a ``distributed`` cluster and pushes otherwise. Each wait for the
+    engines (one pushed block, the assembly, the engines' fetch) lasts at most ``timeout``
+    seconds (None: no limit).
     """
     pool = require(pool)
     if via not in _VIAS:
@@ -82,11 +86,11 @@ def scatter(
         )
     start = time.perf_counter()
     if client is not None:
-        stats = _fetch_from_workers(pool, arr, client, key, bounds, shape, dtype)
+        stats = _fetch_from_workers(pool, arr, client, key, bounds, shape, dtype, timeout)
         source = "dask workers"
     else:
         bands = _dask_bands(arr) if is_dask else iter([(0, 0.0, arr)])
-        stats = _push(pool, bands, key, bounds, shape, dtype)
+        stats = _push(pool, bands, key, bounds, shape, dtype, timeout)
         source = "dask (local)" if is_dask else "numpy"
     elapsed = time.perf_counter() - start - stats["compute_seconds"]
     handle = RowMatrix(
@@ -102,7 +106,7 @@ def scatter(
         fetched_bytes=stats["fetched"],
         chunks_moved=stats["chunks"],
     )
-    pool._handles[key] = handle
+    pool.register(key, handle)
     return handle
 
 
@@ -144,6 +148,7 @@ def _push(
     bounds: list[tuple[int, int]],
     shape: tuple[int, ...],
     dtype: np.dtype,
+    timeout: float | None,
 ) -> dict[str, Any]:
     pushed = chunks = 0
     compute = 0.0
@@ -165,11 +170,11 @@ def _push(
             chunks += 1
             while waiting > _MAX_INFLIGHT:
                 done, nbytes = inflight.popleft()
-                done.get(timeout=_TIMEOUT)
+                done.get(timeout=timeout)
                 waiting -= nbytes
     for done, _ in inflight:
-        done.get(timeout=_TIMEOUT)
-    pool.apply(_assemble, (key, bounds, shape[1:], dtype.str), timeout=_TIMEOUT)
+        done.get(timeout=timeout)
+    pool.apply(_assemble, (key, bounds, shape[1:], dtype.str), timeout=timeout)
     return {"pushed": pushed, "fetched": 0, "chunks": chunks, "compute_seconds": compute}
 
 
@@ -180,10 +185,10 @@ def _parts_key(key: str) -> str:
 def _stage(key: str, row_offset: int, piece: np.ndarray) -> int:
     """Engine: keep one pushed piece until :func:`_assemble` builds the block."""
     try:
-        parts = _store.get(_parts_key(key))
+        parts = engine_store.get(_parts_key(key))
     except KeyError:
         parts = []
-        _store.put(_parts_key(key), parts)
+        engine_store.put(_parts_key(key), parts)
     parts.append((row_offset, 0, piece))
     return piece.nbytes
 
@@ -195,12 +200,12 @@ def _assemble(key: str, bounds: list[tuple[int, int]], tail: tuple[int, ...], dt
     t0 = time.perf_counter()
     lo, hi = bounds[_rank()]
     try:
-        parts = _store.get(_parts_key(key))
+        parts = engine_store.get(_parts_key(key))
     except KeyError:
         parts = []
-    _store.drop(_parts_key(key))
+    engine_store.drop(_parts_key(key))
     block = _place(hi - lo, tail, np.dtype(dtype), parts)
-    _store.put(key, block)
+    engine_store.put(key, block)
     mb = block.nbytes / 1e6
     wb.progress(1, total=1, MB=mb, assemble_s=time.perf_counter() - t0)
     return block.nbytes
@@ -252,6 +257,7 @@ def _fetch_from_workers(
     bounds: list[tuple[int, int]],
     shape: tuple[int, ...],
     dtype: np.dtype,
+    timeout: float | None,
 ) -> dict[str, Any]:
     from distributed import as_completed, futures_of
 
@@ -278,7 +284,7 @@ def _fetch_from_workers(
     client.publish_dataset(**{dataset: held})
     try:
         args = (key, client.scheduler.address, dataset, plan, shape[1:], dtype.str)
-        fetched = pool.apply(_fetch, args, timeout=_TIMEOUT)
+        fetched = pool.apply(_fetch, args, timeout=timeout)
     finally:
         client.unpublish_dataset(dataset)
     chunks = sum(len(p) for p in plan)
@@ -288,13 +294,14 @@ def _fetch_from_workers(
 _dask_clients: dict[str, Any] = {}
 
 
-def _dask_client(address: str) -> Any:
-    """Engine: one ``distributed.Client`` per scheduler, kept between calls."""
+def _dask_client(address: str, timeout: float = _timeouts.DASK_CONNECT) -> Any:
+    """Engine: one ``distributed.Client`` per scheduler, kept between calls; connecting
+    waits at most ``timeout`` seconds."""
     from distributed import Client
 
     client = _dask_clients.get(address)
     if client is None or client.status not in ("running", "connecting"):
-        client = _dask_clients[address] = Client(address, set_as_default=False, timeout=30)
+        client = _dask_clients[address] = Client(address, set_as_default=False, timeout=timeout)
     return client
 
 
@@ -329,5 +336,5 @@ def _fetch(
         wb.progress(
             s + len(batch), total=len(items), MB=fetched / 1e6, GBps=fetched / 1e9 / seconds
         )
-    _store.put(key, _place(n_rows, tail, np.dtype(dtype), parts))
+    engine_store.put(key, _place(n_rows, tail, np.dtype(dtype), parts))
     return fetched

@@ -117,7 +117,11 @@ def _with_rhs(A: Any, b: Any, pool: Any, name: str, call: Any) -> Any:
 
 
 def lstsq(A: Any, b: Any, *, alpha: float = 0.0, method: str = "qr", pool: Any = None) -> Solution:
-    """Solve ``min ‖Ax − b‖² + α‖x‖²`` on the engines (b: vector or matrix with A's rows)."""
+    """Solve ``min ‖Ax − b‖² + α‖x‖²`` on the engines (b: vector or matrix with A's rows).
+
+    ``alpha`` is the ridge penalty α; ``method`` is ``qr`` (TSQR, stable) or ``normal``
+    (the normal equations, one fused allreduce); ``pool``: default the current pool.
+    """
     if method not in LSTSQ_METHODS:
         raise InvalidValueError(
             f"unknown method {method!r}; choose one of {', '.join(LSTSQ_METHODS)}"
@@ -149,7 +153,9 @@ def cg(
 ) -> Solution:
     """CGLS on the engines: ``min ‖Ax − b‖² + α‖x‖²`` for a vector ``b``, without forming AᵀA.
 
-    Stops when ‖Aᵀ(b − Ax) − αx‖ ≤ tol·‖Aᵀb‖ or after ``maxiter`` (default 2·n) iterations.
+    ``A`` is a handle or a dask/numpy array, ``alpha`` the ridge penalty α. Stops when
+    ‖Aᵀ(b − Ax) − αx‖ ≤ tol·‖Aᵀb‖ or after ``maxiter`` (default 2·n) iterations.
+    ``pool``: default the current pool.
     """
     if len(shape_of(b)) != 1:
         raise InvalidValueError(

@@ -37,7 +37,8 @@ def on_root(comm: Any, fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def tsqr(block: np.ndarray, comm: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Tall-skinny QR of the row-distributed matrix: this rank's rows of Q, and R (replicated)."""
+    """Tall-skinny QR of the matrix whose rows ``block`` holds on this rank of ``comm``:
+    this rank's rows of Q, and R (replicated)."""
     q1, r1 = np.linalg.qr(block)
     stacked = comm.gather(r1, root=0)
     if comm.rank == 0:
@@ -118,7 +119,9 @@ def svd_block(
     n_iter: int = 2,
     random_state: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """On a rank: (this rank's rows of U, s, Vt, method used) of the distributed ``block``."""
+    """On a rank of ``comm``: (this rank's rows of U, s, Vt, method used) of the rank-``k``
+    SVD of the ``m``-row matrix distributed as ``block``; the other arguments are those
+    of :func:`truncated_svd` (``fallback``: Gram may redo with TSQR, see ``auto``)."""
     a = np.asarray(block, dtype=np.float64)
     if method == "gram":
         u, s, vt = _gram(a, comm, k)
@@ -144,7 +147,8 @@ def svd_routine(block: np.ndarray, comm: Any, **kw: Any) -> tuple[Any, ...]:
 def check_svd_args(
     shape: tuple[int, ...], k: Any, method: str, n_oversamples: int = 10, n_iter: int = 2
 ) -> tuple[str, bool]:
-    """Validate; return the method the ranks run and whether Gram may fall back to TSQR."""
+    """Validate ``shape``, ``k``, ``method``, ``n_oversamples`` and ``n_iter``; return the
+    method the ranks run and whether Gram may fall back to TSQR."""
     if len(shape) != 2:
         raise InvalidValueError(f"truncated SVD needs a 2-D matrix, got shape {tuple(shape)}")
     m, n = shape
@@ -194,6 +198,8 @@ def truncated_svd(
     Returns U as a dask array pulled lazily from the ranks (a :class:`RowMatrix` when ``A``
     was one), and ``s``, ``Vt`` as numpy arrays. ``method``: ``gram`` (fast, tall), ``tsqr``
     (accurate, tall), ``randomized`` (large or wide), ``auto`` picks by shape.
+    ``randomized`` samples ``k + n_oversamples`` directions from ``random_state`` and runs
+    ``n_iter`` power iterations. ``pool``: where to run (default: the current pool).
     """
     used, fallback = check_svd_args(shape_of(A), k, method, n_oversamples, n_iter)
     u, s, vt, done = run(

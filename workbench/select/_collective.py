@@ -108,7 +108,8 @@ def cv_score(
     splits: Sequence[tuple[np.ndarray, np.ndarray]],
     scorer: Any,
 ) -> float:
-    """Mean test score over ``splits``, as ``cross_val_score(...).mean()`` computes it.
+    """Mean ``scorer`` score of a clone of ``estimator`` fitted on ``(X, y)`` over ``splits``,
+    as ``cross_val_score(...).mean()`` computes it.
 
     Like scikit-learn with ``error_score=np.nan``: a fold whose fit or score fails scores
     NaN with a warning; ValueError when every fold failed.

@@ -45,6 +45,12 @@ def permutation_importance(
     ``importances``, ``importances_mean``, ``importances_std`` equal scikit-learn's for
     the same ``random_state``; ``scores_`` is ``importances_mean`` and ``support_`` marks
     the columns whose mean importance is positive.
+
+    ``X``, ``y``: the data (or ``X`` a :class:`PlacedData` from :func:`place` and
+    ``y=None``); ``scoring``: one scikit-learn scorer (default: the estimator's
+    ``score``); ``n_repeats`` shuffles per column; ``max_samples`` rows drawn for the
+    scoring (an int, or a fraction of the rows); ``pool``: default the current pool;
+    ``timeout``: seconds to wait for the ranks (None: no limit).
     """
     from sklearn.metrics import check_scoring
     from sklearn.utils import check_random_state

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from workbench import _store
+from workbench import engine_store
 from workbench.errors import DataFreedError, InvalidValueError
 from workbench.pool import require
 from workbench.select._validation import check_finite, check_X, check_y
@@ -51,7 +51,8 @@ class PlacedData:
 
 
 def place(X: Any, y: Any, *, pool: Pool | None = None) -> PlacedData:
-    """Validate ``X``, ``y`` and broadcast them to every rank once; reuse the handle."""
+    """Validate ``X``, ``y`` and broadcast them to every rank of ``pool`` (default: the
+    current pool) once; reuse the handle."""
     pool = require(pool)
     Xa = check_X(X, min_features=2)
     check_finite(Xa, allow_nan=True)
@@ -61,7 +62,8 @@ def place(X: Any, y: Any, *, pool: Pool | None = None) -> PlacedData:
 
 @contextlib.contextmanager
 def placed(X: Any, y: Any, pool: Pool | None, *, allow_nan: bool = False) -> Iterator[PlacedData]:
-    """The data of one selection: a given :class:`PlacedData`, or placed now and freed after."""
+    """The data of one selection: ``X`` if it is a :class:`PlacedData` (``y`` None), or
+    ``(X, y)`` placed on ``pool`` now and freed after; NaN rejected unless ``allow_nan``."""
     if isinstance(X, PlacedData):
         if y is not None and y is not X.y:
             raise InvalidValueError("X is placed data that carries its own y: call with y=None")
@@ -86,4 +88,4 @@ def placed(X: Any, y: Any, pool: Pool | None, *, allow_nan: bool = False) -> Ite
 
 def engine_data(key: str) -> tuple[np.ndarray, np.ndarray]:
     """On an engine: the ``(X, y)`` placed under ``key``."""
-    return _store.get(key)
+    return engine_store.get(key)

@@ -171,6 +171,14 @@ def rfe(
     (fewest features among the best mean scores; ``min_features_to_select`` is the
     floor) and ``cv_results_`` mirrors its attribute; fold paths and the all-rows path
     run concurrently on the ranks.
+
+    ``estimator`` is an unfitted scikit-learn estimator with ``coef_`` or
+    ``feature_importances_`` after fit (or name another with ``importance_getter``: an
+    attribute name or a callable). ``X``, ``y``: the data (or ``X`` a
+    :class:`PlacedData` and ``y=None``). Without ``cv``, ``n_features_to_select`` is the
+    target (default half, an int or a fraction). ``step`` features (or a fraction) are
+    dropped per fit. ``scoring`` and ``groups`` go to the cross-validation. ``pool``:
+    default the current pool; ``timeout``: seconds to wait for the ranks (None: no limit).
     """
     from sklearn.base import is_classifier
     from sklearn.metrics import check_scoring

@@ -95,6 +95,11 @@ def sequential(
     same ``estimator``, ``cv`` and ``scoring`` (``tol`` and ``"auto"`` behave the same).
     ``X`` may be a :class:`PlacedData` from :func:`place` (then ``y=None``). The result's
     ``order_`` lists the features in the order they were added (or removed).
+
+    ``n_features_to_select``: ``"auto"``, an int or a fraction of the features;
+    ``direction``: ``"forward"`` or ``"backward"``; ``groups`` go to the CV splitter;
+    ``pool``: default the current pool; ``timeout``: seconds to wait for the ranks
+    (None: no limit).
     """
     from sklearn.base import is_classifier
     from sklearn.metrics import check_scoring

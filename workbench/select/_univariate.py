@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from workbench import _store
+from workbench import engine_store
 from workbench.data import DistributedArray, row_bounds
 from workbench.errors import InvalidValueError
 from workbench.pool import require
@@ -42,7 +42,8 @@ SCORES = ("f_classif", "f_regression", "chi2", "mutual_info")
 def discretize(
     X: Any, n_bins: int = 10, lo: np.ndarray | None = None, hi: np.ndarray | None = None
 ) -> np.ndarray:
-    """Equal-width bin codes of every column (the binning ``score="mutual_info"`` uses)."""
+    """Equal-width bin codes of every column of ``X`` (the binning ``score="mutual_info"``
+    uses): ``n_bins`` bins between ``lo`` and ``hi`` (default: each column's min and max)."""
     Xa = np.ascontiguousarray(check_X(X), dtype=np.float64)
     lo = Xa.min(axis=0) if lo is None else np.asarray(lo, dtype=np.float64)
     hi = Xa.max(axis=0) if hi is None else np.asarray(hi, dtype=np.float64)
@@ -70,7 +71,8 @@ def univariate(
     blocks or an array), or a dask array (each rank computes its own row chunks, one at a
     time). ``score``: ``f_classif``, ``f_regression``, ``chi2`` or ``mutual_info``
     (binned, ``n_bins`` per column; see the module notes). ``support_`` is what
-    ``SelectKBest(k=k)`` keeps; ``scores_``/``pvalues_`` are scikit-learn's.
+    ``SelectKBest(k=k)`` keeps; ``scores_``/``pvalues_`` are scikit-learn's. ``pool``:
+    default the current pool; ``timeout``: seconds to wait for the ranks (None: no limit).
     """
     if score not in SCORES:
         raise InvalidValueError(f"score must be one of {', '.join(SCORES)}; got {score!r}")
@@ -145,7 +147,7 @@ def _y_source(
 
 
 def _local_classes(key: str) -> np.ndarray:
-    return np.unique(_store.get(key))
+    return np.unique(engine_store.get(key))
 
 
 def _result(
@@ -180,7 +182,7 @@ def _blocks(source: tuple[str, Any], lo: int, hi: int) -> Iterator[tuple[int, np
     """This rank's rows as ``(offset, block)``: the stored block, or dask chunks one by one."""
     kind, x = source
     if kind == "store":
-        yield 0, np.ascontiguousarray(_store.get(x), dtype=np.float64)
+        yield 0, np.ascontiguousarray(engine_store.get(x), dtype=np.float64)
         return
     part = x[lo:hi]
     start = 0
@@ -242,7 +244,7 @@ def _univariate_on_rank(
     rank, _ = world()
     lo, hi = bounds[rank]
     score, classes, d = spec["score"], spec["classes"], spec["n_features"]
-    y = np.asarray(_store.get(ykey))
+    y = np.asarray(engine_store.get(ykey))
     if classes is None:
         target = np.ascontiguousarray(y, dtype=np.float64)
     else:

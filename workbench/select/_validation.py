@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from workbench.errors import InvalidTypeError, InvalidValueError
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "allows_nan",
@@ -22,7 +19,8 @@ __all__ = [
 
 
 def check_estimator(estimator: Any, *, fitted: bool = False) -> None:
-    """TypeError unless ``estimator`` is a scikit-learn estimator that can be cloned."""
+    """TypeError unless ``estimator`` is a scikit-learn estimator that can be cloned (and,
+    when ``fitted``, predict)."""
     missing = [m for m in ("get_params", "set_params") if not callable(getattr(estimator, m, None))]
     need = "predict" if fitted else "fit"
     if not callable(getattr(estimator, need, None)):
@@ -51,7 +49,8 @@ def allows_nan(estimator: Any) -> bool:
 
 
 def check_X(X: Any, *, min_features: int = 1, dtype: Any = "numeric") -> np.ndarray:
-    """``X`` as a 2-D numpy array, with a clear error for the wrong shape or type."""
+    """``X`` as a 2-D numpy array of ``dtype`` with at least ``min_features`` columns, with a
+    clear error for the wrong shape or type."""
     from sklearn.utils import check_array
 
     if hasattr(X, "dask") and hasattr(X, "chunks"):
@@ -67,7 +66,8 @@ def check_X(X: Any, *, min_features: int = 1, dtype: Any = "numeric") -> np.ndar
 
 
 def check_finite(X: np.ndarray, *, name: str = "X", allow_nan: bool = False) -> None:
-    """ValueError naming the first NaN/infinite entry of ``X``."""
+    """ValueError naming the first NaN/infinite entry of ``X`` (called ``name``); NaN passes
+    when ``allow_nan``."""
     if X.dtype.kind not in "fc":
         return
     bad = ~np.isnan(X) & ~np.isfinite(X) if allow_nan else ~np.isfinite(X)
@@ -82,7 +82,7 @@ def check_finite(X: np.ndarray, *, name: str = "X", allow_nan: bool = False) -> 
 
 
 def check_y(y: Any, n_rows: int) -> np.ndarray:
-    """``y`` as a 1-D array with one value per row of X."""
+    """``y`` as a 1-D array with one value per row of X (``n_rows``)."""
     if y is None:
         raise InvalidValueError("y is required: pass one target value per row of X")
     arr = np.asarray(y)
@@ -101,7 +101,8 @@ def check_y(y: Any, n_rows: int) -> np.ndarray:
 
 
 def check_k(k: Any, n_features: int, *, name: str = "k") -> int:
-    """A number of features in ``1..n_features`` (``"all"`` means all)."""
+    """``k`` (the argument called ``name``) as a number of features in ``1..n_features``
+    (``"all"`` means all)."""
     if isinstance(k, str) and k == "all":
         return n_features
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:

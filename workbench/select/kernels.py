@@ -121,7 +121,8 @@ def bin_codes(x, lo, hi, n_bins):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def contingency_counts(x, codes, lo, hi, n_bins, n_classes):  # pragma: no cover - compiled
-    """Histogram ``counts[j, bin, class]`` of every column of ``x`` against the class codes."""
+    """Histogram ``counts[j, bin, class]`` of every column of ``x`` against the class
+    ``codes`` (``0..n_classes-1``), with ``n_bins`` equal bins between ``lo`` and ``hi``."""
     n, d = x.shape
     counts = np.zeros((d, n_bins, n_classes), np.int64)
     width = hi - lo
@@ -134,7 +135,7 @@ def contingency_counts(x, codes, lo, hi, n_bins, n_classes):  # pragma: no cover
 
 @njit(cache=True, nogil=True)
 def mutual_info_from_counts(counts):  # pragma: no cover - compiled
-    """Plug-in mutual information (nats) of each column's (bin x class) contingency table.
+    """Plug-in mutual information (nats) of each column's (bin x class) table in ``counts``.
 
     The same arithmetic as ``sklearn.metrics.mutual_info_score`` on the table: terms
     below machine epsilon are dropped and the sum is clipped at 0.

@@ -1,39 +1,97 @@
 """Hyperparameter sweeps on the engine pool: ``sweep(objective, space, ...)``.
 
-- search spaces: :func:`choice`, :func:`uniform`, :func:`loguniform`, :func:`randint`,
-  :func:`grid` (and fixed values), checked when they are made;
-- strategies: grid, random (seeded), Optuna samplers (``strategy="tpe"``);
-- schedulers: none, :class:`ASHA`, :class:`MedianStopping`;
-- a durable SQLite store (WAL, one writer: the notebook), resumable by name;
-- trials of one or ``trial_ranks`` engines (an MPI sub-communicator each).
+>>> from workbench.sweep import ASHA, choice, loguniform, sweep
+>>> def objective(config, report):                 # runs on an engine
+...     for epoch in range(1, 28):
+...         report(step=epoch, accuracy=train_and_score(config))  # TrialPruned when stopped
+>>> result = sweep(objective, {"lr": loguniform(1e-4, 1e-1), "act": choice(["relu", "tanh"])},
+...                n_trials=50, scheduler=ASHA(max_resource=27), metric="accuracy")
+>>> result.best, result.to_pandas(), result.show()
 
-Importing this package is light: numpy only; optuna, pandas and ipyparallel load on use.
+Everything a user names lives here (this is the one place to import from):
+
+- :func:`sweep` runs a sweep and returns a :class:`SweepResult` (every trial as a dict, the
+  best one, learning curves, ``to_pandas()``, ``show()``). ``workbench.sweep`` as an
+  attribute of the top package (``wb.sweep``) is this function; ``from workbench.sweep
+  import X`` imports from this module.
+- Search spaces: :func:`choice`, :func:`grid`, :func:`uniform`, :func:`loguniform`,
+  :func:`randint` (and fixed values), checked when they are made. They return the domain
+  classes :class:`Choice`, :class:`Grid`, :class:`Uniform`, :class:`LogUniform`,
+  :class:`RandInt` (all :class:`Domain`); :class:`Space` is a checked ``{name: domain or
+  value}`` dict, what a strategy samples from.
+- Strategies (``strategy=``): :class:`GridStrategy` ("grid"), :class:`RandomStrategy`
+  ("random", seeded), :class:`OptunaStrategy` ("tpe" or any Optuna sampler), all behind
+  :class:`Strategy`; :func:`get_strategy` turns a name into one.
+- Schedulers (``scheduler=``): :class:`FIFO` (None: no early stopping), :class:`ASHA`
+  ("asha"), :class:`MedianStopping` ("median"), all behind :class:`Scheduler`, whose
+  ``on_report`` returns :data:`CONTINUE` or :data:`STOP`; :func:`get_scheduler` turns a name
+  into one.
+- Trials: :class:`TrialState` (a ``str`` enum: pending, running, queued, done, pruned,
+  failed; equal to the plain names), :class:`Report` (the ``report`` callback an objective
+  gets), :class:`TrialPruned` (what ``report`` raises when the trial is stopped).
+- :class:`SweepStore`: the durable SQLite record (WAL, one writer: the notebook); a sweep
+  is resumable by name.
+
+Trials take one or ``trial_ranks`` engines (an MPI sub-communicator each). Importing this
+package is light: numpy only; optuna, pandas and ipyparallel load on use.
 """
 
 from __future__ import annotations
 
 from workbench.sweep._result import SweepResult
 from workbench.sweep._setup import sweep
-from workbench.sweep._space import choice, grid, loguniform, randint, uniform
+from workbench.sweep._space import (
+    Choice,
+    Domain,
+    Grid,
+    LogUniform,
+    RandInt,
+    Space,
+    Uniform,
+    choice,
+    grid,
+    loguniform,
+    randint,
+    uniform,
+)
+from workbench.sweep._state import CONTINUE, STOP, TrialState
 from workbench.sweep._store import SweepStore
 from workbench.sweep._trial import Report, TrialPruned
-from workbench.sweep.schedulers import ASHA, FIFO, MedianStopping, Scheduler
-from workbench.sweep.strategies import GridStrategy, OptunaStrategy, RandomStrategy, Strategy
+from workbench.sweep.schedulers import ASHA, FIFO, MedianStopping, Scheduler, get_scheduler
+from workbench.sweep.strategies import (
+    GridStrategy,
+    OptunaStrategy,
+    RandomStrategy,
+    Strategy,
+    get_strategy,
+)
 
 __all__ = [
     "ASHA",
+    "CONTINUE",
     "FIFO",
+    "STOP",
+    "Choice",
+    "Domain",
+    "Grid",
     "GridStrategy",
+    "LogUniform",
     "MedianStopping",
     "OptunaStrategy",
+    "RandInt",
     "RandomStrategy",
     "Report",
     "Scheduler",
+    "Space",
     "Strategy",
     "SweepResult",
     "SweepStore",
     "TrialPruned",
+    "TrialState",
+    "Uniform",
     "choice",
+    "get_scheduler",
+    "get_strategy",
     "grid",
     "loguniform",
     "randint",

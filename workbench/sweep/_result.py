@@ -5,12 +5,33 @@ from __future__ import annotations
 from typing import Any
 
 from workbench.errors import MissingDependencyError
+from workbench.sweep._state import TrialState
 
 __all__ = ["SweepResult"]
 
 
 class SweepResult:
-    """The trials of sweep ``name`` as recorded in the store when the sweep returned."""
+    """The trials of sweep ``name`` as recorded in the store when the sweep returned.
+
+    ``sweep()`` makes it; its arguments are kept as attributes of the same names.
+
+    Parameters
+    ----------
+    name
+        The sweep's name in the store.
+    storage
+        The store's path (or ``":memory:"``).
+    metric
+        The optimised metric (None: the objective's return value).
+    mode
+        ``"max"`` or ``"min"``.
+    trials
+        Every trial as a dict (rows of :meth:`SweepStore.trials`): ``id``, ``state`` (a
+        :class:`TrialState`), ``config``, ``value``, ``best``, ``step``, ``attempt``,
+        ``failures``, ``ranks``, ``error``, ``started``, ``finished``.
+    curves
+        Trial id -> the ``(step, metric value)`` it reported, in order.
+    """
 
     def __init__(
         self,
@@ -28,7 +49,7 @@ class SweepResult:
     @property
     def best(self) -> dict[str, Any] | None:
         """The finished (``done``) trial with the best value, or None if none finished."""
-        done = [t for t in self.trials if t["state"] == "done" and t["value"] is not None]
+        done = [t for t in self.trials if t["state"] == TrialState.DONE and t["value"] is not None]
         if not done:
             return None
         sign = 1.0 if self.mode == "max" else -1.0
@@ -45,7 +66,7 @@ class SweepResult:
         return None if self.best is None else self.best["value"]
 
     def counts(self) -> dict[str, int]:
-        """Number of trials in each state."""
+        """Number of trials in each state (keys are :class:`TrialState` members)."""
         out: dict[str, int] = {}
         for t in self.trials:
             out[t["state"]] = out.get(t["state"], 0) + 1
@@ -62,6 +83,7 @@ class SweepResult:
         rows = []
         for t in self.trials:
             row = {k: v for k, v in t.items() if k != "config"}
+            row["state"] = str(t["state"])  # the plain name: DataFrames get written to files
             row.update({f"config.{k}": v for k, v in t["config"].items()})
             if t.get("started") and t.get("finished"):
                 row["duration"] = t["finished"] - t["started"]
@@ -69,7 +91,8 @@ class SweepResult:
         return pd.DataFrame(rows).set_index("id") if rows else pd.DataFrame()
 
     def show(self, *, widgets: bool | None = None) -> Any:
-        """Draw the sweep table (a widget in a notebook, text elsewhere); returns the view."""
+        """Draw the sweep table and return the view: a widget with ``widgets=True``, text
+        with False, None picks (a widget in a notebook front end, text elsewhere)."""
         from workbench.widgets.sweep_table import make_sweep_view
 
         view = make_sweep_view(self.metric, self.mode, widgets=widgets, controls=False)

@@ -14,30 +14,34 @@ from __future__ import annotations
 import bisect
 import concurrent.futures as cf
 import contextlib
+import logging
 import os
 import queue
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from workbench import _store as engine_store
+from workbench import _timeouts, engine_store
+from workbench._util import new_key
 from workbench.errors import PoolError, RankError, SetupError
 from workbench.progress import KEY
-from workbench.sweep._store import FINAL, SweepStore
-from workbench.sweep._trial import SKIP, run_batch, run_trial, split_world, write_decision
-from workbench.sweep.schedulers import FIFO, STOP
+from workbench.sweep._state import CONTINUE, SKIP, STOP, TrialState
+from workbench.sweep._store import SweepStore
+from workbench.sweep._trial import run_batch, run_trial, split_world, write_decision
+from workbench.sweep.schedulers import FIFO
 
 if TYPE_CHECKING:
     from workbench.pool import Pool
-    from workbench.sweep._setup import Plan
+    from workbench.sweep._plan import Plan
 
 __all__ = ["Runner"]
 
+log = logging.getLogger("workbench.sweep")
+
 _DEATH_CHECK = 0.2  # seconds between looks for dead engines
 _VIEW_EVERY = 0.25  # seconds between two view refreshes
-_PREPARE_TIMEOUT = 120.0
+_OUTPUT_GRACE = 1.0  # seconds a finished task's last output may trail its result
 _BATCH_SECONDS = 0.02  # short trials are grouped into tasks of about this long
 _MAX_BATCH = 64
 
@@ -63,17 +67,30 @@ class _Running:
 
 
 class Runner:
-    """Runs one sweep described by a :class:`~workbench.sweep._setup.Plan` on ``pool``."""
+    """Runs one sweep described by ``plan`` on ``pool``.
+
+    Parameters
+    ----------
+    plan
+        The checked sweep (a :class:`~workbench.sweep._plan.Plan`).
+    pool
+        The engines the trials run on.
+    store
+        The sweep store; the runner is its only writer.
+    view
+        The live view (``update(rows, curves, final=...)``; it gets ``on_stop`` and
+        ``on_stop_trial``), or None.
+    """
 
     def __init__(self, plan: Plan, pool: Pool, store: SweepStore, view: Any) -> None:
         self.plan, self.pool, self.store, self.view = plan, pool, store, view
-        self.key = f"sweep-{uuid.uuid4().hex[:8]}"
+        self.key = new_key("sweep")
         k = plan.trial_ranks
         self.groups = [list(range(g * k, (g + 1) * k)) for g in range(pool.size // k)]
         self.running: list[_Running] = []  # in submission order; per group, first = on the engine
         self.rows = {t["id"]: t for t in store.trials(plan.name)}
         self.curves: dict[int, list[tuple[float, float]]] = {}
-        self.pending = sorted(i for i, t in self.rows.items() if t["state"] not in FINAL)
+        self.pending = sorted(i for i, t in self.rows.items() if not t["state"].is_finished())
         self.next_id = max(self.rows, default=-1) + 1
         self.exhausted = False
         self.stopping = False
@@ -97,7 +114,7 @@ class Runner:
         self.stopping = True
 
     def stop_trial(self, trial_id: int) -> None:
-        """Ask the running trial ``trial_id`` to stop at its next report (recorded as pruned)."""
+        """Ask the running trial ``trial_id`` to stop at its next report (recorded pruned)."""
         self._stop_asks.put(trial_id)  # the loop acts on it
 
     def _stop_asked_trials(self) -> None:
@@ -173,7 +190,7 @@ class Runner:
         self._drop_queued()
         if ranks:
             self.pool.interrupt(ranks)
-        cf.wait([r.ar for r in self.running], timeout=5.0)
+        cf.wait([r.ar for r in self.running], timeout=_timeouts.INTERRUPT_GRACE)
         for r in list(self.running):
             self._requeue(r, "interrupted", "interrupted from the notebook")
         self.running.clear()
@@ -198,7 +215,7 @@ class Runner:
     # -- engines -----------------------------------------------------------------------------
     def _prepare_engines(self) -> None:
         """Place the objective on every engine, and split the world when trials span ranks."""
-        opts = {"timeout": _PREPARE_TIMEOUT, "progress": False}
+        opts = {"timeout": _timeouts.ENGINE_START, "progress": False}
         try:
             self.pool.apply(
                 engine_store.put, (f"{self.key}-objective", self.plan.objective), **opts
@@ -243,10 +260,12 @@ class Runner:
                 f"{dead}); giving up. The store keeps every trial: fix the cause, `%wb restart`, "
                 "and call wb.sweep again with the same name to resume"
             )
-        print(
-            f"workbench: engines died ({'; '.join(f'rank {r}: {w}' for r, w in dead.items())}); "
-            f"restarting the pool ({self.restarts}/{self.plan.max_restarts})",
-            file=sys.stderr,
+        log.warning(
+            "sweep %r: engines died (%s); restarting the pool (%d/%d)",
+            self.plan.name,
+            "; ".join(f"rank {r}: {w}" for r, w in dead.items()),
+            self.restarts,
+            self.plan.max_restarts,
         )
         self.pool.restart()
         self._prepare_engines()
@@ -254,7 +273,7 @@ class Runner:
     def _stop_orphans(self) -> None:
         """Trials a previous session left running may still run on the engines: stop them."""
         for t in self.rows.values():
-            if t["state"] == "running":
+            if t["state"] == TrialState.RUNNING:
                 write_decision(self._control(t["id"], t["attempt"]), 0.0, STOP)
 
     def _cleanup(self) -> None:
@@ -262,7 +281,7 @@ class Runner:
             return
         keys = [f"{self.key}-objective", f"{self.key}-comm"]
         with contextlib.suppress(Exception):
-            self.pool.view().apply_async(_drop, keys).get(timeout=10.0)
+            self.pool.view().apply_async(_drop, keys).get(timeout=_timeouts.QUERY)
 
     # -- trials ------------------------------------------------------------------------------
     def _control(self, trial_id: int, attempt: int) -> str:
@@ -279,7 +298,7 @@ class Runner:
             return None
         trial_id, self.next_id = self.next_id, self.next_id + 1
         self.store.add_trial(self.plan.name, trial_id, config)
-        self.rows[trial_id] = {"id": trial_id, "state": "pending", "config": config,
+        self.rows[trial_id] = {"id": trial_id, "state": TrialState.PENDING, "config": config,
                                "attempt": 0, "failures": 0, "ranks": None, "step": None,
                                "value": None, "best": None, "error": None, "started": None,
                                "finished": None}  # fmt: skip
@@ -321,7 +340,7 @@ class Runner:
             control = self._control(trial_id, attempt)
             with contextlib.suppress(FileNotFoundError):
                 os.remove(control)
-            self._set(trial_id, "running", attempt=attempt, ranks=self.groups[group],
+            self._set(trial_id, TrialState.RUNNING, attempt=attempt, ranks=self.groups[group],
                       started=time.time(), step=None, value=None, best=None)  # fmt: skip
             self.curves[trial_id] = []
             items.append((trial_id, row["config"], control, attempt))
@@ -373,13 +392,13 @@ class Runner:
                 r.stop_sent = True
                 write_decision(r.control, step, STOP)
             elif crossing and not r.stop_sent:
-                write_decision(r.control, step, "continue")
+                write_decision(r.control, step, CONTINUE)
         row = self.rows[r.trial]
         row.update(step=r.step, value=r.last, best=r.best)
 
     def _finish(self, r: _Running) -> None:
         self.running.remove(r)
-        r.ar.wait_for_output(timeout=1.0)
+        r.ar.wait_for_output(timeout=_OUTPUT_GRACE)
         self._read_reports(r)
         try:
             results = r.ar.get(timeout=0)
@@ -393,7 +412,7 @@ class Runner:
         if r.index is not None:
             res = kept = results[0][r.index]
         else:
-            res = next((x for x in results if x["state"] == "failed"), results[0])
+            res = next((x for x in results if x["state"] == TrialState.FAILED), results[0])
             kept = results[0]  # rank 0 records the reports
         # the result holds every report; the stream may not have delivered the last ones
         reports = [tuple(rep) for rep in kept["reports"]]
@@ -405,14 +424,14 @@ class Runner:
         if res["state"] == SKIP:
             self._requeue(r, "not started", "the sweep was stopped")
             return
-        if res["state"] in ("done", "pruned"):  # quick failures say nothing of trial length
-            ran, avg = res["seconds"], self.trial_seconds
-            self.trial_seconds = ran if avg is None else 0.8 * avg + 0.2 * ran
-        if res["state"] == "failed":
+        state = TrialState(res["state"])
+        if state == TrialState.FAILED:
             self._failed(r, res["error"])
             return
+        ran, avg = res["seconds"], self.trial_seconds  # done or pruned: failures can be quick
+        self.trial_seconds = ran if avg is None else 0.8 * avg + 0.2 * ran
         value = self._final_value(r, res)
-        if res["state"] == "done" and value is None:
+        if state == TrialState.DONE and value is None:
             what = "a metric value" if self.plan.metric is None else f"metric {self.plan.metric!r}"
             self._failed(
                 r,
@@ -422,14 +441,14 @@ class Runner:
                 retry=False,
             )
             return
-        detail = f"stopped by the {r.stopped_by}" if res["state"] == "pruned" else None
-        self._final(r, res["state"], value, detail)
+        detail = f"stopped by the {r.stopped_by}" if state == TrialState.PRUNED else None
+        self._final(r, state, value, detail)
 
     def _final_value(self, r: _Running, res: dict[str, Any]) -> float | None:
         v = res.get("value")
         if isinstance(v, dict):
             v = v.get(self.plan.metric) if self.plan.metric else None
-        if isinstance(v, float) and res["state"] == "done":
+        if isinstance(v, float) and res["state"] == TrialState.DONE:
             r.best = v if r.best is None else self.plan.better(v, r.best)
             return v
         return r.last
@@ -452,7 +471,12 @@ class Runner:
             r.reports = []
 
     def _final(
-        self, r: _Running, state: str, value: float | None, detail: str | None, **extra: Any
+        self,
+        r: _Running,
+        state: TrialState,
+        value: float | None,
+        detail: str | None,
+        **extra: Any,
     ) -> None:
         self._record_reports(r)
         self._set(r.trial, state, detail, value=value, best=r.best, step=r.step,
@@ -466,17 +490,21 @@ class Runner:
         failures = self.rows[r.trial]["failures"] + 1
         if retry and failures <= self.plan.max_failures:
             self._record_reports(r)
-            self._set(r.trial, "pending", "failed; retrying", failures=failures, error=error)
+            self._set(
+                r.trial, TrialState.PENDING, "failed; retrying", failures=failures, error=error
+            )
             bisect.insort(self.pending, r.trial)
             return
-        self._final(r, "failed", None, None, failures=failures, error=error)
+        self._final(r, TrialState.FAILED, None, None, failures=failures, error=error)
 
     def _requeue(self, r: _Running, why: str, detail: str) -> None:
         self._record_reports(r)
-        self._set(r.trial, "pending", f"{why}: {detail}")
+        self._set(r.trial, TrialState.PENDING, f"{why}: {detail}")
         bisect.insort(self.pending, r.trial)
 
-    def _set(self, trial_id: int, state: str, detail: str | None = None, **fields: Any) -> None:
+    def _set(
+        self, trial_id: int, state: TrialState, detail: str | None = None, **fields: Any
+    ) -> None:
         self.store.update(self.plan.name, trial_id, state, detail, **fields)
         self.rows[trial_id].update(fields, state=state)
 
@@ -493,12 +521,14 @@ class Runner:
         rows = list(self.rows.values())
         waiting = {r.trial for r in self._waiting()}
         if waiting:  # "running" in the store (a resume reruns them), "queued" on screen
-            rows = [dict(row, state="queued") if row["id"] in waiting else row for row in rows]
+            rows = [
+                dict(row, state=TrialState.QUEUED) if row["id"] in waiting else row for row in rows
+            ]
         self.view.update(rows, self.curves, final=final)
 
 
 def _drop(keys: list[str]) -> None:
-    from workbench import _store
+    from workbench import engine_store
 
     for k in keys:
-        _store.drop(k)
+        engine_store.drop(k)

@@ -9,47 +9,22 @@ import inspect
 import os
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
+from workbench import _timeouts
 from workbench.errors import InvalidTypeError, InvalidValueError
+from workbench.sweep._plan import Plan
 from workbench.sweep._result import SweepResult
 from workbench.sweep._space import Space
-from workbench.sweep._store import FINAL, SweepStore
+from workbench.sweep._store import SweepStore
 from workbench.sweep.schedulers import FIFO, Scheduler, get_scheduler
 from workbench.sweep.strategies import Strategy, get_strategy
 
 if TYPE_CHECKING:
     from workbench.pool import Pool
 
-__all__ = ["Plan", "sweep"]
-
-
-@dataclass
-class Plan:
-    """Everything the runner needs to know about one sweep."""
-
-    name: str
-    objective: Callable[..., Any]
-    pass_comm: bool
-    metric: str | None
-    mode: str
-    n_trials: int
-    strategy: Strategy
-    scheduler: Scheduler
-    trial_ranks: int
-    max_failures: int
-    max_restarts: int
-    decision_timeout: float
-    control_dir: str
-    timeout: float | None
-    poll: float
-    depth: int = 2  # trials in flight per group: the next one waits on the engine, no round trip
-
-    def better(self, a: float, b: float) -> float:
-        """The better of two metric values."""
-        return max(a, b) if self.mode == "max" else min(a, b)
+__all__ = ["sweep"]
 
 
 def _count(value: Any, what: str, low: int) -> int:
@@ -112,8 +87,8 @@ def sweep(
     space: Mapping[str, Any],
     *,
     n_trials: int | None = None,
-    strategy: Any = None,
-    scheduler: Any = None,
+    strategy: str | Strategy | Any | None = None,
+    scheduler: str | Scheduler | None = None,
     metric: str | None = None,
     mode: str = "max",
     storage: str | os.PathLike[str] = "sweeps.db",
@@ -125,19 +100,81 @@ def sweep(
     pool: Pool | None = None,
     show: bool | None = None,
     timeout: float | None = None,
-    decision_timeout: float = 30.0,
+    decision_timeout: float = _timeouts.DECISION,
     max_restarts: int = 3,
 ) -> SweepResult:
     """Run ``objective(config, report)`` on configurations from ``space`` over the engine pool.
 
     One trial per group of ``trial_ranks`` engines, started as soon as a group is free.
-    ``report(step=..., **metrics)`` records metrics and applies the ``scheduler``'s decision
-    ("asha", "median", None, or an instance); ``metric``/``mode`` say what is optimised.
-    Everything is recorded in the SQLite ``storage``; with ``resume=True`` calling again with
-    the same ``name`` continues a sweep (finished trials are kept, unfinished ones rerun).
-    A trial that raises is retried ``max_failures`` times; if an engine dies the pool is
-    restarted (at most ``max_restarts`` times). An objective with a ``comm`` parameter gets
-    the trial's communicator (size ``trial_ranks``), also at ``report.comm``.
+    ``report(step=..., **metrics)`` records metrics and applies the ``scheduler``'s decision;
+    ``metric``/``mode`` say what is optimised. Everything is recorded in the SQLite
+    ``storage``; with ``resume=True`` calling again with the same ``name`` continues a sweep
+    (finished trials are kept, unfinished ones rerun). Every argument is checked here, in
+    the notebook, before an engine is used.
+
+    Parameters
+    ----------
+    objective
+        ``objective(config, report)`` or ``objective(config, report, comm)``, run on the
+        engines (define it in the notebook, or in a module the engines can import).
+        ``config`` is a dict of parameter values; ``report(step=..., name=value, ...)``
+        records metrics and raises :class:`TrialPruned` when the trial is stopped (let it
+        propagate). An objective with a ``comm`` parameter gets the trial's communicator
+        (size ``trial_ranks``), also at ``report.comm``. The return value is the trial's
+        value: a number, or a dict holding ``metric``; if it returns neither, the last
+        reported ``metric`` counts.
+    space
+        ``{name: domain or fixed value}``: domains from :func:`choice`, :func:`grid`,
+        :func:`uniform`, :func:`loguniform`, :func:`randint`; fixed values (numbers,
+        strings, lists of them) are passed through unchanged.
+    n_trials
+        How many trials to run in all (a resumed sweep counts its earlier trials). Needed
+        unless the strategy is bounded (grid: default and at most the grid's size).
+    strategy
+        How configurations are chosen: ``"grid"``, ``"random"``, ``"tpe"``, a
+        :class:`Strategy`, or an Optuna sampler instance. None: grid when every searched
+        parameter is a :func:`grid`, else random.
+    scheduler
+        Which running trials stop early: None or ``"fifo"`` (none), ``"asha"``,
+        ``"median"``, or a :class:`Scheduler` such as ``ASHA(max_resource=27)``. Any
+        scheduler other than FIFO needs ``metric``.
+    metric
+        The name of the reported metric to optimise (None: the objective's return value).
+    mode
+        ``"max"`` or ``"min"``: whether a larger or a smaller ``metric`` is better.
+    storage
+        The SQLite file that records the sweep (created if missing), or ``":memory:"``.
+    name
+        The sweep's name in ``storage`` (default: the objective's ``__name__``).
+    resume
+        Continue an existing sweep of the same ``name`` (it must have the same space,
+        metric, mode, strategy and ``trial_ranks``); False refuses an existing name.
+    max_failures
+        How many times a trial that raises is retried before it is recorded ``failed``.
+    trial_ranks
+        Engines per trial (an MPI sub-communicator each); at most the pool's size.
+    seed
+        Seed of the random strategies (None: a random one, kept in the store so that a
+        resumed sweep proposes the same configurations).
+    pool
+        The pool to run on (default: the current one, see :func:`workbench.pool.require`).
+    show
+        Draw the live sweep table: None (a widget in a notebook, text elsewhere), True
+        (the widget), False (nothing).
+    timeout
+        Seconds for the whole sweep; when they are up the running trials are interrupted
+        (they stay pending: resume to finish them). None: no limit.
+    decision_timeout
+        Seconds a trial waits at a scheduler milestone (an ASHA rung) for the decision on
+        that report before it goes on (default ``workbench._timeouts.DECISION``).
+    max_restarts
+        How many times the pool is restarted after engines died before the sweep gives up
+        with :class:`~workbench.errors.PoolError` (the store keeps every trial).
+
+    Returns
+    -------
+    SweepResult
+        Every trial as recorded in the store, the best one, learning curves, the table.
     """
     from workbench.pool import require
     from workbench.sweep._runner import Runner
@@ -200,7 +237,7 @@ def sweep(
 def _restore(store: SweepStore, plan: Plan) -> dict[int, list[tuple[float, float]]]:
     """Replay the finished trials of a resumed sweep into the strategy and the scheduler;
     return their learning curves."""
-    final = [t for t in store.trials(plan.name) if t["state"] in FINAL]
+    final = [t for t in store.trials(plan.name) if t["state"].is_finished()]
     curves: dict[int, list[tuple[float, float]]] = {}
     for rep in store.reports(plan.name):
         value = rep["metrics"].get(plan.metric) if plan.metric else None

@@ -132,7 +132,8 @@ def choice(options: Sequence[Any]) -> Choice:
 
 
 def grid(options: Sequence[Any]) -> Grid:
-    """A parameter the grid strategy sweeps through entirely (random strategies pick one)."""
+    """A parameter the grid strategy sweeps through entirely: every one of ``options`` (None,
+    bool, int, float or str); random strategies pick one."""
     return Grid(_plain_values(options, "grid(...)"))
 
 
@@ -172,7 +173,11 @@ def randint(low: int, high: int) -> RandInt:
 
 
 class Space:
-    """A validated search space: domains to search and fixed values passed through."""
+    """A validated search space: domains to search and fixed values passed through.
+
+    ``space`` is the dict given to ``sweep()``: ``{name: domain or fixed value}``, names
+    non-empty strings, fixed values JSON values (numbers, strings, lists of them).
+    """
 
     def __init__(self, space: Mapping[str, Any]) -> None:
         if not isinstance(space, Mapping):

@@ -13,12 +13,11 @@ import sqlite3
 import time
 from typing import Any
 
+from workbench import _timeouts
 from workbench.errors import InvalidTypeError, InvalidValueError
+from workbench.sweep._state import TrialState
 
-__all__ = ["FINAL", "SweepStore"]
-
-FINAL = ("done", "pruned", "failed")
-"""States a trial never leaves."""
+__all__ = ["SweepStore"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sweeps (
@@ -41,12 +40,26 @@ _FIELDS = ("attempt", "failures", "ranks", "step", "value", "best", "error", "st
 
 
 class SweepStore:
-    """One SQLite file (or ``":memory:"``) holding any number of named sweeps."""
+    """One SQLite file (or ``":memory:"``) holding any number of named sweeps.
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    Parameters
+    ----------
+    path
+        The SQLite file (created if missing), or ``":memory:"``.
+    timeout
+        Seconds to wait for another writer of the file to finish
+        (default ``workbench._timeouts.STORE_LOCK``).
+
+    Trial rows come back as dicts whose ``"state"`` is a :class:`TrialState`; states are
+    written as their plain values.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, timeout: float = _timeouts.STORE_LOCK
+    ) -> None:
         self.path = os.fspath(path)
         try:
-            self.db = sqlite3.connect(self.path, timeout=30.0)
+            self.db = sqlite3.connect(self.path, timeout=timeout)
         except sqlite3.OperationalError as e:
             raise InvalidValueError(
                 f"cannot open sweep storage {self.path!r} ({e}); pass storage= a writable path"
@@ -66,7 +79,7 @@ class SweepStore:
         return json.loads(row[0]) if row else None
 
     def create(self, name: str, settings: dict[str, Any]) -> None:
-        """Record a new sweep."""
+        """Record a new sweep ``name`` created with ``settings`` (a JSON-able dict)."""
         with self.db:
             self.db.execute(
                 "INSERT INTO sweeps VALUES (?, ?, ?)", (name, json.dumps(settings), time.time())
@@ -78,21 +91,30 @@ class SweepStore:
 
     # -- trials ------------------------------------------------------------------------------
     def add_trial(self, name: str, trial_id: int, config: dict[str, Any]) -> None:
-        """A new trial, pending."""
+        """Trial ``trial_id`` of sweep ``name``, new and pending, with configuration ``config``."""
+        pending = TrialState.PENDING.value
         now = time.time()
         with self.db:
             self.db.execute(
-                "INSERT INTO trials (sweep, id, state, config) VALUES (?, ?, 'pending', ?)",
-                (name, trial_id, json.dumps(config)),
+                "INSERT INTO trials (sweep, id, state, config) VALUES (?, ?, ?, ?)",
+                (name, trial_id, pending, json.dumps(config)),
             )
             self.db.execute(
-                "INSERT INTO events VALUES (?, ?, 0, 'pending', NULL, ?)", (name, trial_id, now)
+                "INSERT INTO events VALUES (?, ?, 0, ?, NULL, ?)", (name, trial_id, pending, now)
             )
 
     def update(
-        self, name: str, trial_id: int, state: str, detail: str | None = None, **fields: Any
+        self,
+        name: str,
+        trial_id: int,
+        state: TrialState | str,
+        detail: str | None = None,
+        **fields: Any,
     ) -> None:
-        """Move a trial to ``state`` (and set ``fields``) in one transaction, with an event."""
+        """Move trial ``trial_id`` of sweep ``name`` to ``state`` and set ``fields`` (columns
+        of the ``trials`` table: attempt, failures, ranks, step, value, best, error, started,
+        finished) in one transaction, with an event carrying ``detail``."""
+        state = TrialState(state).value  # checked; the plain value is what the file holds
         bad = set(fields) - set(_FIELDS)
         if bad:
             raise InvalidTypeError(f"unknown trial fields {sorted(bad)}")
@@ -111,7 +133,8 @@ class SweepStore:
             )
 
     def add_reports(self, name: str, trial_id: int, attempt: int, rows: list[Any]) -> None:
-        """Record reports ``[(step, metrics, t), ...]`` of one attempt of a trial."""
+        """Record reports ``rows = [(step, metrics, t), ...]`` of attempt ``attempt`` of trial
+        ``trial_id`` of sweep ``name``."""
         with self.db:
             self.db.executemany(
                 "INSERT INTO reports VALUES (?, ?, ?, ?, ?, ?)",
@@ -129,13 +152,15 @@ class SweepStore:
         rows = []
         for values in cur:
             row = dict(zip(cols, values, strict=True))
+            row["state"] = TrialState(row["state"])
             row["config"] = json.loads(row["config"])
             row["ranks"] = json.loads(row["ranks"]) if row["ranks"] else None
             rows.append(row)
         return rows
 
     def reports(self, name: str, trial_id: int | None = None) -> list[dict[str, Any]]:
-        """Reports of the current attempt of every trial (or of one), in order."""
+        """Reports of the current attempt of every trial of sweep ``name`` (or of trial
+        ``trial_id`` only), in order."""
         sql = (
             "SELECT r.id, r.attempt, r.step, r.metrics, r.t FROM reports r JOIN trials t "
             "ON r.sweep = t.sweep AND r.id = t.id AND r.attempt = t.attempt WHERE r.sweep = ?"
@@ -149,9 +174,9 @@ class SweepStore:
             for i, a, s, m, t in cur
         ]
 
-    def events(self, name: str) -> list[tuple[int, int, str]]:
+    def events(self, name: str) -> list[tuple[int, int, TrialState]]:
         """Every state change of sweep ``name``: ``(trial id, attempt, state)`` in order."""
         cur = self.db.execute(
             "SELECT id, attempt, state FROM events WHERE sweep = ? ORDER BY rowid", (name,)
         )
-        return [tuple(r) for r in cur]
+        return [(i, a, TrialState(s)) for i, a, s in cur]

@@ -18,12 +18,11 @@ import traceback
 from numbers import Real
 from typing import Any
 
-from workbench import _store
 from workbench.errors import WorkbenchError
 from workbench.progress import check_report, progress
+from workbench.sweep._state import CONTINUE, SKIP, STOP, TrialState
 
 __all__ = [
-    "SKIP",
     "Report",
     "TrialPruned",
     "read_decision",
@@ -34,7 +33,6 @@ __all__ = [
 ]
 
 _POLL = 0.002  # seconds between looks at the decision file while waiting at a milestone
-SKIP = "skip"  # a decision written before a queued trial starts: it returns at once
 
 
 class TrialPruned(WorkbenchError):
@@ -45,7 +43,8 @@ class TrialPruned(WorkbenchError):
 
 
 def write_decision(path: str, step: float, action: str) -> None:
-    """Notebook side: tell the trial reading ``path`` what to do from ``step`` on."""
+    """Notebook side: tell the trial reading the decision file ``path`` to ``action``
+    (``CONTINUE``, ``STOP`` or ``SKIP``) from ``step`` on."""
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as f:
         json.dump({"step": step, "action": action}, f)
@@ -53,7 +52,8 @@ def write_decision(path: str, step: float, action: str) -> None:
 
 
 def read_decision(path: str) -> dict[str, Any] | None:
-    """Engine side: the latest decision for this trial, or None."""
+    """Engine side: the latest decision in the decision file ``path``
+    (``{"step": ..., "action": ...}``), or None."""
     try:
         with open(path) as f:
             return json.load(f)
@@ -64,16 +64,18 @@ def read_decision(path: str) -> dict[str, Any] | None:
 def split_world(key: str, k: int) -> int:
     """On every engine, collectively: split COMM_WORLD into groups of ``k`` consecutive ranks.
 
-    Keeps the sub-communicator under ``key`` (ranks past the last full group get none);
-    returns this rank's group, or -1.
+    Keeps the sub-communicator in the engine store under ``key`` (ranks past the last full
+    group get none); returns this rank's group, or -1.
     """
     from mpi4py import MPI
+
+    from workbench import engine_store
 
     world = MPI.COMM_WORLD
     group = world.rank // k
     color = group if group < world.size // k else MPI.UNDEFINED
     sub = world.Split(color, world.rank)
-    _store.put(key, sub)
+    engine_store.put(key, sub)
     return group if sub != MPI.COMM_NULL else -1
 
 
@@ -83,6 +85,19 @@ class Report:
     ``report.comm`` is the trial's communicator (size ``trial_ranks``), ``report.trial_id``
     its id. With ``trial_ranks > 1`` every rank of the trial calls ``report`` at the same
     steps (it is collective); rank 0's metrics are the ones recorded.
+
+    Parameters
+    ----------
+    trial_id
+        The trial's id.
+    comm
+        The trial's communicator (``MPI.COMM_SELF`` for a one-rank trial).
+    spec
+        What the runner sends with every trial: ``control`` (the decision file),
+        ``milestones`` (steps where ``report`` waits for a decision) and
+        ``decision_timeout`` (how long it waits there, in seconds).
+    stream
+        Also publish each report live on the progress channel (false in a batch).
     """
 
     def __init__(
@@ -99,7 +114,8 @@ class Report:
         self._next = 0
 
     def __call__(self, step: float, **metrics: float | str) -> None:
-        """Record ``metrics`` at ``step``; raises :class:`TrialPruned` when told to stop."""
+        """Record ``metrics`` (name=number) at ``step``; raises :class:`TrialPruned` when the
+        trial was told to stop."""
         action = None
         if self.rank == 0:
             numeric = _metrics(step, metrics)
@@ -110,7 +126,7 @@ class Report:
             action = self._decision(step)
         if self.size > 1:
             action = self.comm.bcast(action, root=0)
-        if action == "stop":
+        if action == STOP:
             raise TrialPruned(f"trial {self.trial_id} stopped at step {step:g}")
 
     def _decision(self, step: float) -> str:
@@ -120,10 +136,10 @@ class Report:
         deadline = time.monotonic() + (self._timeout if crossing else 0.0)
         while True:
             d = read_decision(self._path)
-            if d is not None and (d["action"] == "stop" or d["step"] >= step):
+            if d is not None and (d["action"] == STOP or d["step"] >= step):
                 return d["action"]
             if time.monotonic() >= deadline:
-                return "continue"
+                return CONTINUE
             time.sleep(_POLL)
 
 
@@ -151,15 +167,19 @@ def _metrics(step: float, metrics: dict[str, Any]) -> dict[str, float]:
 def run_trial(
     trial_id: int, config: dict[str, Any], spec: dict[str, Any], *, stream: bool = True
 ) -> dict[str, Any]:
-    """Run the objective stored under ``spec["objective"]`` on ``config``; never raises for
-    the objective's own errors (they come back as ``state="failed"`` with the traceback).
+    """Engine side: run trial ``trial_id``, the objective stored under ``spec["objective"]``
+    on ``config``; never raises for the objective's own errors (they come back as
+    ``state=TrialState.FAILED`` with the traceback). ``spec`` is described at :class:`Report`,
+    plus ``objective``, ``comm`` (engine-store keys) and ``pass_comm``.
     ``seconds`` in the result is how long the objective ran, ``reports`` every report
     (also streamed live unless ``stream`` is false: the stream can trail the result). A
-    trial told to skip before it started returns ``state="skip"`` without running."""
+    trial told to skip before it started returns ``state=SKIP`` without running."""
     from mpi4py import MPI
 
-    objective = _store.get(spec["objective"])
-    comm = _store.get(spec["comm"]) if spec["comm"] else MPI.COMM_SELF
+    from workbench import engine_store
+
+    objective = engine_store.get(spec["objective"])
+    comm = engine_store.get(spec["comm"]) if spec["comm"] else MPI.COMM_SELF
     told = read_decision(spec["control"]) if comm.rank == 0 else None
     if comm.size > 1:  # every rank of the trial starts, or none does
         told = comm.bcast(told, root=0)
@@ -169,11 +189,15 @@ def run_trial(
     args = (config, report, comm) if spec["pass_comm"] else (config, report)
     start = time.perf_counter()
     try:
-        result = {"state": "done", "value": _plain(objective(*args))}
+        result = {"state": TrialState.DONE, "value": _plain(objective(*args))}
     except TrialPruned as e:
-        result = {"state": "pruned", "error": str(e)}
+        result = {"state": TrialState.PRUNED, "error": str(e)}
     except Exception as e:
-        result = {"state": "failed", "error": traceback.format_exc(), "ename": type(e).__name__}
+        result = {
+            "state": TrialState.FAILED,
+            "error": traceback.format_exc(),
+            "ename": type(e).__name__,
+        }
     finally:
         if report.rank == 0 and stream:
             _flush_progress()
@@ -183,9 +207,10 @@ def run_trial(
 
 
 def run_batch(trials: list[tuple[int, dict[str, Any], str]], spec: dict[str, Any]) -> list[Any]:
-    """Run short trials ``(id, config, control file)`` one after the other in one task, so
-    they share one round trip. Their reports come back in each result (``reports``) rather
-    than streamed; a stop written to a trial's control file still acts at its next report."""
+    """Engine side: run short ``trials`` ``(id, config, control file)`` one after the other
+    in one task, so they share one round trip (``spec`` as for :func:`run_trial`). Their
+    reports come back in each result (``reports``) rather than streamed; a stop written to a
+    trial's control file still acts at its next report."""
     return [
         run_trial(trial_id, config, dict(spec, control=control), stream=False)
         for trial_id, config, control in trials

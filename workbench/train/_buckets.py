@@ -24,7 +24,7 @@ DEFAULT_BUCKET_BYTES = 25 << 20  # PyTorch DDP's default bucket_cap_mb
 
 
 def bucket_bytes_setting(bucket_bytes: int | str | None) -> int:
-    """The argument, else ``WORKBENCH_BUCKET_BYTES``, else 25 MiB; ValueError if not > 0."""
+    """``bucket_bytes``, else ``WORKBENCH_BUCKET_BYTES``, else 25 MiB; ValueError if not > 0."""
     if bucket_bytes is not None:
         return parse_bytes("bucket_bytes", bucket_bytes)
     raw = os.environ.get(ENV_BUCKET)
@@ -32,7 +32,8 @@ def bucket_bytes_setting(bucket_bytes: int | str | None) -> int:
 
 
 def plan_buckets(nbytes: Sequence[int], bucket_bytes: int) -> list[list[int]]:
-    """Parameter indices grouped last-first into buckets of at most ``bucket_bytes``.
+    """Parameter indices grouped last-first into buckets of at most ``bucket_bytes``, given
+    each parameter's size in ``nbytes``.
 
     A parameter larger than ``bucket_bytes`` gets a bucket of its own.
     """
@@ -54,7 +55,9 @@ class Reducer:
     """Averages gradients bucket by bucket on the shared allreduce.
 
     ``grads(indices)`` returns the gradient arrays/tensors of those parameters; they
-    are reduced in place with ``op="mean"`` on team ``team`` of ``comm``.
+    are reduced in place with ``op="mean"`` on team ``team`` of ``comm``, in buckets of
+    at most ``bucket_bytes`` planned from the parameter sizes ``nbytes``; with ``overlap``
+    a bucket starts as soon as its last gradient is ready.
     """
 
     def __init__(

@@ -65,7 +65,8 @@ def save_checkpoint(
     """Write model, optimizer, ``epoch`` (epochs completed) and RNG states to ``path``.
 
     Collective over ``comm``: every rank calls it; rank 0 writes, the others send
-    their ``rng`` state; an error on rank 0 is raised on every rank.
+    their ``rng`` state; an error on rank 0 is raised on every rank. ``extra`` is any
+    picklable dict stored alongside (read back by :func:`load_checkpoint`).
     """
     comm = resolve_comm(comm)
     path = os.fspath(path)
@@ -89,7 +90,8 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | os.PathLike[str], *, comm: Any = None) -> dict[str, Any]:
-    """The checkpoint at ``path``, read by rank 0 and broadcast to every rank (collective)."""
+    """The checkpoint at ``path``, read by rank 0 and broadcast to every rank of ``comm``
+    (collective; default ``MPI.COMM_WORLD``)."""
     comm = resolve_comm(comm)
     path = os.fspath(path)
     state: dict[str, Any] | None = None
@@ -115,7 +117,8 @@ def resume(
     missing_ok: bool = False,
     comm: Any = None,
 ) -> int:
-    """Load a checkpoint into ``model``, ``optimizer`` (and ``rng``) on every rank.
+    """Load the checkpoint at ``path`` into ``model``, ``optimizer`` (and ``rng``) on every
+    rank of ``comm`` (collective; default ``MPI.COMM_WORLD``).
 
     Returns the number of completed epochs, i.e. the epoch to continue from; with
     ``missing_ok`` a missing file returns 0 and leaves everything untouched.

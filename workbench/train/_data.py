@@ -62,6 +62,7 @@ class ShardSampler:
     dropped); rank ``r`` of ``size`` takes the ``r``-th of ``size`` equal slices of each
     batch, so ranks see disjoint samples and their mean gradients average to the
     gradient of the whole batch. Call :meth:`set_epoch` before iterating each epoch.
+    ``rank``/``size`` default to those of ``comm`` (``MPI.COMM_WORLD``).
     """
 
     def __init__(

@@ -33,7 +33,8 @@ class History:
 def evaluate(model: Any, X: Any, y: Any, *, comm: Any = None) -> float:
     """Accuracy of ``model`` on ``(X, y)``: each rank scores its shard, one allreduce sums.
 
-    Collective; every rank passes the whole ``(X, y)`` and gets the same number.
+    Collective over ``comm`` (default ``MPI.COMM_WORLD``); every rank passes the whole
+    ``(X, y)`` and gets the same number.
     """
     comm = resolve_comm(comm)
     X_part, y_part = shard(X, y, comm=comm)
@@ -78,8 +79,13 @@ def fit(
     slice of every global batch of ``batch_size`` (a multiple of the number of ranks),
     reshuffled each epoch with ``seed``. Rank 0's initial weights are broadcast first.
     Each step reports ``loss`` and ``accuracy`` (this rank's batch) through
-    :func:`workbench.progress`. With ``checkpoint``, training resumes from that file
-    when it exists and rewrites it after every epoch.
+    :func:`workbench.progress` (unless ``progress=False``). With ``checkpoint``, training
+    resumes from that file when it exists and rewrites it after every epoch.
+
+    ``epochs`` passes over the data; ``lr``, ``momentum`` and ``weight_decay`` configure the
+    :class:`SGD` update; ``bucket_bytes`` and ``overlap`` are those of
+    :class:`DistributedOptimizer`; with ``X_val``/``y_val`` the validation accuracy is
+    recorded after each epoch; ``comm`` defaults to ``MPI.COMM_WORLD``.
     """
     comm = resolve_comm(comm)
     X, y = _check_data(model, X, y)

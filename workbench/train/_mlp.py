@@ -122,7 +122,7 @@ class MLP:
         return float((self._forward(X)[-1].argmax(axis=1) == y).mean()) if len(y) else 0.0
 
     def loss_and_grad(self, X: Any, y: Any) -> tuple[float, float]:
-        """Mean cross-entropy on the batch and its accuracy; writes ``self.grads``.
+        """Mean cross-entropy on the batch ``(X, y)`` and its accuracy; writes ``self.grads``.
 
         Gradients are produced last layer first; each registered hook is called with
         the index of a gradient as soon as it is complete.
@@ -163,7 +163,8 @@ class MLP:
         return {"sizes": list(self.sizes), "params": [p.copy() for p in self.params]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Copy parameters from :meth:`state_dict` output (in place; shapes must match)."""
+        """Copy parameters from ``state``, a :meth:`state_dict` output (in place; shapes must
+        match)."""
         if list(state.get("sizes", [])) != self.sizes:
             raise InvalidValueError(
                 f"checkpoint is for an MLP of sizes {state.get('sizes')}, this one has "

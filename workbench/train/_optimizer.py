@@ -79,7 +79,7 @@ class SGD:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output."""
+        """Restore ``state``, a :meth:`state_dict` output."""
         self.lr, self.momentum = state["lr"], state["momentum"]
         self.weight_decay = state["weight_decay"]
         for v, saved in zip(self.velocity, state["velocity"], strict=True):
@@ -146,7 +146,8 @@ class DistributedOptimizer:
     """Data-parallel wrapper: average gradients across ranks, then step.
 
     ``optimizer_or_params`` is a :class:`SGD` (numpy models), a ``torch.optim.Optimizer``
-    (CPU), or a model / torch parameters together with ``lr=`` (an SGD is built).
+    (CPU), or a model / torch parameters together with ``lr=`` (an SGD is built, with
+    ``momentum`` and ``weight_decay``).
     Gradients are grouped into buckets of ``bucket_bytes`` (default 25 MiB or
     ``WORKBENCH_BUCKET_BYTES``); with ``overlap`` each bucket is reduced by
     :func:`workbench.allreduce_async` on team ``team`` as soon as backward finished

@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 
 from workbench._util import format_ranks
-from workbench.comm import AllreduceMismatchError
-from workbench.errors import InvalidTypeError, InvalidValueError
+from workbench.errors import AllreduceMismatchError, InvalidTypeError, InvalidValueError
 from workbench.train._torch import is_torch_object, torch_params
 
 __all__ = [
@@ -73,7 +72,8 @@ def describe(arrays: Sequence[np.ndarray]) -> str:
 
 
 def check_same_layout(arrays: Sequence[np.ndarray], comm: Any, what: str) -> None:
-    """ParameterMismatchError on every rank unless all ranks pass the same shapes/dtypes."""
+    """ParameterMismatchError on every rank of ``comm`` unless all ranks pass ``arrays`` of
+    the same shapes and dtypes; ``what`` names the caller in the message."""
     mine = describe(arrays)
     everyone = comm.allgather(mine)
     if len(set(everyone)) == 1:
@@ -90,7 +90,10 @@ def check_same_layout(arrays: Sequence[np.ndarray], comm: Any, what: str) -> Non
 
 
 def broadcast_parameters(params: Any, root: int = 0, *, comm: Any = None) -> None:
-    """Overwrite every rank's parameters, in place, with those of rank ``root``.
+    """Overwrite every rank's parameters ``params``, in place, with those of rank ``root``.
+
+    ``params`` is what :func:`as_arrays` takes: a list of arrays or CPU tensors, a model
+    with a ``params`` list (:class:`~workbench.train.MLP`) or a ``torch.nn.Module``.
 
     Collective: call it on every rank of ``comm`` (default ``MPI.COMM_WORLD``) before
     training, so all ranks start from identical weights. Ranks whose parameters differ

@@ -34,19 +34,20 @@ def require_torch() -> Any:
 
 
 def is_torch_object(obj: Any) -> bool:
-    """True for torch tensors, modules and optimizers (without importing torch)."""
+    """True when ``obj`` is a torch tensor, module or optimizer (without importing torch)."""
     return "torch" in sys.modules and type(obj).__module__.split(".", 1)[0] == "torch"
 
 
 def is_torch_optimizer(obj: Any) -> bool:
-    """True for a ``torch.optim.Optimizer`` (without importing torch)."""
+    """True when ``obj`` is a ``torch.optim.Optimizer`` (without importing torch)."""
     if "torch" not in sys.modules:
         return False
     return isinstance(obj, sys.modules["torch"].optim.Optimizer)
 
 
 def torch_params(obj: Any) -> list[Any]:
-    """Tensors of a module (parameters and buffers, in ``state_dict`` order) or an iterable."""
+    """Tensors of ``obj``: a module (parameters and buffers, in ``state_dict`` order) or an
+    iterable of tensors."""
     torch = require_torch()
     if isinstance(obj, torch.nn.Module):
         return list(obj.state_dict(keep_vars=True).values())

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from workbench._timeouts import SUBSHELL
+
 __all__ = ["LiveControls"]
 
-_TIMEOUT = 5.0  # seconds to wait for the kernel's shell channel thread
+_log = logging.getLogger(__name__)
 
 
 class LiveControls:
@@ -35,6 +38,7 @@ class LiveControls:
             try:
                 self.subshell_id = self._on_channel_thread(self._thread.manager._create_subshell)
             except Exception:  # an ipykernel whose internals moved: controls act late
+                _log.debug("no kernel subshell for live controls", exc_info=True)
                 self._thread = None
 
     @property
@@ -80,11 +84,11 @@ class LiveControls:
 
         self._thread.io_loop.add_callback(call)
         try:
-            return done.result(timeout=_TIMEOUT)
+            return done.result(timeout=SUBSHELL)
         except cf.TimeoutError:
             if done.cancel():
                 raise
-            return done.result(timeout=_TIMEOUT)  # it started just now: it ends soon
+            return done.result(timeout=SUBSHELL)  # it started just now: it ends soon
 
 
 def _shell_channel_thread() -> Any:

@@ -76,7 +76,8 @@ class MetricPlot:
         self.drawn: tuple[Any, ...] = ()
 
     def update(self, histories: dict[int, list[tuple[float, dict[str, float]]]]) -> bool:
-        """Redraw if any history grew; True if the widget changed."""
+        """Redraw if any rank's history in ``histories`` (rank -> ``[(step, metrics)]``)
+        grew; True if the widget changed."""
         sizes = tuple((len(h), h[-1][0] if h else None) for h in histories.values())
         if sizes == self.drawn:
             return False

@@ -23,9 +23,13 @@ _STYLE = {"running": "info", "done": "success", "failed": "danger", "interrupted
 class ProgressView(Protocol):
     """What the execution loop needs of a view."""
 
-    def refresh(self, tracker: ProgressTracker) -> None: ...
+    def refresh(self, tracker: ProgressTracker) -> None:
+        """Show what ``tracker`` knows now (called often, while work runs)."""
+        ...
 
-    def close(self, tracker: ProgressTracker) -> None: ...
+    def close(self, tracker: ProgressTracker) -> None:
+        """Show ``tracker``'s final state (called once, when the work ended)."""
+        ...
 
 
 def _in_widget_frontend() -> bool:
@@ -117,12 +121,13 @@ class RankProgressWidget:
         text.value = f"<code>{label}</code>"
 
     def close(self, tracker: ProgressTracker) -> None:
-        """Final paint: bars green, red (failed) or orange (interrupted)."""
+        """Final paint from ``tracker``: bars green, red (failed) or orange (interrupted)."""
         self.refresh(tracker)
 
 
 class TextProgress:
-    """Text fallback: one line with every rank, at most every ``interval`` seconds."""
+    """Text fallback: one line with every rank, at most every ``interval`` seconds, written
+    to ``stream`` (default ``sys.stdout``)."""
 
     def __init__(self, stream: Any = None, interval: float = 2.0) -> None:
         self.stream = stream
@@ -134,14 +139,14 @@ class TextProgress:
         return f"[progress {_elapsed(tracker.elapsed)}] " + " | ".join(parts)
 
     def refresh(self, tracker: ProgressTracker) -> None:
-        """Print a line when due."""
+        """Print a line from ``tracker`` when due."""
         now = time.monotonic()
         if tracker.seen and now - self.last >= self.interval:
             self.last = now
             print(self._line(tracker), file=self.stream or sys.stdout, flush=True)
 
     def close(self, tracker: ProgressTracker) -> None:
-        """Print the final line if anything was reported."""
+        """Print ``tracker``'s final line if anything was reported."""
         if tracker.seen:
             states = {s.state for s in tracker.ranks.values()}
             print(

@@ -31,6 +31,13 @@ _MAX_CURVES = 20  # learning curves drawn: the latest trials
 _TABLE_CSS = ".workbench-sweep-table td, .workbench-sweep-table th {padding: 1px 8px}"
 
 
+def _state(row: dict[str, Any]) -> str:
+    """The row's state as plain text ("done", "running", ...). The runner may hand a ``str``
+    enum: it compares equal to these strings, and its value is the text shown."""
+    state = row["state"]
+    return str(getattr(state, "value", state))
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return ""
@@ -41,14 +48,16 @@ def counts(rows: list[dict[str, Any]]) -> dict[str, int]:
     """Trials per state, in a fixed order."""
     out = dict.fromkeys(_STATES, 0)
     for r in rows:
-        out[r["state"]] = out.get(r["state"], 0) + 1
+        state = _state(r)
+        out[state] = out.get(state, 0) + 1
     return out
 
 
 def best_so_far(rows: list[dict[str, Any]], mode: str) -> list[tuple[float, float]]:
-    """``(n finished, best value)`` after each finished trial, in finishing order."""
+    """``(n finished, best value)`` after each finished trial of ``rows``, in finishing
+    order; ``mode`` is ``"max"`` or ``"min"``."""
     done = sorted(
-        (r for r in rows if r["state"] == "done" and r.get("value") is not None),
+        (r for r in rows if _state(r) == "done" and r.get("value") is not None),
         key=lambda r: r.get("finished") or 0.0,
     )
     points, best = [], None
@@ -60,10 +69,11 @@ def best_so_far(rows: list[dict[str, Any]], mode: str) -> list[tuple[float, floa
 
 
 def shown_rows(rows: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
-    """The rows worth a line: every running one, the five best, then the latest, by id."""
+    """The rows worth a line: every running one, the five best (by ``mode``, ``"max"`` or
+    ``"min"``), then the latest, by id."""
     sign = 1.0 if mode == "max" else -1.0
-    running = [r for r in rows if r["state"] in ("running", "queued")]
-    scored = [r for r in rows if r["state"] == "done" and r.get("value") is not None]
+    running = [r for r in rows if _state(r) in ("running", "queued")]
+    scored = [r for r in rows if _state(r) == "done" and r.get("value") is not None]
     best = sorted(scored, key=lambda r: -sign * r["value"])[:5]
     latest = sorted(rows, key=lambda r: -r["id"])
     picked: dict[int, dict[str, Any]] = {}
@@ -83,7 +93,11 @@ def _summary(rows: list[dict[str, Any]], metric: str | None, mode: str) -> str:
 
 
 class SweepWidget:
-    """ipywidgets view of a sweep, built on the first update and then changed in place."""
+    """ipywidgets view of a sweep, built on the first update and then changed in place.
+
+    ``metric`` names the objective's value (``mode``: ``"max"`` or ``"min"``); with
+    ``controls`` a Stop button and a stop-trial picker are shown.
+    """
 
     def __init__(self, metric: str | None, mode: str, *, controls: bool = True) -> None:
         self.metric, self.mode, self.controls = metric, mode, controls
@@ -141,7 +155,8 @@ class SweepWidget:
         *,
         final: bool = False,
     ) -> None:
-        """Redraw the table, the counts and the charts from ``rows`` and ``curves``."""
+        """Redraw the table, the counts and the charts from ``rows`` and ``curves``; ``final``
+        disables the controls (the sweep is over)."""
         if self.box is None:
             self._build()
         self.rows = [dict(r) for r in rows]
@@ -161,7 +176,7 @@ class SweepWidget:
             charts.append(svg_chart(f"{self.metric} by trial", lines))
         self.chart.value = "".join(charts)
         if self.controls:
-            running = tuple((f"trial {r['id']}", r["id"]) for r in rows if r["state"] == "running")
+            running = tuple((f"trial {r['id']}", r["id"]) for r in rows if _state(r) == "running")
             if running != tuple(self.trial_pick.options):  # new options reset the choice
                 chosen = self.trial_pick.value
                 self.trial_pick.options = running
@@ -184,10 +199,10 @@ class SweepWidget:
         head = ["id", "state", "config", "step", self.metric or "value", "best", "ranks", "fail"]
         lines = []
         for r in shown_rows(rows, self.mode):
-            color = _COLOR.get(r["state"], "#777")
+            color = _COLOR.get(_state(r), "#777")
             cells = [
                 str(r["id"]),
-                f'<span style="color:{color}">{r["state"]}</span>',
+                f'<span style="color:{color}">{html.escape(_state(r))}</span>',
                 html.escape(json.dumps(r["config"]))[:120],
                 _fmt(r.get("step")),
                 _fmt(r.get("value")),
@@ -209,7 +224,10 @@ class SweepWidget:
 
 
 class TextSweepView:
-    """Text fallback: a line when the counts change (at most every ``interval`` s), a table last."""
+    """Text fallback: a line when the counts change (at most every ``interval`` s), a table last.
+
+    ``metric``/``mode`` as for :class:`SweepWidget`; lines go to ``stream`` (default stdout).
+    """
 
     def __init__(
         self, metric: str | None, mode: str, *, stream: Any = None, interval: float = 2.0
@@ -227,7 +245,8 @@ class TextSweepView:
         *,
         final: bool = False,
     ) -> None:
-        """Print the summary line when it changed and is due; the table when ``final``."""
+        """Print the summary line of ``rows`` when it changed and is due; the table when
+        ``final`` (``curves`` are not drawn in text)."""
         out = self.stream or sys.stdout
         line = _summary(rows, self.metric, self.mode)
         now = time.monotonic()
@@ -239,7 +258,7 @@ class TextSweepView:
             print(head, file=out)
             for r in shown_rows(rows, self.mode):
                 print(
-                    f"{r['id']:>4}  {r['state']:8} {_fmt(r.get('step')):>6} "
+                    f"{r['id']:>4}  {_state(r):8} {_fmt(r.get('step')):>6} "
                     f"{_fmt(r.get('value')):>10}  {json.dumps(r['config'])}",
                     file=out,
                 )
@@ -249,6 +268,7 @@ class TextSweepView:
 def make_sweep_view(
     metric: str | None, mode: str, *, widgets: bool | None = None, controls: bool = True
 ) -> SweepWidget | TextSweepView:
-    """A widget in a notebook front end (or when ``widgets=True``), text otherwise."""
+    """A widget in a notebook front end (or when ``widgets=True``), text otherwise, showing
+    ``metric`` (best by ``mode``); ``controls`` adds the widget's stop buttons."""
     use = _in_widget_frontend() if widgets is None else widgets
     return SweepWidget(metric, mode, controls=controls) if use else TextSweepView(metric, mode)

@@ -14,13 +14,13 @@ import numpy as np
 
 from workbench.comm import _config
 from workbench.comm._teams import is_team_comm
+from workbench.comm._topology import Topology, topology
 from workbench.comm.algorithms._base import Algorithm, block_bounds, scratch, take_input
 from workbench.comm.algorithms._hierarchical import HierarchicalAlgorithm
 from workbench.comm.algorithms._mpi import MPIAlgorithm
 from workbench.comm.algorithms._rhd import RHDAlgorithm
 from workbench.comm.algorithms._ring import RingAlgorithm
 from workbench.comm.algorithms._shm import ShmAlgorithm
-from workbench.comm.algorithms._topology import Topology, topology
 from workbench.errors import InvalidTypeError
 
 __all__ = [
@@ -51,7 +51,7 @@ class AutoAlgorithm(Algorithm):
     native MPI for small messages; on one node, native MPI for two ranks and shared
     memory for more up to ``large_bytes``, the pipelined ring beyond; hierarchical across
     nodes. The choice depends only on the size and the communicator, so every rank makes
-    the same one."""
+    the same one. ``small_bytes`` and ``large_bytes`` move the two size thresholds."""
 
     name = "auto"
 
@@ -73,6 +73,7 @@ class AutoAlgorithm(Algorithm):
         return _INSTANCES["mpi" if size == 2 else "shm"]
 
     def reduce(self, buf: np.ndarray, op: str, comm: Any, *, src: np.ndarray | None = None) -> None:
+        """Reduce ``buf`` with the algorithm :meth:`select` picks for its size and ``comm``."""
         self.select(buf.nbytes, comm).reduce(buf, op, comm, src=src)
 
 
@@ -87,7 +88,8 @@ _INSTANCES: dict[str, Algorithm] = {
 
 
 def get_algorithm(algorithm: str | Algorithm | None = None) -> Algorithm:
-    """An :class:`Algorithm` from ``None`` (``WORKBENCH_ALLREDUCE_ALGO``), a name or an instance."""
+    """An :class:`Algorithm` from ``algorithm``: ``None`` (``WORKBENCH_ALLREDUCE_ALGO``), a
+    name from :data:`~workbench.comm.ALGORITHM_NAMES` or an instance (returned as is)."""
     found = _INSTANCES.get(algorithm)  # type: ignore[arg-type]
     if found is not None:
         return found

@@ -35,6 +35,7 @@ class Algorithm:
     name: str = ""
 
     def reduce(self, buf: np.ndarray, op: str, comm: Any, *, src: np.ndarray | None = None) -> None:
+        """Reduce ``buf`` in place over ``comm`` with ``op`` (reading ``src`` when given)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -42,7 +43,7 @@ class Algorithm:
 
 
 def take_input(buf: np.ndarray, src: np.ndarray | None) -> None:
-    """Bring the local contribution into ``buf`` (no-op when in place)."""
+    """Copy the local contribution ``src`` into ``buf`` (no-op when None or ``buf``)."""
     if src is not None and src is not buf:
         np.copyto(buf, src)
 
@@ -56,7 +57,7 @@ _local = threading.local()
 
 
 def scratch(dtype: np.dtype, n: int, slot: int = 0) -> np.ndarray:
-    """A reusable scratch array of ``n`` elements, private to this thread.
+    """A reusable scratch array of ``n`` elements of ``dtype``, private to this thread.
 
     Grows when asked for more and is kept for the next call, so large messages
     do not allocate (and page-fault) on every call. ``slot`` selects independent

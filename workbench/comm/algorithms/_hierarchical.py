@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 
 from workbench.comm import _config
+from workbench.comm._topology import topology
 from workbench.comm.algorithms._base import Algorithm, take_input
 from workbench.comm.algorithms._ring import ring_allreduce
 from workbench.comm.algorithms._shm import shm_allreduce
-from workbench.comm.algorithms._topology import topology
 
 __all__ = ["HierarchicalAlgorithm"]
 
@@ -29,6 +29,7 @@ class HierarchicalAlgorithm(Algorithm):
         self.ranks_per_node = ranks_per_node
 
     def reduce(self, buf: np.ndarray, op: str, comm: Any, *, src: np.ndarray | None = None) -> None:
+        """Reduce ``buf`` over ``comm``: shm in each node, ring between leaders, node Bcast."""
         if comm.Get_size() == 1 or buf.size == 0:
             take_input(buf, src)
             return

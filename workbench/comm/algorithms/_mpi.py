@@ -20,5 +20,6 @@ class MPIAlgorithm(Algorithm):
     name = "mpi"
 
     def reduce(self, buf: np.ndarray, op: str, comm: Any, *, src: np.ndarray | None = None) -> None:
+        """See :meth:`Algorithm.reduce <workbench.comm.algorithms.Algorithm.reduce>`."""
         send = MPI.IN_PLACE if src is None or src is buf else src
         comm.Allreduce(send, buf, op=MPI_OPS[op])

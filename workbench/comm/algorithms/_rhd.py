@@ -27,7 +27,7 @@ _TAG = 0x5248
 
 
 def rhd_allreduce(buf: np.ndarray, op: str, comm: Any) -> None:
-    """In-place recursive halving-doubling allreduce of ``buf`` over ``comm``."""
+    """In-place recursive halving-doubling allreduce of ``buf`` over ``comm`` with ``op``."""
     p, rank = comm.Get_size(), comm.Get_rank()
     n = buf.size
     if p == 1 or n == 0:
@@ -98,5 +98,6 @@ class RHDAlgorithm(Algorithm):
     name = "rhd"
 
     def reduce(self, buf: np.ndarray, op: str, comm: Any, *, src: np.ndarray | None = None) -> None:
+        """See :meth:`Algorithm.reduce <workbench.comm.algorithms.Algorithm.reduce>`."""
         take_input(buf, src)
         rhd_allreduce(buf, op, comm)

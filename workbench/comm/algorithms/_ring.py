@@ -27,7 +27,8 @@ _TAG = 0x5752
 
 
 def ring_allreduce(buf: np.ndarray, op: str, comm: Any, segment_bytes: int) -> None:
-    """In-place ring allreduce of ``buf`` over ``comm`` with pipelined segments."""
+    """In-place ring allreduce of ``buf`` over ``comm`` with ``op``, pipelined in segments
+    of ``segment_bytes``."""
     p, r = comm.Get_size(), comm.Get_rank()
     n = buf.size
     if p == 1 or n == 0:
@@ -70,7 +71,8 @@ def ring_allreduce(buf: np.ndarray, op: str, comm: Any, segment_bytes: int) -> N
 
 
 class RingAlgorithm(Algorithm):
-    """Ring reduce-scatter + allgather over point-to-point messages."""
+    """Ring reduce-scatter + allgather over point-to-point messages; ``segment_bytes``
+    overrides ``WORKBENCH_SEGMENT_BYTES``."""
 
     name = "ring"
 
@@ -78,6 +80,7 @@ class RingAlgorithm(Algorithm):
         self.segment_bytes = segment_bytes
 
     def reduce(self, buf: np.ndarray, op: str, comm: Any, *, src: np.ndarray | None = None) -> None:
+        """See :meth:`Algorithm.reduce <workbench.comm.algorithms.Algorithm.reduce>`."""
         take_input(buf, src)
         seg = self.segment_bytes or _config.settings().segment_bytes
         ring_allreduce(buf, op, comm, seg)

@@ -12,6 +12,7 @@ The window is cached per node communicator, grows when needed and is freed at ex
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
 import time
 from typing import Any
@@ -19,8 +20,11 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
+from workbench import _timeouts
+from workbench.comm._config import ENV_ALGO
+from workbench.comm._topology import topology
 from workbench.comm.algorithms._base import ROWWISE, Algorithm, block_bounds, take_input
-from workbench.comm.algorithms._topology import topology
+from workbench.errors import InvalidValueError
 
 __all__ = ["ShmAlgorithm", "shm_allreduce"]
 
@@ -54,6 +58,7 @@ class _Window:
         self.win.Free()
 
 
+_log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _windows: dict[int, _Window] = {}
 
@@ -76,7 +81,8 @@ def _window(node: Any, nbytes: int) -> _Window:
 
 
 def shm_allreduce(buf: np.ndarray, op: str, node: Any, src: np.ndarray | None = None) -> None:
-    """Allreduce ``buf`` over ``node``, whose ranks must share memory."""
+    """Allreduce ``buf`` in place with ``op`` over ``node``, whose ranks must share memory;
+    the local contribution is read from ``src`` when given."""
     p, r = node.Get_size(), node.Get_rank()
     if src is None:
         src = buf
@@ -105,24 +111,35 @@ def shm_allreduce(buf: np.ndarray, op: str, node: Any, src: np.ndarray | None = 
 
 
 class ShmAlgorithm(Algorithm):
-    """Shared memory on one node; across nodes it becomes :class:`HierarchicalAlgorithm`."""
+    """Shared memory on one node only; ``ranks_per_node`` fakes nodes (for tests).
+
+    A communicator that spans several nodes raises :class:`InvalidValueError` on every
+    rank: ``hierarchical`` is shm inside nodes and a ring between them, and ``auto``
+    picks it by itself across nodes.
+    """
 
     name = "shm"
 
+    def __init__(self, ranks_per_node: int | None = None) -> None:
+        self.ranks_per_node = ranks_per_node
+
     def reduce(self, buf: np.ndarray, op: str, comm: Any, *, src: np.ndarray | None = None) -> None:
+        """Reduce ``buf`` over ``comm`` through the node's shared window (see the base class)."""
         if comm.Get_size() == 1:
             take_input(buf, src)
             return
-        topo = topology(comm)
-        if topo.single_node:
-            shm_allreduce(buf, op, topo.node, src)
-        else:
-            from workbench.comm.algorithms._hierarchical import HierarchicalAlgorithm
+        topo = topology(comm, self.ranks_per_node)
+        if not topo.single_node:  # every rank sees the same node count: all raise together
+            raise InvalidValueError(
+                f"algorithm='shm' works on one node only, but this communicator of "
+                f"{comm.Get_size()} ranks spans {topo.n_nodes} nodes; use "
+                "algorithm='hierarchical' (shared memory inside each node, a ring between "
+                f"nodes) or 'auto', which picks it across nodes (as argument or in {ENV_ALGO})"
+            )
+        shm_allreduce(buf, op, topo.node, src)
 
-            HierarchicalAlgorithm().reduce(buf, op, comm, src=src)
 
-
-def _free_all(timeout: float = 5.0) -> None:
+def _free_all(timeout: float = _timeouts.EXIT_CLEANUP) -> None:
     """Free the windows at exit, but only if every node rank is exiting too
     (``Win.Free`` is collective; a rank that died must not make the others hang)."""
     if not MPI.Is_initialized() or MPI.Is_finalized():
@@ -135,6 +152,7 @@ def _free_all(timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout
         while not req.Test():
             if time.monotonic() > deadline:
+                _log.debug("shm windows not freed: not every node rank exited in %gs", timeout)
                 return  # leave it to MPI_Finalize / the process exit
             time.sleep(0.001)
         w.free()

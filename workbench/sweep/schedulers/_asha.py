@@ -12,7 +12,8 @@ fill. This is Optuna's ``SuccessiveHalvingPruner`` rule, with Ray Tune's rung la
 from __future__ import annotations
 
 from workbench.errors import InvalidValueError
-from workbench.sweep.schedulers._base import CONTINUE, STOP, Scheduler
+from workbench.sweep._state import CONTINUE, STOP
+from workbench.sweep.schedulers._base import Scheduler
 
 __all__ = ["ASHA"]
 
@@ -22,9 +23,16 @@ _MAX_RUNGS = 30
 class ASHA(Scheduler):
     """Asynchronous successive halving.
 
-    ``min_resource``: the first rung (steps); ``max_resource``: the length of a full trial
-    (no rung at or past it: set it to the last step your objective reports);
-    ``reduction_factor``: keep the top 1/``reduction_factor`` at every rung.
+    Parameters
+    ----------
+    min_resource
+        The first rung, in steps (> 0).
+    max_resource
+        The length of a full trial: no rung at or past it (set it to the last step your
+        objective reports). None: rungs go on (at most 30).
+    reduction_factor
+        Keep the top 1/``reduction_factor`` at every rung (>= 2); rungs are this factor
+        apart.
     """
 
     def __init__(

@@ -10,13 +10,23 @@ from __future__ import annotations
 import statistics
 
 from workbench.errors import InvalidValueError
-from workbench.sweep.schedulers._base import CONTINUE, STOP, Scheduler
+from workbench.sweep._state import CONTINUE, STOP, TrialState
+from workbench.sweep.schedulers._base import Scheduler
 
 __all__ = ["MedianStopping"]
 
 
 class MedianStopping(Scheduler):
-    """Stop trials whose best so far is below the median of finished trials at the same step."""
+    """Stop trials whose best so far is below the median of finished trials at the same step.
+
+    Parameters
+    ----------
+    min_trials
+        How many finished trials must have reported at a step before any trial is stopped
+        there (>= 1).
+    warmup_steps
+        No trial is stopped at or before this step.
+    """
 
     def __init__(self, *, min_trials: int = 3, warmup_steps: float = 0) -> None:
         if min_trials < 1:
@@ -35,8 +45,8 @@ class MedianStopping(Scheduler):
             return CONTINUE
         return STOP if max(curve.values()) < statistics.median(others) else CONTINUE
 
-    def on_complete(self, trial_id: int, state: str, value: float | None) -> None:
-        if state == "done":
+    def on_complete(self, trial_id: int, state: TrialState, value: float | None) -> None:
+        if state == TrialState.DONE:
             self.finished.add(trial_id)
 
     def forget(self, trial_id: int) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from workbench.errors import InvalidTypeError, MissingDependencyError
 from workbench.sweep._space import Choice, Domain, LogUniform, RandInt, Uniform
+from workbench.sweep._state import TrialState
 from workbench.sweep.strategies._base import Strategy
 
 __all__ = ["OptunaStrategy"]
@@ -40,7 +41,14 @@ def _distribution(optuna: Any, name: str, domain: Domain) -> Any:
 
 
 class OptunaStrategy(Strategy):
-    """Ask an Optuna sampler for each configuration; tell it every result."""
+    """Ask an Optuna sampler for each configuration; tell it every result.
+
+    Parameters
+    ----------
+    sampler
+        ``"tpe"`` (Optuna's ``TPESampler`` seeded by the sweep, with ``constant_liar=True``)
+        or an Optuna sampler instance, used as it is.
+    """
 
     NAMES = ("tpe",)
 
@@ -66,11 +74,12 @@ class OptunaStrategy(Strategy):
         return {k: trial.params.get(k, v) for k, v in self.space.items.items()}
 
     def complete(
-        self, trial_id: int, config: dict[str, Any], state: str, value: float | None
+        self, trial_id: int, config: dict[str, Any], state: TrialState, value: float | None
     ) -> None:
         states = self.optuna.trial.TrialState
-        ok = state == "done" and value is not None
-        final = states.COMPLETE if ok else states.PRUNED if state == "pruned" else states.FAIL
+        ok = state == TrialState.DONE and value is not None
+        pruned = state == TrialState.PRUNED
+        final = states.COMPLETE if ok else states.PRUNED if pruned else states.FAIL
         trial = self.asked.pop(trial_id, None)
         if trial is not None:
             self.study.tell(trial, value if ok else None, state=final)

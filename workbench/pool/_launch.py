@@ -1,6 +1,6 @@
 """Start and stop the ipyparallel clusters behind a pool: local ``mpiexec`` or a Slurm job.
 
-Pool logic lives in :mod:`workbench.pool`; this module only knows processes and launchers.
+Pool logic lives in :mod:`workbench.pool._pool`; this module only knows processes and launchers.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 import ipyparallel as ipp
 import psutil
 
-from workbench._status import EngineInfo
 from workbench.errors import InvalidValueError, PoolError
-from workbench.slurm import SlurmOptions, batch_template, job_state, require_slurm
+from workbench.pool._slurm import SlurmOptions, batch_template, job_state, require_slurm
+from workbench.pool._status import EngineInfo
 
 __all__ = [
     "alive",
@@ -34,6 +34,8 @@ __all__ = [
     "stop_quietly",
     "wait_gone",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def find_mpiexec() -> str:
@@ -261,4 +263,4 @@ def stop_quietly(cluster: ipp.Cluster) -> None:
         with quiet(cluster):
             cluster.stop_cluster_sync()
     except Exception as e:  # the cluster may be half started or already gone
-        print(f"workbench: while stopping the pool: {e}", file=sys.stderr)
+        log.warning("while stopping the pool %s: %s", cluster.cluster_id, e)

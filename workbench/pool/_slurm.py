@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from workbench._timeouts import QUERY
 from workbench.errors import InvalidValueError, SetupError
 
 __all__ = ["SlurmOptions", "batch_template", "job_state", "require_slurm"]
@@ -102,7 +103,7 @@ def require_slurm() -> None:
         )
 
 
-def job_state(job_id: str, timeout: float = 10.0) -> tuple[str, str]:
+def job_state(job_id: str, timeout: float = QUERY) -> tuple[str, str]:
     """``(state, reason_or_nodes)`` of a job; ``("GONE", "")`` once Slurm forgot it."""
     try:
         out = subprocess.run(

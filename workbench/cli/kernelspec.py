@@ -15,7 +15,7 @@ from pathlib import Path
 
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
-from workbench._shared import shared_dir
+from workbench.cli._shared import shared_dir
 from workbench.errors import InvalidValueError, SetupError
 
 __all__ = [

@@ -19,15 +19,15 @@ from typing import Any
 
 import ipyparallel as ipp
 
-from workbench import _engine, _globals, launch
-from workbench._status import EngineInfo, PoolStatus
+from workbench import _timeouts
 from workbench.errors import InvalidValueError, NoPoolError, PoolError
-from workbench.execution import wait_for
-from workbench.slurm import SlurmOptions, job_state
+from workbench.pool import _engine, _globals, _ipp, _launch
+from workbench.pool._slurm import SlurmOptions, job_state
+from workbench.pool._status import EngineInfo, PoolStatus
+from workbench.pool._wait import wait_for
 
 __all__ = ["EngineInfo", "Pool", "PoolStatus", "current", "require", "set_current"]
 
-_START_TIMEOUT = 120.0
 _current: Pool | None = None
 
 
@@ -79,15 +79,20 @@ class Pool:
         *,
         detach: bool = False,
         profile: str | None = None,
-        timeout: float = _START_TIMEOUT,
+        timeout: float = _timeouts.ENGINE_START,
     ) -> Pool:
-        """Start ``n`` MPI engines on this machine (default: one per core).
+        """Start ``n`` MPI engines on this machine; the controller listens on loopback only.
 
-        The controller listens on loopback only. With ``detach=True`` the pool outlives
-        this process (re-attach with :meth:`attach`, stop with ``workbench pool stop``).
+        Parameters
+        ----------
+        n: number of engines (MPI ranks); default one per core.
+        detach: keep the pool running after this process exits (re-attach with
+            :meth:`attach`, stop with ``workbench pool stop``).
+        profile: IPython profile whose folder holds the cluster files (default profile).
+        timeout: seconds to wait for every engine to register and answer.
         """
         n = (os.cpu_count() or 1) if n is None else n
-        cluster, client = launch.local_cluster(n, detach=detach, profile=profile, timeout=timeout)
+        cluster, client = _launch.local_cluster(n, detach=detach, profile=profile, timeout=timeout)
         return cls._adopt(cluster, client, owner=not detach)
 
     @classmethod
@@ -104,16 +109,28 @@ class Pool:
         controller_ip: str | None = None,
         detach: bool = False,
         profile: str | None = None,
-        timeout: float = 600.0,
+        timeout: float = _timeouts.SLURM_START,
     ) -> Pool:
         """Start ``n`` MPI engines as one Slurm job (``sbatch``); the controller stays here.
 
-        ``launcher`` is ``"mpiexec"`` (inside the job) or ``"srun"`` (``--mpi=pmi2``); the
-        queue state is shown while waiting; Ctrl-C or ``timeout`` cancels the job.
-        ``extra`` holds more sbatch options, e.g. ``"--mem=4G --qos=debug"``.
+        The queue state is shown while waiting; Ctrl-C or ``timeout`` cancels the job.
+
+        Parameters
+        ----------
+        n: number of engines (MPI ranks, ``--ntasks``).
+        partition, time, account, nodes: the sbatch options of the same name
+            (``time`` as Slurm writes it: ``30``, ``1:00:00``, ``1-12``).
+        extra: more sbatch options on one line, e.g. ``"--mem=4G --qos=debug"``.
+        launcher: ``"mpiexec"`` (inside the job; right for MPICH and Slurm-aware MPIs) or
+            ``"srun"`` (``srun --mpi=pmi2``, for a site MPI built against Slurm's PMI).
+        controller_ip: the address of this machine that the compute nodes reach (default:
+            that of this host's name).
+        detach: keep the job and controller running after this process exits.
+        profile: IPython profile whose folder holds the cluster files.
+        timeout: seconds for the job to queue, start and register every engine.
         """
         opts = SlurmOptions(partition, time, account, nodes, extra, launcher)
-        cluster, client = launch.slurm_cluster(
+        cluster, client = _launch.slurm_cluster(
             n, opts, controller_ip=controller_ip, detach=detach, profile=profile, timeout=timeout
         )
         return cls._adopt(cluster, client, owner=not detach)
@@ -125,7 +142,7 @@ class Pool:
             pool = cls(cluster, client, owner=owner)
         except BaseException:
             client.close()
-            launch.stop_quietly(cluster)
+            _launch.stop_quietly(cluster)
             raise
         set_current(pool)
         return pool
@@ -137,11 +154,19 @@ class Pool:
         cluster_id: str | None = None,
         profile: str | None = None,
         *,
-        timeout: float = 30.0,
+        timeout: float = _timeouts.ATTACH,
     ) -> Pool:
-        """Connect to a running pool: by cluster file, by id, or the newest one in the profile."""
+        """Connect to a running pool: by cluster file, by id, or the newest one in the profile.
+
+        Parameters
+        ----------
+        cluster_file: the pool's cluster file (printed when it started; ``%wb status``).
+        cluster_id: instead of the file, the cluster id within ``profile``.
+        profile: IPython profile to look in (default profile).
+        timeout: seconds to wait for the engines to answer.
+        """
         if cluster_file is None and cluster_id is None:
-            cluster_file = launch.newest_cluster_file(profile)
+            cluster_file = _launch.newest_cluster_file(profile)
         if cluster_file is not None and not os.path.exists(cluster_file):
             raise PoolError(f"cluster file {cluster_file} does not exist; is the pool running?")
         try:
@@ -173,7 +198,7 @@ class Pool:
         if reuse and self._load_engine_map():
             return
         view = self.client[:]
-        infos = view.apply_async(_engine.bootstrap).get(timeout=_START_TIMEOUT)
+        infos = view.apply_async(_engine.bootstrap).get(timeout=_timeouts.ENGINE_START)
         self.engines = sorted(
             (
                 EngineInfo(i["rank"], eid, i["host"], i["pid"])
@@ -264,7 +289,17 @@ class Pool:
         stream: bool = True,
         progress: bool = True,
     ) -> list[Any]:
-        """:meth:`run` with options: a subset of ``ranks``, a ``timeout``, output and progress."""
+        """:meth:`run` with options; returns the results of ``ranks`` in rank order.
+
+        Parameters
+        ----------
+        fn, args, kwargs: the call ``fn(*args, **kwargs)`` made on each rank.
+        ranks: the ranks to run on (default all).
+        timeout: seconds before the ranks are interrupted and :class:`PoolTimeoutError` raised
+            (default: no limit; Ctrl-C always interrupts).
+        stream: print each rank's output live, labelled ``[rank r]``.
+        progress: show the live progress view of ``wb.progress`` reports.
+        """
         ranks = self._ranks(ranks)
         kwargs = kwargs or {}
         names = _globals.needed(fn, args, kwargs) or None
@@ -280,7 +315,10 @@ class Pool:
         stream: bool = True,
         progress: bool = True,
     ) -> None:
-        """Run ``code`` in the namespace of each rank (what ``%%distributed`` does)."""
+        """Run ``code`` in the namespace of each rank (what ``%%distributed`` does).
+
+        ``ranks``, ``timeout``, ``stream`` and ``progress`` as in :meth:`apply`.
+        """
         ranks = self._ranks(ranks)
         ar = self.view(ranks).execute(code, silent=False, block=False)
         wait_for(ar, self, ranks, timeout=timeout, stream=stream, progress=progress)
@@ -307,6 +345,19 @@ class Pool:
         """Data placed on the engines through this pool and not yet freed."""
         return list(self._handles.values())
 
+    def register(self, key: str, handle: Any) -> None:
+        """Record ``handle`` (data placed on the engines under ``key``) so that ``%wb status``
+        lists it and :meth:`restart` marks it freed."""
+        self._handles[key] = handle
+
+    def forget(self, key: str) -> None:
+        """Stop listing the data under ``key`` (after it was freed); unknown keys are ignored."""
+        self._handles.pop(key, None)
+
+    def placed(self, key: str) -> Any | None:
+        """The handle registered under ``key``, or None."""
+        return self._handles.get(key)
+
     def interrupt(self, ranks: Sequence[int] | None = None) -> None:
         """Send SIGINT to the engines of ``ranks`` (through ipyparallel's control channel)."""
         ids = [self._engine(r).engine_id for r in self._ranks(ranks)]
@@ -324,7 +375,7 @@ class Pool:
             e = self._engine(rank)
             if job_ended:
                 dead[rank] = job_ended
-            elif e.host == here and not launch.alive(e.pid):
+            elif e.host == here and not _launch.alive(e.pid):
                 dead[rank] = f"process {e.pid} on {e.host} exited"
             elif e.engine_id not in registered:
                 dead[rank] = f"engine {e.engine_id} on {e.host} unregistered (missed heartbeats)"
@@ -333,7 +384,7 @@ class Pool:
     @property
     def job_id(self) -> str | None:
         """The Slurm job of the engines, or None for a local pool."""
-        return launch.slurm_job_id(self.cluster)
+        return _launch.slurm_job_id(self.cluster)
 
     def _job_ended(self) -> str | None:
         """For a Slurm pool, why its job is over (checked at most every 2 s), else None."""
@@ -363,7 +414,7 @@ class Pool:
                     "host": e.host,
                     "pid": e.pid,
                     "state": state,
-                    "memory": launch.rss(e) if state != "dead" else None,
+                    "memory": _launch.rss(e) if state != "dead" else None,
                 }
             )
         backend = f"slurm job {self.job_id}" if self.job_id else "local"
@@ -381,7 +432,7 @@ class Pool:
         completed on that engine (an engine runs its requests in order).
         """
         c = self.client
-        busy = {eid for eid, uuid in list(c._engines.items()) if c._outstanding_dict.get(uuid)}
+        busy = _ipp.engines_with_outstanding_requests(c)
         listed = [e for e, q in c.queue_status().items() if isinstance(q, dict) and q["queue"]]
         if not listed:
             return busy
@@ -403,14 +454,14 @@ class Pool:
                 busy.add(eid)
         return busy
 
-    def restart(self, *, timeout: float = _START_TIMEOUT) -> None:
+    def restart(self, *, timeout: float = _timeouts.ENGINE_START) -> None:
         """Stop the engines and start the same number again (same controller)."""
         self.ensure_alive()
         n = self.size
-        with launch.quiet(self.cluster):
+        with _launch.quiet(self.cluster):
             self.cluster.stop_engines_sync()
-        launch.wait_gone(self.engines, timeout=15.0)
-        deadline = time.monotonic() + 10.0
+        _launch.wait_gone(self.engines, timeout=_timeouts.ENGINES_EXIT)
+        deadline = time.monotonic() + _timeouts.QUERY
         while self.client.ids and time.monotonic() < deadline:
             time.sleep(0.1)
         for handle in self.handles:
@@ -429,8 +480,8 @@ class Pool:
         try:
             self.client.close()
         finally:
-            launch.stop_quietly(self.cluster)
-            launch.wait_gone(engines, timeout=15.0)
+            _launch.stop_quietly(self.cluster)
+            _launch.wait_gone(engines, timeout=_timeouts.ENGINES_EXIT)
             with contextlib.suppress(OSError):
                 os.remove(self._map_file)
             if current() is None and _current is self:

@@ -40,11 +40,11 @@ def memory_rss() -> int:
 
 def call_and_flush(names: dict[str, Any] | None, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
     """Run ``fn`` for ``pool.run``, after defining the notebook ``names`` it needs (see
-    :mod:`workbench._globals`); its last progress report leaves before the result."""
+    :mod:`workbench.pool._globals`); its last progress report leaves before the result."""
     from workbench.progress import flush
 
     if names:
-        from workbench._globals import bind
+        from workbench.pool._globals import bind
 
         bind(names)
     try:

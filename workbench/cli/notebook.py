@@ -27,8 +27,9 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError
 from nbclient.util import ensure_async, run_sync
 from nbformat import NotebookNode
 
+from workbench import _timeouts
+from workbench.cli.kernelspec import KERNEL_NAME, ensure_kernelspec
 from workbench.errors import InvalidTypeError, InvalidValueError, MissingFileError, WorkbenchError
-from workbench.kernelspec import KERNEL_NAME, ensure_kernelspec
 
 __all__ = [
     "DEFAULT_CELL_TIMEOUT",
@@ -43,7 +44,7 @@ __all__ = [
 
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
-DEFAULT_CELL_TIMEOUT = 600
+DEFAULT_CELL_TIMEOUT = _timeouts.CELL
 
 
 class NotebookExecutionError(WorkbenchError, RuntimeError):
@@ -218,7 +219,7 @@ def execute_notebook(
     total_timeout: float | None = None,
     kernel_name: str = KERNEL_NAME,
     cwd: str | Path | None = None,
-    startup_timeout: float = 60.0,
+    startup_timeout: float = _timeouts.KERNEL_START,
 ) -> NotebookNode:
     """Execute the notebook at ``path`` and return it; write it to ``output`` if given.
 

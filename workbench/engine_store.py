@@ -1,6 +1,9 @@
-"""Engine-side store of named objects that outlive a cell (data placed once, used many times).
+"""The engine side of placed data: named objects that outlive a cell (placed once, used often).
 
-These functions run on the engines; they are importable so they pickle by reference.
+``pool.scatter`` / ``pool.broadcast`` (:mod:`workbench.data`), the linalg offload, feature
+selection and sweeps keep their engine-side objects here under a key. These functions run on
+the engines; they are importable so they pickle by reference. User code usually reads its
+part with :func:`workbench.data.local` instead.
 """
 
 from __future__ import annotations

@@ -8,34 +8,40 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ipyparallel.error import RemoteError
 
+from workbench._timeouts import INTERRUPT_GRACE
+from workbench._util import format_ranks
 from workbench.errors import EngineDiedError, PoolTimeoutError, RankError, RankFailure
+from workbench.pool._ipp import child_metadata
 from workbench.progress import KEY, ProgressTracker
 
 if TYPE_CHECKING:
     from ipyparallel.client.asyncresult import AsyncResult
 
-    from workbench.pool import Pool
-
-__all__ = ["wait_for"]
+__all__ = ["Engines", "wait_for"]
 
 _POLL = 0.05  # seconds between looks at the result
 _DEATH_CHECK = 0.5  # seconds between checks for dead engines
-_GRACE = 5.0  # seconds engines get to stop after an interrupt
+
+
+class Engines(Protocol):
+    """What :func:`wait_for` needs from the engines it waits on (a :class:`Pool` is one)."""
+
+    def dead_ranks(self, ranks: Sequence[int] | None = None) -> dict[int, str]:
+        """Ranks whose engine is gone, with why."""
+        ...
+
+    def interrupt(self, ranks: Sequence[int] | None = None) -> None:
+        """Send SIGINT to the engines of ``ranks``."""
+        ...
 
 
 def _as_list(value: Any, n: int) -> list[Any]:
     return value if isinstance(value, list) else [value] * n
-
-
-def _metadata(ar: AsyncResult) -> list[dict[str, Any]]:
-    """Each child's live metadata (stdout, outputs, data...), read without ``ar[key]``,
-    which re-parses every timestamp on each access (a few ms per poll)."""
-    md = getattr(ar, "_metadata", None)
-    return md if isinstance(md, list) else _as_list(ar.metadata, 1)
 
 
 class _Streamer:
@@ -48,7 +54,7 @@ class _Streamer:
         self.outputs = dict.fromkeys(ranks, 0)
 
     def feed(self, ar: AsyncResult, *, final: bool = False) -> None:
-        metadata = _metadata(ar)
+        metadata = child_metadata(ar)
         for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
             for rank, md in zip(self.ranks, metadata, strict=False):
                 text = md.get(name)
@@ -83,13 +89,13 @@ def _publish(content: dict[str, Any]) -> None:
 
 
 def _payloads(ar: AsyncResult, ranks: list[int]) -> dict[int, dict[str, Any]]:
-    data = [md.get("data") for md in _metadata(ar)]
+    data = [md.get("data") for md in child_metadata(ar)]
     return {r: d[KEY] for r, d in zip(ranks, data, strict=False) if d and KEY in d}
 
 
 def wait_for(
     ar: AsyncResult,
-    pool: Pool,
+    pool: Engines,
     ranks: list[int],
     *,
     timeout: float | None = None,
@@ -130,12 +136,11 @@ def wait_for(
             if timeout is not None and now - start > timeout and not ar.ready():
                 stuck = _interrupt(ar, pool, ranks)
                 finish(dict.fromkeys(ranks, "interrupted"))
-                msg = (
-                    f"ran past the timeout of {timeout:g} s; ranks {_span(ranks)} were interrupted"
-                )
+                span = format_ranks(ranks)
+                msg = f"ran past the timeout of {timeout:g} s; ranks {span} were interrupted"
                 if stuck:
                     msg += (
-                        f". Ranks {_span(stuck)} did not stop within {_GRACE:g} s "
+                        f". Ranks {format_ranks(stuck)} did not stop within {INTERRUPT_GRACE:g} s "
                         "(blocked in MPI or C code?): run `%wb restart` to recover"
                     )
                 raise PoolTimeoutError(msg)
@@ -148,8 +153,8 @@ def wait_for(
     except KeyboardInterrupt:
         stuck = _interrupt(ar, pool, ranks)
         finish(dict.fromkeys(ranks, "interrupted"))
-        note = f"; ranks {_span(stuck)} still busy, run `%wb restart`" if stuck else ""
-        print(f"workbench: interrupted ranks {_span(ranks)}{note}", file=sys.stderr)
+        note = f"; ranks {format_ranks(stuck)} still busy, run `%wb restart`" if stuck else ""
+        print(f"workbench: interrupted ranks {format_ranks(ranks)}{note}", file=sys.stderr)
         raise
 
     ar.wait_for_output(timeout=2.0)
@@ -171,10 +176,10 @@ def wait_for(
     return list(values)
 
 
-def _interrupt(ar: AsyncResult, pool: Pool, ranks: list[int]) -> list[int]:
+def _interrupt(ar: AsyncResult, pool: Engines, ranks: list[int]) -> list[int]:
     """SIGINT every rank still working; return the ranks that did not stop in time."""
     pool.interrupt(ranks)
-    deadline = time.monotonic() + _GRACE
+    deadline = time.monotonic() + INTERRUPT_GRACE
     while not ar.ready() and time.monotonic() < deadline:
         ar.wait(_POLL)
     if ar.ready():
@@ -191,7 +196,3 @@ def _failure(rank: int, exc: BaseException) -> RankFailure:
         eid = (exc.engine_info or {}).get("engine_id", -1)
         return RankFailure(rank, eid, exc.ename, str(exc.evalue), exc.traceback or "")
     return RankFailure(rank, -1, type(exc).__name__, str(exc), "")
-
-
-def _span(ranks: list[int]) -> str:
-    return ", ".join(str(r) for r in ranks)

@@ -15,7 +15,7 @@ __all__ = ["SharedFolder", "shared_dir"]
 
 SharedFolder = Literal["notebooks", "kernels", "extensions"]
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent  # the workbench package folder
 
 
 def shared_dir(name: SharedFolder) -> Path:

@@ -6,19 +6,17 @@ import argparse
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from typing import Any
 
-from workbench._args import add_start_arguments, start_pool
+from workbench.cli._args import add_start_arguments, start_pool
+from workbench.cli._common import Handler, SubParsers, group_help
 from workbench.errors import PoolError
 
-__all__ = ["add_pool_parser"]
-
-Handler = Callable[[argparse.Namespace], int]
+__all__ = ["add_parser"]
 
 
-def add_pool_parser(subparsers: Any, group_help: Callable[[Any], Handler]) -> None:
-    """Add the ``pool`` command group; ``group_help(parser)`` handles a bare ``workbench pool``."""
+def add_parser(subparsers: SubParsers) -> None:
+    """Add the ``pool`` command group (``start``, ``status``, ``stop``)."""
     p = subparsers.add_parser("pool", help="start, inspect or stop a pool of MPI engines")
     sub = p.add_subparsers(dest="pool_command", metavar="COMMAND")
 

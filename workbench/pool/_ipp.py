@@ -1,0 +1,48 @@
+"""The one module that touches ipyparallel's private state.
+
+Everything workbench needs from ipyparallel beyond its public API is read here, so an
+ipyparallel upgrade that renames an attribute is one file's work. Each function says which
+private name it reads and falls back to a public (slower or coarser) answer when it is gone.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import ipyparallel as ipp
+    from ipyparallel.client.asyncresult import AsyncResult
+
+__all__ = ["child_metadata", "engines_with_outstanding_requests"]
+
+
+def child_metadata(ar: AsyncResult) -> list[dict[str, Any]]:
+    """Each child's live metadata (stdout, outputs, data...) of ``ar``.
+
+    Reads ``AsyncResult._metadata``: the public ``ar.metadata`` re-parses every timestamp on
+    each access (a few ms per poll of a running cell).
+    """
+    md = getattr(ar, "_metadata", None)
+    if isinstance(md, list):
+        return md
+    public = ar.metadata
+    return public if isinstance(public, list) else [public]
+
+
+def engines_with_outstanding_requests(client: ipp.Client) -> set[int]:
+    """Engine ids to which this client sent a request whose reply has not arrived.
+
+    Reads ``Client._engines`` (engine id -> uuid) and ``Client._outstanding_dict`` (uuid ->
+    message ids); without them, the public ``client.outstanding`` message ids are mapped
+    to engines through ``client.metadata``.
+    """
+    engines = getattr(client, "_engines", None)
+    outstanding = getattr(client, "_outstanding_dict", None)
+    if isinstance(engines, dict) and isinstance(outstanding, dict):
+        return {eid for eid, uuid in list(engines.items()) if outstanding.get(uuid)}
+    busy: set[int] = set()
+    for msg_id in list(client.outstanding):
+        eid = client.metadata.get(msg_id, {}).get("engine_id")
+        if eid is not None:
+            busy.add(eid)
+    return busy

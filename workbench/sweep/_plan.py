@@ -1,0 +1,49 @@
+"""The plan of one sweep: what ``sweep()`` checked and the runner carries out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from workbench.sweep.schedulers import Scheduler
+from workbench.sweep.strategies import Strategy
+
+__all__ = ["Plan"]
+
+
+@dataclass
+class Plan:
+    """Everything the runner needs to know about one sweep (checked by ``sweep()``).
+
+    ``name``: the sweep's name in the store; ``objective``: the user's function, which gets
+    the trial's communicator too when ``pass_comm``; ``metric``/``mode``: what is optimised
+    and in which direction; ``n_trials``: how many trials in all; ``strategy``,
+    ``scheduler``: bound to this sweep; ``trial_ranks``: engines per trial;
+    ``max_failures``: retries of a raising trial; ``max_restarts``: pool restarts after
+    dead engines; ``decision_timeout``: seconds a trial waits for a decision at a
+    milestone; ``control_dir``: the folder of the decision files; ``timeout``: seconds
+    for the whole sweep (None: no limit); ``poll``: seconds between two looks at the
+    running trials; ``depth``: trials in flight per group of engines.
+    """
+
+    name: str
+    objective: Callable[..., Any]
+    pass_comm: bool
+    metric: str | None
+    mode: str
+    n_trials: int
+    strategy: Strategy
+    scheduler: Scheduler
+    trial_ranks: int
+    max_failures: int
+    max_restarts: int
+    decision_timeout: float
+    control_dir: str
+    timeout: float | None
+    poll: float
+    depth: int = 2  # trials in flight per group: the next one waits on the engine, no round trip
+
+    def better(self, a: float, b: float) -> float:
+        """The better of two metric values ``a`` and ``b``."""
+        return max(a, b) if self.mode == "max" else min(a, b)
