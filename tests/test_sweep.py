@@ -251,6 +251,7 @@ def test_trial_states_are_a_str_enum_stored_as_plain_names(tmp_path):
     assert TrialState.DONE == "done" and {"done": 1}[TrialState.DONE] == 1
     assert f"{TrialState.PRUNED:>7}|{TrialState.FAILED}" == " pruned|failed"
     assert json.dumps({"s": TrialState.DONE}) == '{"s": "done"}'
+    assert str({TrialState.DONE: 2}) == "{'done': 2}"  # what result.counts() prints
     db = tmp_path / "s.db"
     store = SweepStore(db)
     store.create("s", {})

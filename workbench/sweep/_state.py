@@ -1,8 +1,8 @@
 """What a trial is in (:class:`TrialState`) and what the notebook tells it (decisions).
 
 A state is a ``str`` enum, as Optuna's ``TrialState``: a member equals (and hashes as) its
-plain value, so ``trial["state"] == "done"`` keeps working, and it formats as the plain value
-(``f"{state}"`` is ``done``). The store writes and reads the plain values, so stores written
+plain value, so ``trial["state"] == "done"`` keeps working, and it prints as the plain value
+(``f"{state}"`` is ``done``, ``result.counts()`` shows ``{'done': 2}``). The store writes and reads the plain values, so stores written
 before the enum existed open unchanged.
 
 Decisions travel from the notebook to a running trial through its decision file:
@@ -39,6 +39,9 @@ class TrialState(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+    def __repr__(self) -> str:  # printed dicts and lists read as plain values: {'done': 2}
+        return repr(self.value)
 
     def is_finished(self) -> bool:
         """True for the states a trial never leaves: done, pruned and failed."""
