@@ -2,8 +2,8 @@
 
 A state is a ``str`` enum, as Optuna's ``TrialState``: a member equals (and hashes as) its
 plain value, so ``trial["state"] == "done"`` keeps working, and it prints as the plain value
-(``f"{state}"`` is ``done``, ``result.counts()`` shows ``{'done': 2}``). The store writes and reads the plain values, so stores written
-before the enum existed open unchanged.
+(``f"{state}"`` is ``done``, ``result.counts()`` shows ``{'done': 2}``). The store writes
+and reads the plain values, so stores written before the enum existed open unchanged.
 
 Decisions travel from the notebook to a running trial through its decision file:
 ``CONTINUE`` and ``STOP`` are what a :class:`~workbench.sweep.Scheduler` returns, ``SKIP``
