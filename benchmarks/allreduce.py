@@ -7,22 +7,33 @@
 The script relaunches itself under ``mpiexec`` (next to this Python) once per rank
 count; rank 0 prints the table. Times are medians over repetitions of the slowest
 rank; algbw = bytes / time, busbw = algbw * 2 (p - 1) / p (nccl-tests), "x native" is
-the busbw ratio to native measured in the same run.
+the busbw ratio to native measured in the same run. The ``auto->X`` rows name the algorithm
+``auto`` chose at that size (``window``: reduced inside the node window of the check), and
+the line above each table says whether it came from the measured table of
+``python -m workbench.comm.tune`` (whose timing helpers this reuses) or from the built-in
+thresholds. ``symmetric`` rows reduce a ``wb.comm.empty`` buffer in place (zero copy).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import subprocess
+import itertools
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-KiB, MiB = 1 << 10, 1 << 20
+from workbench.comm.tune import (
+    KiB,
+    MiB,
+    format_row,
+    machine_facts,
+    repetitions,
+    run_under_mpiexec,
+    table_header,
+    time_collective,
+)
+
 SIZES = [4 * KiB, 64 * KiB, 1 * MiB, 4 * MiB, 16 * MiB, 64 * MiB, 256 * MiB]
 QUICK_SIZES = [4 * KiB, 4 * MiB, 64 * MiB]
 ALGOS = ["auto", "mpi", "ring", "rhd", "shm", "hierarchical"]
@@ -41,59 +52,42 @@ def memcpy_bandwidth(nbytes: int = 256 * MiB, reps: int = 5) -> float:
     return nbytes / float(np.median(ts)) / 1e9
 
 
-def _reps(nbytes: int, quick: bool) -> int:
-    budget = (64 if quick else 512) * MiB
-    return int(min(300 if not quick else 50, max(3 if quick else 5, budget // nbytes)))
-
-
-def _time(comm, fn, reps: int) -> float:  # type: ignore[no-untyped-def]
-    """Median over reps of the slowest rank's time for ``fn()``."""
-    from mpi4py import MPI
-
-    fn()  # warm-up: compile, allocate windows and scratch
-    ts = np.empty(reps)
-    for k in range(reps):
-        comm.Barrier()
-        t = time.perf_counter()
-        fn()
-        ts[k] = comm.allreduce(time.perf_counter() - t, op=MPI.MAX)
-    return float(np.median(ts))
-
-
 def worker(quick: bool) -> None:
     from mpi4py import MPI
 
-    from workbench.comm import allreduce
+    from workbench.comm import allreduce, empty
+    from workbench.comm._staging import staging
     from workbench.comm.algorithms import get_algorithm
 
     comm = MPI.COMM_WORLD
     p, rank = comm.Get_size(), comm.Get_rank()
-    bus = 2 * (p - 1) / p
+    auto = get_algorithm("auto")
+    window = staging(comm)
     rows = []
-
-    def row(label: str, algo: str, nbytes: int, t: float, native: float | None) -> None:
-        algbw = nbytes / t / 1e9
-        ratio = f"{native / t:5.2f}" if native else "  1.00"
-        rows.append(
-            f"| {label:>9} | {algo:<13} | {t * 1e6:11.1f} | {algbw:6.2f} | {algbw * bus:6.2f} "
-            f"| {ratio} |"
-        )
-
     for nbytes in QUICK_SIZES if quick else SIZES:
         n = nbytes // 4
         x = np.full(n, rank + 1, np.float32)
         y = np.empty_like(x)
-        reps = _reps(nbytes, quick)
-        label = f"{nbytes // MiB} MiB" if nbytes >= MiB else f"{nbytes // KiB} KiB"
-        native = _time(comm, lambda x=x, y=y: comm.Allreduce(x, y), reps)
-        row(label, "native MPI", nbytes, native, None)
+        reps = repetitions(nbytes, quick)
+        native = time_collective(comm, lambda x=x, y=y: comm.Allreduce(x, y), reps)
+        rows.append(format_row(nbytes, "native MPI", native, None, p))
         for a in ALGOS:
-            t = _time(comm, lambda a=a, x=x, y=y: allreduce(x, out=y, algorithm=a), reps)
-            chosen = get_algorithm("auto").select(nbytes, comm).name if a == "auto" else ""
-            row(label, f"{a}{'->' + chosen if chosen else ''}", nbytes, t, native)
+            t = time_collective(comm, lambda a=a, x=x, y=y: allreduce(x, out=y, algorithm=a), reps)
+            chosen = auto.select(nbytes, comm).name
+            if window is not None and nbytes <= window.capacity:
+                chosen = "window"
+            rows.append(format_row(nbytes, f"auto->{chosen}" if a == "auto" else a, t, native, p))
         if nbytes == 4 * KiB:
-            t = _time(comm, lambda x=x, y=y: allreduce(x, out=y, check=False), reps)
-            row(label, "auto,no check", nbytes, t, native)
+            t = time_collective(comm, lambda x=x, y=y: allreduce(x, out=y, check=False), reps)
+            rows.append(format_row(nbytes, "auto,no check", t, native, p))
+        buf = empty(n, np.float32)
+        buf[:] = rank + 1
+        t = time_collective(comm, lambda b=buf: allreduce(b, out=b), reps)
+        rows.append(format_row(nbytes, "symmetric", t, native, p))
+        if nbytes == 4 * KiB:
+            t = time_collective(comm, lambda b=buf: allreduce(b, out=b, check=False), reps)
+            rows.append(format_row(nbytes, "symmetric,no check", t, native, p))
+        del buf
         assert float(y[0]) == p * (p + 1) / 2, y[0]
         del x, y
 
@@ -110,13 +104,18 @@ def worker(quick: bool) -> None:
         for t, o in zip(ts, outs, strict=True):
             comm.Allreduce(t, o)
 
-    t_native = _time(comm, per_tensor, reps)
-    t_fused = _time(comm, lambda: allreduce(ts), reps)
-    t_inplace = _time(comm, lambda: allreduce(outs, out=outs), reps)
+    t_native = time_collective(comm, per_tensor, reps)
+    t_fused = time_collective(comm, lambda: allreduce(ts), reps)
+    t_inplace = time_collective(comm, lambda: allreduce(outs, out=outs), reps)
+    # the same tensors as slices of one symmetric buffer (how the optimizer keeps gradients)
+    bucket = empty(int(sizes.sum()), np.float32)
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    views = [bucket[lo:hi] for lo, hi in itertools.pairwise(bounds)]
+    t_symmetric = time_collective(comm, lambda: allreduce(views, out=views), reps)
     if rank == 0:
         print(f"\n### p = {p} ranks (float32, sum)\n")
-        print("|      size | algorithm     | median (us) |  algbw |  busbw | x native |")
-        print("|----------:|:--------------|------------:|-------:|-------:|---------:|")
+        print(f"auto: {auto.plan(comm).source}\n")
+        print(table_header())
         print("\n".join(rows))
         print(f"\n200 tensors, {total / 1e6:.1f} MB total:")
         print(f"- one native Allreduce per tensor: {t_native * 1e3:8.2f} ms")
@@ -127,6 +126,10 @@ def worker(quick: bool) -> None:
         print(
             f"- fused, in place (out=list):      {t_inplace * 1e3:8.2f} ms "
             f"({t_inplace / t_native:.2f} of per-tensor)"
+        )
+        print(
+            f"- views of one symmetric buffer:   {t_symmetric * 1e3:8.2f} ms "
+            f"({t_symmetric / t_native:.2f} of per-tensor)"
         )
         sys.stdout.flush()
 
@@ -140,20 +143,13 @@ def main() -> None:
     if args.worker:
         worker(args.quick)
         return
-    print(
-        f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
-        f"{platform.processor() or platform.platform()}"
-    )
-    from mpi4py import MPI
-
-    print(f"MPI: {MPI.Get_library_version().splitlines()[0].strip()}")
+    facts = machine_facts()
+    m = facts["machine"]
+    print(f"machine: {m['host']} {m['arch']}, {m['cores']} cores, {m['processor']}")
+    print(f"MPI: {facts['mpi']}")
     print(f"memcpy (1 process, 256 MiB): {memcpy_bandwidth():.1f} GB/s")
-    mpiexec = Path(sys.executable).with_name("mpiexec")
     for p in args.ranks:
-        cmd = [str(mpiexec), "-n", str(p), sys.executable, __file__, "--worker"]
-        if args.quick:
-            cmd.append("--quick")
-        subprocess.run(cmd, check=True, timeout=3600)
+        run_under_mpiexec(p, [__file__, "--worker", *(["--quick"] if args.quick else [])])
 
 
 if __name__ == "__main__":

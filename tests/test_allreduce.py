@@ -23,9 +23,13 @@ MPIEXEC = Path(sys.executable).with_name("mpiexec")
 
 
 @cache
-def run_mpi(script: str, ranks: int, timeout: float = 150.0, **env: str) -> tuple[int, str]:
+def run_mpi(
+    script: str, ranks: int, timeout: float = 150.0, launcher: str = "mpiexec", **env: str
+) -> tuple[int, str]:
     """Run ``tests/mpi/<script>.py`` on ``ranks`` ranks; (exit code, stdout + stderr).
 
+    ``launcher`` is ``mpiexec`` (hydra; the script runs under ``python -m mpi4py``, which
+    aborts the job on an uncaught exception) or ``mpiexec.gforker`` (plain ``python``).
     The launch runs in its own process group, so a timeout kills every rank.
     """
     if not MPIEXEC.exists():
@@ -36,7 +40,8 @@ def run_mpi(script: str, ranks: int, timeout: float = 150.0, **env: str) -> tupl
         "PYTHONUNBUFFERED": "1",
         **env,
     }
-    cmd = [str(MPIEXEC), "-n", str(ranks), sys.executable, "-m", "mpi4py", f"{SCRIPTS / script}.py"]
+    runner = [sys.executable, "-m", "mpi4py"] if launcher == "mpiexec" else [sys.executable]
+    cmd = [str(MPIEXEC.with_name(launcher)), "-n", str(ranks), *runner, f"{SCRIPTS / script}.py"]
     proc = subprocess.Popen(
         cmd,
         cwd=ROOT,
@@ -102,3 +107,19 @@ def test_late_rank_triggers_stall_warning_then_correct_result() -> None:
     assert_passed(code, out, "allreduce safety p=3")
     warning = next(line for line in out.splitlines() if line.startswith("STALL WARNING"))
     assert "rank(s) 2 have not joined" in warning and "WORKBENCH_STALL_SECONDS" in warning
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 3, 4, 5])
+def test_symmetric_buffers_zero_copy(ranks: int) -> None:
+    """Every op, dtype and odd size equal to numpy and bitwise equal on every rank; slices;
+    lists; two teams at once; mismatch raises on every rank; fake nodes from p=3."""
+    code, out = run_mpi("allreduce_symmetric", ranks, timeout=240.0)
+    assert_passed(code, out, f"allreduce symmetric p={ranks}")
+
+
+def test_rank_that_dies_in_a_zero_copy_allreduce_makes_the_others_raise() -> None:
+    code, out = run_mpi("allreduce_symmetric_death", 3, timeout=60.0, launcher="mpiexec.gforker")
+    assert code == 0, out
+    for rank in (0, 1):
+        assert f"[rank {rank}] aborted after" in out and "rank 2 (pid" in out, out
+        assert f"[rank {rank}] still broken: OK" in out, out

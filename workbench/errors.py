@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "AllreduceAbortedError",
     "AllreduceMismatchError",
     "AllreduceTimeoutError",
     "CheckpointError",
@@ -80,6 +81,10 @@ class MissingDataError(WorkbenchError, KeyError):
 
 class CheckpointError(WorkbenchError, RuntimeError):
     """Saving or loading a checkpoint failed on the rank that does the file work."""
+
+
+class AllreduceAbortedError(WorkbenchError, RuntimeError):
+    """A rank died while the others waited for it in an allreduce; the MPI job is broken."""
 
 
 class AllreduceTimeoutError(WorkbenchError, TimeoutError):

@@ -22,6 +22,7 @@ from workbench.comm._config import (
 from workbench.comm._teams import AllreduceHandle
 from workbench.comm.algorithms import Algorithm, get_algorithm
 from workbench.comm.allreduce import allreduce, allreduce_async
+from workbench.comm.buffers import empty, is_symmetric, zeros
 from workbench.errors import AllreduceMismatchError
 
 __all__ = [
@@ -37,6 +38,9 @@ __all__ = [
     "Settings",
     "allreduce",
     "allreduce_async",
+    "empty",
     "get_algorithm",
+    "is_symmetric",
     "settings",
+    "zeros",
 ]

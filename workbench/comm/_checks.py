@@ -36,6 +36,7 @@ __all__ = [
     "CommState",
     "agree",
     "comm_state",
+    "mismatch_error",
     "signature",
     "wait_polling",
 ]
@@ -164,21 +165,26 @@ def wait_polling(req: Any, st: CommState, stall_seconds: float) -> None:
         _collect(st, arrived)
 
 
-def _raise_mismatch(st: CommState, mine: str, cause: BaseException | None) -> None:
-    everyone = st.comm.allgather(mine)
+def mismatch_error(
+    descriptions: list[str], seq: int, size: int, where: str = ""
+) -> AllreduceMismatchError:
+    """The error every rank raises: the ranks grouped by the call they made."""
     groups: dict[str, list[int]] = {}
-    for r, d in enumerate(everyone):
+    for r, d in enumerate(descriptions):
         groups.setdefault(d, []).append(r)
     lines = "\n".join(
         f"  rank{'s' if len(rs) > 1 else ''} {format_ranks(rs)}: {d}" for d, rs in groups.items()
     )
-    msg = (
-        f"Mismatched allreduce (call #{st.seq}, communicator size {st.size}): one or more "
+    return AllreduceMismatchError(
+        f"Mismatched allreduce{where} (call #{seq}, communicator size {size}): one or more "
         f"ranks sent different tensors, op or algorithm; every rank must pass the same "
         f"shapes, dtypes and op:\n{lines}\nFix the call on the ranks that differ "
         f"(this error is raised on every rank, nothing was reduced)."
     )
-    raise AllreduceMismatchError(msg) from cause
+
+
+def _raise_mismatch(st: CommState, mine: str, cause: BaseException | None) -> None:
+    raise mismatch_error(st.comm.allgather(mine), st.seq, st.size) from cause
 
 
 def agree(

@@ -8,15 +8,19 @@ WORKBENCH_FUSION_BYTES      fusion buffer size for lists of tensors      64MiB
 WORKBENCH_SEGMENT_BYTES     pipeline segment of the ring algorithm       1MiB
 WORKBENCH_ALLREDUCE_CHECK   on/off: check shapes/dtypes/op across ranks  on
 WORKBENCH_STALL_SECONDS     warn when ranks have not joined after this   60
+WORKBENCH_TUNE_FILE         the table ``auto`` reads (written by         user cache
+                            ``python -m workbench.comm.tune``)
 =========================== ============================================ ==========
 
-Byte sizes accept a plain integer or a suffix (``64MiB``, ``512k``, ``1G``).
+Byte sizes accept a plain integer or a suffix (``64MiB``, ``512k``, ``1G``). The user cache
+is ``$XDG_CACHE_HOME/workbench/allreduce-tune.json`` (``~/.cache/...`` when unset).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from workbench._util import bad_setting, parse_bool, parse_bytes, parse_seconds
 
@@ -27,8 +31,10 @@ __all__ = [
     "ENV_FUSION",
     "ENV_SEGMENT",
     "ENV_STALL",
+    "ENV_TUNE_FILE",
     "Settings",
     "settings",
+    "tune_file",
 ]
 
 ENV_ALGO = "WORKBENCH_ALLREDUCE_ALGO"
@@ -36,6 +42,7 @@ ENV_FUSION = "WORKBENCH_FUSION_BYTES"
 ENV_SEGMENT = "WORKBENCH_SEGMENT_BYTES"
 ENV_CHECK = "WORKBENCH_ALLREDUCE_CHECK"
 ENV_STALL = "WORKBENCH_STALL_SECONDS"
+ENV_TUNE_FILE = "WORKBENCH_TUNE_FILE"
 
 ALGORITHM_NAMES = ("auto", "ring", "rhd", "shm", "hierarchical", "mpi")
 DEFAULTS = {
@@ -122,3 +129,13 @@ def settings(
         check=s.check if check is None else parse_bool("check", check),
         stall_seconds=s.stall_seconds,
     )
+
+
+def tune_file() -> Path:
+    """Where ``auto``'s measured table lives: ``WORKBENCH_TUNE_FILE``, else
+    ``$XDG_CACHE_HOME/workbench/allreduce-tune.json`` (``~/.cache`` when unset)."""
+    explicit = os.environ.get(ENV_TUNE_FILE, "").strip()
+    if explicit:
+        return Path(explicit).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join("~", ".cache")
+    return Path(cache).expanduser() / "workbench" / "allreduce-tune.json"

@@ -10,7 +10,7 @@ import numpy as np
 
 from workbench.errors import InvalidTypeError, InvalidValueError
 
-__all__ = ["OPS", "SUPPORTED_DTYPES", "Item", "check_op", "finish", "prepare"]
+__all__ = ["OPS", "SUPPORTED_DTYPES", "Item", "check_op", "finish", "is_torch", "prepare"]
 
 OPS = ("sum", "mean", "max", "min")
 SUPPORTED_DTYPES = tuple(np.dtype(t) for t in ("float16", "float32", "float64", "int32", "int64"))
@@ -49,7 +49,8 @@ def check_op(op: str) -> str:
     return op.lower()
 
 
-def _is_torch(x: Any) -> bool:
+def is_torch(x: Any) -> bool:
+    """Whether ``x`` is a torch tensor (checked without importing torch)."""
     return type(x).__module__.split(".", 1)[0] == "torch" and hasattr(x, "numpy")
 
 
@@ -57,7 +58,7 @@ def as_numpy(x: Any, what: str = "input") -> tuple[np.ndarray, bool]:
     """A numpy view of ``x`` sharing its memory, and whether ``x`` is a torch tensor."""
     if isinstance(x, np.ndarray):
         return x, False
-    if _is_torch(x):
+    if is_torch(x):
         if x.device.type != "cpu":
             raise InvalidTypeError(
                 f"allreduce: {what} is a torch tensor on {x.device}; only CPU tensors are "

@@ -54,6 +54,33 @@ class Batch:
             kernels.pack_flat(self.buf, typed.List([it.src for it in self.items]), self.offsets)
         return self.buf
 
+    def pack_into(self, dst: np.ndarray) -> None:
+        """Copy this batch's input into the flat ``dst`` (one numba pass when fused)."""
+        if self.fused:
+            kernels.pack_flat(dst, typed.List([it.src for it in self.items]), self.offsets)
+        else:
+            np.copyto(dst, self.items[0].src)
+
+    def take_result(self, src: np.ndarray) -> None:
+        """Copy the reduced flat ``src`` out to the results (unpacked in one pass when fused;
+        out-of-place results of a fused batch are views into one new array)."""
+        if not self.fused:
+            it = self.items[0]
+            if it.dst is None:
+                it.dst = src.copy()
+            else:
+                np.copyto(it.dst, src)
+            return
+        if all(it.dst is None for it in self.items):
+            flat = src.copy()
+            for k, it in enumerate(self.items):
+                it.dst = flat[self.offsets[k] : self.offsets[k + 1]]
+            return
+        for it in self.items:
+            if it.dst is None:
+                it.dst = np.empty_like(it.src)
+        kernels.unpack_flat(src, typed.List([it.dst for it in self.items]), self.offsets)
+
     def run(self, op: str, comm: Any, algo: Algorithm, rows: np.ndarray | None = None) -> None:
         """Reduce (or, with ``rows`` gathered by the check, combine locally) and scatter back."""
         base = "sum" if op == "mean" else op
@@ -85,6 +112,8 @@ class Batch:
 
 def plan(items: list[Item], fusion_bytes: int) -> list[Batch]:
     """Group ``items`` by dtype and cut each group into batches of at most ``fusion_bytes``."""
+    if len(items) == 1:
+        return [Batch(items)]
     groups: dict[np.dtype, list[Item]] = {}
     for it in items:
         groups.setdefault(it.src.dtype, []).append(it)

@@ -11,8 +11,10 @@ from workbench.comm import _config
 from workbench.comm._checks import agree, comm_state, signature
 from workbench.comm._convert import Item, check_op, finish, prepare
 from workbench.comm._fusion import plan
+from workbench.comm._staging import staging
 from workbench.comm._teams import AllreduceHandle, submit
 from workbench.comm.algorithms import Algorithm, get_algorithm
+from workbench.comm.algorithms._symmetric import Registered, find, reduce_registered
 from workbench.errors import InvalidValueError
 
 __all__ = ["allreduce", "allreduce_async"]
@@ -20,6 +22,7 @@ __all__ = ["allreduce", "allreduce_async"]
 _OP_CODES = {"sum": 1, "mean": 2, "max": 3, "min": 4}
 _DESCRIBE_MAX = 8  # tensors listed in a mismatch description
 _single_cache: dict[tuple[Any, ...], tuple[str, tuple[int, ...]]] = {}
+_NO_FIELDS = (0, 0, 0, 0, 0)  # header fields of an unchecked call
 
 
 def _algorithm_code(algo: Algorithm) -> int:
@@ -73,6 +76,10 @@ def reduce_items(
     )
     algo = get_algorithm(algorithm if isinstance(algorithm, Algorithm) else cfg.algorithm)
     comm = MPI.COMM_WORLD if comm is None else comm
+    if algo.name == "auto":
+        target = symmetric_target(xs, outs)
+        if target is not None:
+            return _reduce_symmetric(xs, target, op, algo, many, cfg)
     error: Exception | None = None
     try:
         items = [
@@ -84,6 +91,27 @@ def reduce_items(
             raise
         items, error = [], exc
     batches = plan(items, cfg.fusion_bytes)
+    st = staging(comm)
+    if st is not None:  # one node: the check (and a small message) through the node window
+        small = (
+            error is None
+            and algo.name == "auto"
+            and len(batches) == 1
+            and batches[0].nbytes <= st.capacity
+        )
+        if cfg.check or small:
+            desc, fields = (
+                _signature(items, op, algo, many, error) if cfg.check else ("", _NO_FIELDS)
+            )
+            st.call(
+                batches[0] if small else None, op, fields, desc,
+                check=cfg.check, stall_seconds=cfg.stall_seconds, error=error,
+            )  # fmt: skip
+            if small:
+                return [finish(it) for it in items]
+        for batch in batches:
+            batch.run(op, comm, algo, None)
+        return [finish(it) for it in items]
     rows = None
     if cfg.check:
         payload = None
@@ -94,26 +122,92 @@ def reduce_items(
             and comm_state(comm).can_inline(batches[0].nbytes)
         ):
             payload = batches[0].packed()
-        if error is None and len(items) == 1:  # the common case, cached
-            it = items[0]
-            key = (it.shape, it.dtype.char, op, algo, many)
-            desc_fields = _single_cache.get(key)
-            if desc_fields is None:
-                desc = _describe(items, op, algo, many)
-                desc_fields = _single_cache[key] = (desc, _call_fields(items, op, algo, desc))
-                if len(_single_cache) > 4096:
-                    _single_cache.clear()
-            desc, fields = desc_fields
-        elif error is None:
-            desc = _describe(items, op, algo, many)
-            fields = _call_fields(items, op, algo, desc)
-        else:
-            desc = f"rejected locally: {_kind(error)}: {error}"
-            fields = (signature(desc), -1, -1, _OP_CODES[op], _algorithm_code(algo))
+        desc, fields = _signature(items, op, algo, many, error)
         rows = agree(comm, fields, desc, cfg.stall_seconds, payload=payload, error=error)
     for batch in batches:
         batch.run(op, comm, algo, rows)
     return [finish(it) for it in items]
+
+
+def _reduce_symmetric(
+    xs: Sequence[Any],
+    target: tuple[Any, Registered],
+    op: str,
+    algo: Algorithm,
+    many: bool,
+    cfg: _config.Settings,
+) -> list[Any]:
+    """In place on a symmetric buffer: the zero-copy path. Inputs are validated once per
+    call shape (cached); a rank whose input is rejected still takes part, so the others
+    raise a mismatch instead of waiting for it."""
+    block, reg = target
+    error: Exception | None = None
+    key = (xs[0].shape, xs[0].dtype, op, algo, many, "symmetric") if len(xs) == 1 else None
+    found = _single_cache.get(key) if key is not None else None
+    if found is None:
+        try:
+            items = [
+                prepare(x, x, op, f"tensor {k}" if many else "input") for k, x in enumerate(xs)
+            ]
+        except (TypeError, ValueError) as exc:
+            if not cfg.check:
+                raise
+            items, error = [], exc
+        found = _signature(items, op, algo, many, error)
+        if key is not None and error is None:
+            _single_cache[key] = found
+    desc, fields = found
+    reduce_registered(
+        reg if error is None else None, block, op, fields, desc,
+        check=cfg.check, stall_seconds=cfg.stall_seconds, error=error,
+    )  # fmt: skip
+    return list(xs)
+
+
+def _signature(
+    items: list[Item], op: str, algo: Algorithm, many: bool, error: BaseException | None
+) -> tuple[str, tuple[int, ...]]:
+    """The call's description and check fields (cached for the common one-tensor call)."""
+    if error is not None:
+        desc = f"rejected locally: {_kind(error)}: {error}"
+        return desc, (signature(desc), -1, -1, _OP_CODES[op], _algorithm_code(algo))
+    if len(items) != 1:
+        desc = _describe(items, op, algo, many)
+        return desc, _call_fields(items, op, algo, desc)
+    it = items[0]
+    key = (it.shape, it.dtype.char, op, algo, many)
+    found = _single_cache.get(key)
+    if found is None:
+        desc = _describe(items, op, algo, many)
+        found = _single_cache[key] = (desc, _call_fields(items, op, algo, desc))
+        if len(_single_cache) > 4096:
+            _single_cache.clear()
+    return found
+
+
+def symmetric_target(xs: Sequence[Any], outs: Sequence[Any] | None) -> tuple[Any, Any] | None:
+    """``(block, registered)`` when ``xs`` is reduced in place and lives in one symmetric
+    buffer: one array, or a list of arrays that tile one contiguous range of it."""
+    if outs is None or len(xs) == 0:
+        return None
+    if len(xs) == 1:
+        reg = find(xs[0]) if outs[0] is xs[0] else None
+        return None if reg is None else (reg.block, reg)
+    regs = []
+    for x, o in zip(xs, outs, strict=True):
+        reg = find(x) if o is x else None
+        if reg is None:
+            return None
+        regs.append(reg)
+    first = regs[0]
+    regs.sort(key=lambda r: r.offset)
+    end = regs[0].offset
+    for reg in regs:
+        if reg.block is not first.block or reg.dtype != first.dtype or reg.offset != end:
+            return None
+        end += reg.size * reg.dtype.itemsize
+    whole = Registered(first.block, regs[0].offset, sum(r.size for r in regs), first.dtype)
+    return first.block, whole
 
 
 def allreduce(
@@ -139,6 +233,10 @@ def allreduce(
     ``WORKBENCH_ALLREDUCE_ALGO`` and ``WORKBENCH_ALLREDUCE_CHECK``. With the check on,
     ranks passing different shapes, dtypes or op all raise
     :class:`AllreduceMismatchError`.
+
+    ``x`` in a symmetric buffer (:func:`workbench.comm.empty`, or a slice of one, or a list
+    of slices that tile one range of it) with ``out=x`` is reduced in place with no copies
+    (with ``algorithm`` auto); every rank must then pass its buffer the same way.
     """
     if isinstance(x, (list, tuple)):
         if out is not None and out is not x and len(out) != len(x):
@@ -189,7 +287,9 @@ def allreduce_async(
     duplicate of ``comm``. Do not modify the inputs before ``wait()`` returns.
     ``op``, ``out``, ``algorithm``, ``check`` and ``fusion_bytes`` are those of
     :func:`allreduce`, except that ``shm`` and ``hierarchical`` are refused (no
-    shared windows from a team's thread).
+    shared windows are created from a team's thread). Symmetric buffers
+    (:func:`workbench.comm.empty`) reduced in place do use shared memory from a team:
+    their windows were created when they were allocated.
     """
     check_op(op)
     base = MPI.COMM_WORLD if comm is None else comm
@@ -198,7 +298,8 @@ def allreduce_async(
         raise InvalidValueError(
             f"allreduce_async(algorithm={chosen.name!r}): shared-memory windows cannot be "
             "created safely from a team's thread; use 'auto', 'ring', 'rhd' or 'mpi' for "
-            "teams (or the synchronous allreduce for shm)"
+            "teams, or allocate the tensors with wb.comm.empty (symmetric buffers reduce in "
+            "shared memory from any thread)"
         )
 
     def job(team_comm: Any) -> Any:

@@ -8,6 +8,7 @@ rank), are compiled once per dtype on first use and cached on disk
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 __all__ = [
@@ -19,8 +20,13 @@ __all__ = [
     "reduce_rows_min",
     "reduce_rows_sum",
     "reduce_sum",
+    "reduce_to_all",
     "unpack_flat",
 ]
+
+#: Operation codes of :func:`reduce_to_all`.
+OP_SUM, OP_MAX, OP_MIN, OP_MEAN = 0, 1, 2, 3
+_CHUNK = 4096  # elements per column chunk of reduce_to_all (stays in the L1/L2 cache)
 
 
 @njit(cache=True, nogil=True)
@@ -100,3 +106,41 @@ def unpack_flat(buf, arrays, offsets):  # pragma: no cover - compiled
     """Copy ``buf[offsets[k]:offsets[k + 1]]`` back into flat ``arrays[k]``."""
     for k in range(len(arrays)):
         arrays[k][:] = buf[offsets[k] : offsets[k + 1]]
+
+
+@njit(cache=True, nogil=True)
+def reduce_to_all(rows, lo, hi, op, divisor):  # pragma: no cover - compiled
+    """Reduce columns ``lo:hi`` of the stacked ``rows`` (one per rank) and write the
+    result into every row: one rank's share of the zero-copy allreduce.
+
+    ``op`` is one of the ``OP_*`` codes; the mean is the sum divided by ``divisor``. Rows
+    are combined in row order, so every element is computed the same way on any rank.
+    Works through the columns in cache-sized chunks, each loop contiguous (vectorised).
+    """
+    p = rows.shape[0]
+    acc = np.empty(min(_CHUNK, max(hi - lo, 1)), dtype=rows.dtype)
+    for start in range(lo, hi, _CHUNK):
+        m = min(_CHUNK, hi - start)
+        first = rows[0, start : start + m]
+        for i in range(m):
+            acc[i] = first[i]
+        for r in range(1, p):
+            row = rows[r, start : start + m]
+            if op == OP_MAX:
+                for i in range(m):
+                    if row[i] > acc[i]:
+                        acc[i] = row[i]
+            elif op == OP_MIN:
+                for i in range(m):
+                    if row[i] < acc[i]:
+                        acc[i] = row[i]
+            else:
+                for i in range(m):
+                    acc[i] += row[i]
+        if op == OP_MEAN:
+            for i in range(m):
+                acc[i] = acc[i] / divisor
+        for r in range(p):
+            row = rows[r, start : start + m]
+            for i in range(m):
+                row[i] = acc[i]

@@ -2,8 +2,9 @@
 
 ``get_algorithm(None | name | Algorithm)`` turns what a user passed into an
 object, like Optuna's ``get_storage``. ``auto`` picks per call from the message
-size and the node topology, with thresholds measured by ``benchmarks/allreduce.py``
-(see ``docs/allreduce.md``).
+size and the communicator's node layout: from the table that
+``python -m workbench.comm.tune`` measured on this machine when there is one for the
+layout, else from built-in thresholds (see ``docs/allreduce.md``).
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import numpy as np
 from workbench.comm import _config
 from workbench.comm._teams import is_team_comm
 from workbench.comm._topology import Topology, topology
+from workbench.comm._tuning import Layout, Plan, builtin_plan, load_plans, node_layout
 from workbench.comm.algorithms._base import Algorithm, block_bounds, scratch, take_input
 from workbench.comm.algorithms._hierarchical import HierarchicalAlgorithm
 from workbench.comm.algorithms._mpi import MPIAlgorithm
 from workbench.comm.algorithms._rhd import RHDAlgorithm
 from workbench.comm.algorithms._ring import RingAlgorithm
 from workbench.comm.algorithms._shm import ShmAlgorithm
-from workbench.errors import InvalidTypeError
+from workbench.errors import InvalidTypeError, SetupError
 
 __all__ = [
     "Algorithm",
@@ -39,7 +41,8 @@ __all__ = [
     "topology",
 ]
 
-#: Below this many bytes the MPI library's latency-tuned allreduce wins (measured).
+#: Without a tuning table: below this many bytes the MPI library's allreduce wins (measured
+#: on the 2-core machine of docs/allreduce.md).
 SMALL_BYTES = 64 << 10
 #: From this many bytes on, the pipelined ring wins on one node (measured: messages fall
 #: out of the caches there and MPICH's single-copy path loses its edge).
@@ -47,30 +50,65 @@ LARGE_BYTES = 32 << 20
 
 
 class AutoAlgorithm(Algorithm):
-    """Pick per call, by size and topology (thresholds from ``benchmarks/allreduce.py``):
-    native MPI for small messages; on one node, native MPI for two ranks and shared
-    memory for more up to ``large_bytes``, the pipelined ring beyond; hierarchical across
-    nodes. The choice depends only on the size and the communicator, so every rank makes
-    the same one. ``small_bytes`` and ``large_bytes`` move the two size thresholds."""
+    """Pick per call, by message size and the communicator's node layout.
+
+    With a table from ``python -m workbench.comm.tune`` (:func:`~workbench.comm._config.
+    tune_file`) that has an entry for the layout, the winner measured at the nearest size,
+    never one measured slower than ``mpi`` there. Otherwise the built-in thresholds: native
+    MPI below ``small_bytes``; on one node native MPI for two ranks and shared memory for
+    more up to ``large_bytes``, the pipelined ring beyond; hierarchical across nodes.
+    ``tuned=False`` ignores the table. Teams never get window-based algorithms.
+
+    The plan is made once per communicator, at its first ``auto`` call (collective: rank 0
+    reads the table and broadcasts its plan), so every rank makes the same choice even when
+    their files differ; after that a call costs one ``bisect``.
+    """
 
     name = "auto"
 
-    def __init__(self, small_bytes: int = SMALL_BYTES, large_bytes: int = LARGE_BYTES) -> None:
+    def __init__(
+        self, small_bytes: int = SMALL_BYTES, large_bytes: int = LARGE_BYTES, *, tuned: bool = True
+    ) -> None:
         self.small_bytes = small_bytes
         self.large_bytes = large_bytes
+        self.tuned = tuned
+        self._plans: dict[int, Plan] = {}
+
+    def plan(self, comm: Any) -> Plan:
+        """The size plan for ``comm`` (made on first use: every rank of ``comm`` must call)."""
+        found = self._plans.get(comm.handle)
+        if found is None:
+            layout = node_layout(comm)
+            tuned = self._tuned_plan(comm, layout) if self.tuned else None
+            found = tuned or builtin_plan(layout, self.small_bytes, self.large_bytes)
+            self._plans[comm.handle] = found
+        return found
+
+    @staticmethod
+    def _tuned_plan(comm: Any, layout: Layout) -> Plan | None:
+        """Rank 0's plan for ``layout`` from its table, on every rank (collective)."""
+        mine: Plan | None = None
+        failure = None
+        if comm.Get_rank() == 0:
+            try:
+                mine = load_plans(_config.tune_file()).get(layout.key)
+            except Exception as exc:  # the other ranks wait in bcast: tell them, never hang
+                failure = f"{type(exc).__name__}: {exc}"
+        mine, failure = comm.bcast((mine, failure), root=0)
+        if failure is not None:
+            raise SetupError(
+                f"auto could not read its tuning table on rank 0 ({failure}); set "
+                f"{_config.ENV_TUNE_FILE} to a readable file, or choose an algorithm with "
+                f"{_config.ENV_ALGO} or algorithm="
+            )
+        return mine
 
     def select(self, nbytes: int, comm: Any) -> Algorithm:
         """The algorithm ``auto`` uses for ``nbytes`` on ``comm``."""
-        size = comm.Get_size()
-        if nbytes < self.small_bytes or size == 1:
+        if comm.Get_size() == 1:
             return _INSTANCES["mpi"]
-        if is_team_comm(comm):  # no shared windows from team threads (see _teams.py)
-            return _INSTANCES["ring" if nbytes >= self.large_bytes else "mpi"]
-        if not topology(comm).single_node:
-            return _INSTANCES["hierarchical"]
-        if nbytes >= self.large_bytes:
-            return _INSTANCES["ring"]
-        return _INSTANCES["mpi" if size == 2 else "shm"]
+        plan = self._plans.get(comm.handle) or self.plan(comm)
+        return _INSTANCES[plan.pick(nbytes, is_team_comm(comm))]
 
     def reduce(self, buf: np.ndarray, op: str, comm: Any, *, src: np.ndarray | None = None) -> None:
         """Reduce ``buf`` with the algorithm :meth:`select` picks for its size and ``comm``."""

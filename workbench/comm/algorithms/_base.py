@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any
 
@@ -48,9 +49,11 @@ def take_input(buf: np.ndarray, src: np.ndarray | None) -> None:
         np.copyto(buf, src)
 
 
-def block_bounds(n: int, parts: int) -> list[int]:
-    """Start offsets of ``parts`` near-equal blocks of ``n`` elements, plus ``n``."""
-    return [(n * k) // parts for k in range(parts + 1)]
+@functools.lru_cache(maxsize=4096)
+def block_bounds(n: int, parts: int) -> tuple[int, ...]:
+    """Start offsets of ``parts`` near-equal blocks of ``n`` elements, plus ``n`` (cached:
+    the same sizes come back call after call)."""
+    return tuple((n * k) // parts for k in range(parts + 1))
 
 
 _local = threading.local()

@@ -1,0 +1,45 @@
+"""A rank that dies while the others wait in a zero-copy allreduce: they raise, never hang.
+
+Run: mpiexec.gforker -n 3 python tests/mpi/allreduce_symmetric_death.py
+(every rank leaves with os._exit: MPI cannot be finalised with a dead rank). MPICH's
+launchers end the whole job when a rank exits early; the survivors ignore the signals they
+send for a moment, so that what is tested is workbench noticing the death by itself (as it
+must under launchers that leave the other ranks running).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from workbench.comm import allreduce, empty
+from workbench.errors import AllreduceAbortedError
+
+RANK, SIZE = MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size()
+
+buf = empty(1000, np.float32)
+buf[:] = 1
+allreduce(buf, out=buf)
+assert (buf == SIZE).all()
+if RANK == SIZE - 1:
+    os._exit(0)  # dies with the others about to wait for it
+for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
+    signal.signal(sig, signal.SIG_IGN)
+start = time.monotonic()
+try:
+    allreduce(buf, out=buf)
+except AllreduceAbortedError as exc:
+    print(f"[rank {RANK}] aborted after {time.monotonic() - start:.2f}s: {exc}", flush=True)
+    try:  # the buffer stays broken: the next call raises at once
+        allreduce(buf, out=buf)
+    except AllreduceAbortedError:
+        print(f"[rank {RANK}] still broken: OK", flush=True)
+    sys.stdout.flush()
+    os._exit(0)
+print(f"[rank {RANK}] no error although rank {SIZE - 1} died", flush=True)
+os._exit(1)

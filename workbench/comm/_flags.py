@@ -1,0 +1,157 @@
+"""Numba kernels that synchronise the ranks of a node through flags in shared memory.
+
+The zero-copy allreduce (:mod:`workbench.comm.algorithms._symmetric`) replaces MPI barriers
+by per-rank words in a node-shared control block: a rank publishes a value with a release
+store and waits until every rank's word reached it with acquire loads, spinning a bounded
+number of times before it hands control back to Python (which yields the CPU, warns about
+stalls and notices dead ranks). The control block is an ``int64`` array of shape
+``(p, CTL_WORDS)``, one row per rank; the words are addressed by column.
+
+Like :mod:`workbench.comm.kernels`: pure functions on arrays and addresses, no MPI, no Python
+objects, ``cache=True``.
+"""
+
+from __future__ import annotations
+
+import platform
+
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+__all__ = [
+    "ARRIVE",
+    "CTL_WORDS",
+    "DEPART",
+    "DESC_BYTES",
+    "DESC_WORD",
+    "ERROR",
+    "HEADER_WORD",
+    "HEADER_WORDS",
+    "PID",
+    "arrive",
+    "depart",
+    "headers_equal",
+    "publish",
+    "wait_all",
+]
+
+#: Column of the word a rank sets to the call number when its input is ready.
+ARRIVE = 0
+#: Column of the word a rank sets to the call number when it no longer reads the others.
+DEPART = 8  # its own cache line: the two flags never share one
+#: Column a rank sets to the call number when it saw a mismatch others cannot see
+#: (between nodes); read after the depart wait.
+ERROR = 12
+#: Column of the process id, written once at allocation (to notice dead ranks).
+PID = 16
+#: First column of the call header (``HEADER_WORDS`` words) compared across ranks; there
+#: are two slots (``HEADER_WORD + slot * HEADER_WORDS``), used alternately by call parity
+#: where a rank may run one call ahead of another.
+HEADER_WORD = 24
+HEADER_WORDS = 8
+#: First column of the call's text description (shown when the headers differ); two slots
+#: of ``DESC_BYTES`` like the header.
+DESC_WORD = 40
+DESC_BYTES = 224
+#: Words per rank row (768 bytes: flags, headers and descriptions on separate cache lines).
+CTL_WORDS = 96
+
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
+
+
+@intrinsic
+def _load_acquire(typingctx, addr):  # pragma: no cover - compiled
+    sig = types.int64(addr)
+
+    def codegen(context, builder, signature, args):
+        ptr = builder.inttoptr(args[0], ir.IntType(64).as_pointer())
+        return builder.load_atomic(ptr, "acquire", 8)
+
+    return sig, codegen
+
+
+@intrinsic
+def _store_release(typingctx, addr, value):  # pragma: no cover - compiled
+    sig = types.void(addr, value)
+
+    def codegen(context, builder, signature, args):
+        ptr = builder.inttoptr(args[0], ir.IntType(64).as_pointer())
+        val = context.cast(builder, args[1], signature.args[1], types.int64)
+        builder.store_atomic(val, ptr, "release", 8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _cpu_relax(typingctx):  # pragma: no cover - compiled
+    sig = types.void()
+
+    def codegen(context, builder, signature, args):
+        if _X86:  # PAUSE: lets the sibling hyperthread run while we spin
+            fnty = ir.FunctionType(ir.VoidType(), [])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse2.pause")
+            builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True, nogil=True)
+def publish(ctl, rank, column, value):  # pragma: no cover - compiled
+    """Release-store ``value`` into ``ctl[rank, column]`` (earlier writes become visible first)."""
+    _store_release(ctl.ctypes.data + (rank * ctl.shape[1] + column) * 8, value)
+
+
+@njit(cache=True, nogil=True)
+def wait_all(ctl, column, value, spins):  # pragma: no cover - compiled
+    """Spin up to ``spins`` rounds until every row's ``column`` is >= ``value``.
+
+    Returns 0 when all are there, else how many ranks are still missing.
+    """
+    p = ctl.shape[0]
+    base = ctl.ctypes.data + column * 8
+    stride = ctl.shape[1] * 8
+    missing = p
+    for _ in range(spins):
+        missing = 0
+        for r in range(p):
+            if _load_acquire(base + r * stride) < value:
+                missing += 1
+        if missing == 0:
+            return 0
+        _cpu_relax()
+    return missing
+
+
+@njit(cache=True, nogil=True)
+def headers_equal(ctl, slot):  # pragma: no cover - compiled
+    """Whether every rank wrote the same call header in header slot ``slot``."""
+    first = HEADER_WORD + slot * HEADER_WORDS
+    for r in range(1, ctl.shape[0]):
+        for k in range(first, first + HEADER_WORDS):
+            if ctl[r, k] != ctl[0, k]:
+                return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def arrive(ctl, rank, header, slot, seq, spins):  # pragma: no cover - compiled
+    """Write this rank's call header into slot ``slot`` with its word 1 set to ``seq``,
+    publish ``ARRIVE = seq`` and spin for the others. Returns 0 when everyone arrived, else
+    the number of ranks missing."""
+    first = HEADER_WORD + slot * HEADER_WORDS
+    for k in range(HEADER_WORDS):
+        ctl[rank, first + k] = header[k]
+    ctl[rank, first + 1] = seq
+    publish(ctl, rank, ARRIVE, seq)
+    return wait_all(ctl, ARRIVE, seq, spins)
+
+
+@njit(cache=True, nogil=True)
+def depart(ctl, rank, seq, spins):  # pragma: no cover - compiled
+    """Publish ``DEPART = seq`` and spin until every rank departed; returns ranks missing."""
+    publish(ctl, rank, DEPART, seq)
+    return wait_all(ctl, DEPART, seq, spins)

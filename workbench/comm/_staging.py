@@ -1,0 +1,140 @@
+"""The node window behind checked and small allreduces on a one-node communicator.
+
+Every rank of the node has a control row (flags, two call-header slots) and, in each of two
+halves of the window, an input row plus a shared result row. A call writes its 64-byte
+header next to its flags — and, when the message is small, its input (packed, when a list
+is fused) into its row — then publishes ARRIVE; once every rank has arrived:
+
+* the headers are compared: the mismatch check costs no collective of its own;
+* a small message is reduced right there: rank r reduces its slice of every input row into
+  the result row, publishes DEPART, and once every slice is done copies (unpacks) the result
+  out: two flag waits and no MPI call;
+* a large message goes on with the algorithm ``auto`` (or the caller) chose.
+
+Consecutive calls use alternating halves and header slots (by call parity): a rank can be at
+most one call ahead of another, so it never overwrites what a slower rank still reads, and
+no third wait is needed. Team communicators keep the collective check (their threads must
+not create windows); multi-node communicators too.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from workbench.comm import _flags, kernels
+from workbench.comm._fusion import Batch
+from workbench.comm._teams import is_team_comm
+from workbench.comm._topology import topology
+from workbench.comm._window import SPINS, NodeWindow
+from workbench.comm.algorithms._base import ROWWISE, block_bounds
+
+__all__ = ["STAGE_BYTES", "Staging", "staging"]
+
+#: Messages up to this many bytes are reduced inside the window (measured: below it the
+#: flag round beats the MPI library's allreduce on one node; see docs/allreduce.md).
+STAGE_BYTES = 64 << 10
+_MAGIC = 0x57425354  # "WBST"
+
+
+class Staging(NodeWindow):
+    """The staging window of one one-node communicator (see the module doc)."""
+
+    def __init__(self, node: Any, capacity: int = STAGE_BYTES) -> None:
+        p = node.Get_size()
+        self.capacity = capacity
+        super().__init__(node, 2 * (p + 1) * capacity, "this communicator")
+        self.seq = 0
+        self._rows: dict[tuple[int, str], np.ndarray] = {}
+        node.Barrier()  # every control row initialised before anyone uses the window
+
+    def rows(self, half: int, dtype: np.dtype) -> np.ndarray:
+        """Half ``half`` as ``(p + 1, capacity // itemsize)`` of ``dtype`` (row p: result)."""
+        key = (half, dtype.str)
+        view = self._rows.get(key)
+        if view is None:
+            size = (self.p + 1) * self.capacity
+            raw = self.data[half * size : (half + 1) * size]
+            view = self._rows[key] = raw.view(dtype).reshape(self.p + 1, -1)
+        return view
+
+    def call(
+        self,
+        batch: Batch | None,
+        op: str,
+        fields: tuple[int, ...],
+        desc: str,
+        *,
+        check: bool,
+        stall_seconds: float,
+        error: BaseException | None = None,
+    ) -> None:
+        """One call: check it (when ``check``) and, with a ``batch`` no larger than the
+        capacity, reduce it and put the results into its items. Every rank calls with the
+        same kind of arguments (equal headers guarantee it)."""
+        self.check_usable()
+        self.seq += 1
+        seq, half, r = self.seq, self.seq & 1, self.rank
+        rows = None
+        if batch is not None:
+            rows = self.rows(half, batch.dtype)
+            batch.pack_into(rows[r, : batch.size])
+        size = -1 if error is not None else (0 if batch is None else batch.size)
+        h = _template(fields, size)
+        if check:
+            self.write_description(desc, half)
+        if _flags.arrive(self.ctl, r, h, half, seq, SPINS):
+            self.wait(_flags.ARRIVE, seq, stall_seconds)
+        if check and not _flags.headers_equal(self.ctl, half):
+            raise self.mismatch(seq - 1, half) from error
+        if error is not None:
+            raise error
+        if batch is None or rows is None:
+            return
+        n, p = batch.size, self.p
+        bounds = block_bounds(n, p)
+        lo, hi = bounds[r], bounds[r + 1]
+        if hi > lo:
+            ROWWISE["sum" if op == "mean" else op](rows[p, lo:hi], rows[:p, lo:hi])
+            if op == "mean":
+                kernels.divide_by(rows[p, lo:hi], p)
+        if _flags.depart(self.ctl, r, seq, SPINS):
+            self.wait(_flags.DEPART, seq, stall_seconds)
+        batch.take_result(rows[p, :n])
+
+
+_templates: dict[tuple[tuple[int, ...], int], np.ndarray] = {}
+
+
+def _template(fields: tuple[int, ...], size: int) -> np.ndarray:
+    """The call header for ``fields`` and a staged ``size`` (word 1, the call number, is
+    filled in when it is written)."""
+    h = _templates.get((fields, size))
+    if h is None:
+        if len(_templates) > 4096:
+            _templates.clear()
+        h = _templates[(fields, size)] = np.array([_MAGIC, 0, *fields, size], dtype=np.int64)
+    return h
+
+
+_lock = threading.Lock()
+_states: dict[int, Staging | None] = {}
+
+
+def staging(comm: Any) -> Staging | None:
+    """The staging window of ``comm``, or None where it does not apply (one rank, several
+    nodes, a team's communicator). Created collectively at the first call on ``comm``."""
+    key = comm.handle
+    st = _states.get(key, False)
+    if st is not False:
+        return st  # type: ignore[return-value]
+    found: Staging | None = None
+    if comm.Get_size() > 1 and not is_team_comm(comm):
+        topo = topology(comm)
+        if topo.single_node:
+            found = Staging(topo.node)
+    with _lock:
+        _states[key] = found
+    return found
