@@ -20,6 +20,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from workbench.comm.kernels import reduce_into_last
+
 __all__ = [
     "ARRIVE",
     "CTL_WORDS",
@@ -34,6 +36,8 @@ __all__ = [
     "depart",
     "headers_equal",
     "publish",
+    "reduce_and_depart",
+    "stage_and_arrive",
     "wait_all",
 ]
 
@@ -148,6 +152,29 @@ def arrive(ctl, rank, header, slot, seq, spins):  # pragma: no cover - compiled
     ctl[rank, first + 1] = seq
     publish(ctl, rank, ARRIVE, seq)
     return wait_all(ctl, ARRIVE, seq, spins)
+
+
+@njit(cache=True, nogil=True)
+def stage_and_arrive(ctl, rank, header, slot, seq, spins, row, src):  # pragma: no cover - compiled
+    """Copy ``src`` into the start of this rank's input ``row``, then :func:`arrive`."""
+    for i in range(src.size):
+        row[i] = src[i]
+    return arrive(ctl, rank, header, slot, seq, spins)
+
+
+@njit(cache=True, nogil=True)
+def reduce_and_depart(
+    ctl, rank, slot, check, seq, spins, rows, lo, hi, op, divisor
+):  # pragma: no cover
+    """After everyone arrived: -2 if ``check`` and the headers of ``slot`` differ (nothing
+    reduced); else reduce columns ``lo:hi`` of the input rows into the last row (see
+    :func:`workbench.comm.kernels.reduce_into_last`), publish ``DEPART = seq`` and spin for
+    the others: 0 when all departed, else the number of ranks missing."""
+    if check and not headers_equal(ctl, slot):
+        return -2
+    if hi > lo:
+        reduce_into_last(rows, lo, hi, op, divisor)
+    return depart(ctl, rank, seq, spins)
 
 
 @njit(cache=True, nogil=True)

@@ -24,12 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from workbench.comm import _flags, kernels
+from workbench.comm import _flags
 from workbench.comm._fusion import Batch
 from workbench.comm._teams import is_team_comm
 from workbench.comm._topology import topology
-from workbench.comm._window import SPINS, NodeWindow
-from workbench.comm.algorithms._base import ROWWISE, block_bounds
+from workbench.comm._window import NodeWindow
+from workbench.comm.algorithms._base import block_bounds
+from workbench.comm.kernels import OP_CODES
 
 __all__ = ["STAGE_BYTES", "Staging", "staging"]
 
@@ -77,30 +78,37 @@ class Staging(NodeWindow):
         self.check_usable()
         self.seq += 1
         seq, half, r = self.seq, self.seq & 1, self.rank
-        rows = None
-        if batch is not None:
-            rows = self.rows(half, batch.dtype)
-            batch.pack_into(rows[r, : batch.size])
         size = -1 if error is not None else (0 if batch is None else batch.size)
         h = _template(fields, size)
         if check:
             self.write_description(desc, half)
-        if _flags.arrive(self.ctl, r, h, half, seq, SPINS):
-            self.wait(_flags.ARRIVE, seq, stall_seconds)
-        if check and not _flags.headers_equal(self.ctl, half):
-            raise self.mismatch(seq - 1, half) from error
-        if error is not None:
-            raise error
-        if batch is None or rows is None:
+        if batch is None:  # the check alone; the data goes another way
+            if _flags.arrive(self.ctl, r, h, half, seq, self.spins):
+                self.wait(_flags.ARRIVE, seq, stall_seconds)
+            if check and not _flags.headers_equal(self.ctl, half):
+                raise self.mismatch(seq - 1, half) from error
+            if error is not None:
+                raise error
             return
+        rows = self.rows(half, batch.dtype)
         n, p = batch.size, self.p
+        if batch.fused:
+            batch.pack_into(rows[r, :n])
+            missing = _flags.arrive(self.ctl, r, h, half, seq, self.spins)
+        else:  # one numba call copies the input in and arrives
+            missing = _flags.stage_and_arrive(
+                self.ctl, r, h, half, seq, self.spins, rows[r], batch.items[0].src
+            )
+        if missing:
+            self.wait(_flags.ARRIVE, seq, stall_seconds)
         bounds = block_bounds(n, p)
-        lo, hi = bounds[r], bounds[r + 1]
-        if hi > lo:
-            ROWWISE["sum" if op == "mean" else op](rows[p, lo:hi], rows[:p, lo:hi])
-            if op == "mean":
-                kernels.divide_by(rows[p, lo:hi], p)
-        if _flags.depart(self.ctl, r, seq, SPINS):
+        missing = _flags.reduce_and_depart(
+            self.ctl, r, half, check, seq, self.spins, rows, bounds[r], bounds[r + 1],
+            OP_CODES[op], p,
+        )  # fmt: skip
+        if missing == -2:
+            raise self.mismatch(seq - 1, half)
+        if missing:
             self.wait(_flags.DEPART, seq, stall_seconds)
         batch.take_result(rows[p, :n])
 

@@ -26,10 +26,14 @@ from workbench.comm._checks import mismatch_error
 from workbench.comm._config import ENV_STALL
 from workbench.errors import AllreduceAbortedError, AllreduceMismatchError
 
-__all__ = ["SPINS", "NodeWindow"]
+__all__ = ["NodeWindow"]
 
-#: Flag polls per visit to the numba kernel before Python yields the CPU.
+#: Flag polls per visit to the numba kernel before Python yields the CPU, when every rank of
+#: the node has a core of its own (spinning is then the fastest wait) ...
 SPINS = 2000
+#: ... and when the node's ranks outnumber the cores this process may run on: a spinning
+#: rank would burn the time slice of the rank it waits for, so it yields almost at once.
+SPINS_OVERSUBSCRIBED = 20
 _DEATH_CHECK = 0.25  # seconds between looks for dead ranks while waiting
 _DESC_WORDS = _flags.DESC_BYTES // 8
 
@@ -54,16 +58,17 @@ class NodeWindow:
         self.ctl[self.rank].fill(0)
         self.ctl[self.rank, _flags.PID] = os.getpid()
         self.header = np.zeros(_flags.HEADER_WORDS, dtype=np.int64)
+        self.spins = SPINS if self.p <= len(os.sched_getaffinity(0)) else SPINS_OVERSUBSCRIBED
         self.broken: str | None = None
         self._descs = ["", ""]
 
     def wait(self, column: int, seq: int, stall_seconds: float) -> None:
         """Return once every rank's ``column`` reached ``seq`` (see the module doc)."""
-        if not _flags.wait_all(self.ctl, column, seq, SPINS):
+        if not _flags.wait_all(self.ctl, column, seq, self.spins):
             return
         start = time.monotonic()
         check_at, warn_at = start + _DEATH_CHECK, start + stall_seconds
-        while _flags.wait_all(self.ctl, column, seq, SPINS):
+        while _flags.wait_all(self.ctl, column, seq, self.spins):
             os.sched_yield()  # oversubscribed ranks (more ranks than cores) get to run
             now = time.monotonic()
             if now >= check_at:

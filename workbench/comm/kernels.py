@@ -14,6 +14,7 @@ from numba import njit
 __all__ = [
     "divide_by",
     "pack_flat",
+    "reduce_into_last",
     "reduce_max",
     "reduce_min",
     "reduce_rows_max",
@@ -24,8 +25,9 @@ __all__ = [
     "unpack_flat",
 ]
 
-#: Operation codes of :func:`reduce_to_all`.
+#: Operation codes of :func:`reduce_to_all` and :func:`reduce_into_last`, and by op name.
 OP_SUM, OP_MAX, OP_MIN, OP_MEAN = 0, 1, 2, 3
+OP_CODES = {"sum": OP_SUM, "max": OP_MAX, "min": OP_MIN, "mean": OP_MEAN}
 _CHUNK = 4096  # elements per column chunk of reduce_to_all (stays in the L1/L2 cache)
 
 
@@ -106,6 +108,33 @@ def unpack_flat(buf, arrays, offsets):  # pragma: no cover - compiled
     """Copy ``buf[offsets[k]:offsets[k + 1]]`` back into flat ``arrays[k]``."""
     for k in range(len(arrays)):
         arrays[k][:] = buf[offsets[k] : offsets[k + 1]]
+
+
+@njit(cache=True, nogil=True)
+def reduce_into_last(rows, lo, hi, op, divisor):  # pragma: no cover - compiled
+    """Reduce columns ``lo:hi`` of the first ``p - 1`` rows of ``rows`` (one per rank) into
+    the last row: one rank's share of the staged allreduce. ``op`` and ``divisor`` as in
+    :func:`reduce_to_all`."""
+    p = rows.shape[0] - 1
+    dst = rows[p]
+    for i in range(lo, hi):
+        dst[i] = rows[0, i]
+    for r in range(1, p):
+        row = rows[r]
+        if op == OP_MAX:
+            for i in range(lo, hi):
+                if row[i] > dst[i]:
+                    dst[i] = row[i]
+        elif op == OP_MIN:
+            for i in range(lo, hi):
+                if row[i] < dst[i]:
+                    dst[i] = row[i]
+        else:
+            for i in range(lo, hi):
+                dst[i] += row[i]
+    if op == OP_MEAN:
+        for i in range(lo, hi):
+            dst[i] = dst[i] / divisor
 
 
 @njit(cache=True, nogil=True)

@@ -43,7 +43,7 @@ from workbench.comm import _flags, kernels
 from workbench.comm._config import settings
 from workbench.comm._convert import is_torch
 from workbench.comm._topology import topology
-from workbench.comm._window import SPINS, NodeWindow
+from workbench.comm._window import NodeWindow
 from workbench.comm.algorithms._base import ROWWISE, block_bounds, scratch
 from workbench.comm.algorithms._ring import ring_allreduce
 from workbench.errors import InvalidTypeError, InvalidValueError
@@ -54,12 +54,6 @@ _log = logging.getLogger(__name__)
 
 _ALIGN = 64
 _MAGIC = 0x57425359  # "WBSY"
-_OP_CODES = {
-    "sum": kernels.OP_SUM,
-    "max": kernels.OP_MAX,
-    "min": kernels.OP_MIN,
-    "mean": kernels.OP_MEAN,
-}
 _F16 = np.dtype("float16")
 _F32 = np.dtype("float32")
 _SUPPORTED = tuple(np.dtype(t) for t in ("float16", "float32", "float64", "int32", "int64"))
@@ -205,7 +199,9 @@ def find(x: Any) -> Registered | None:
     if hit is not None and hit[0]() is x:
         return hit[1]
     arr = x.detach().numpy() if is_torch(x) else x
-    if not isinstance(arr, np.ndarray) or not arr.flags.c_contiguous or arr.dtype not in _SUPPORTED:
+    if not isinstance(arr, np.ndarray) or arr.base is None:  # owns its memory: not ours
+        return None
+    if not arr.flags.c_contiguous or arr.dtype not in _SUPPORTED:
         return None
     addr = arr.__array_interface__["data"][0]
     with _lock:
@@ -258,14 +254,14 @@ def reduce_registered(
         _header(block, seq, fields, reg)
         if check:
             block.write_description(desc, 0)
-        if _flags.arrive(ctl, r, block.header, 0, seq, SPINS):
+        if _flags.arrive(ctl, r, block.header, 0, seq, block.spins):
             block.wait(_flags.ARRIVE, seq, stall_seconds)
         local_ok = not check or bool(_flags.headers_equal(ctl, 0))
         if block.multi_node:
             _inter_node(block, reg, op, seq, local_ok, check)
         elif local_ok and reg is not None:
             _reduce_node(block, reg, op)
-        if _flags.depart(ctl, r, seq, SPINS):
+        if _flags.depart(ctl, r, seq, block.spins):
             block.wait(_flags.DEPART, seq, stall_seconds)
         failed = not local_ok or (block.multi_node and bool((ctl[:, _flags.ERROR] == seq).any()))
         if failed:
@@ -281,7 +277,12 @@ def _reduce_node(block: Block, reg: Registered, op: str) -> None:
     if plan is None:
         lo, hi = _slice(reg, block.p, block.rank)
         first = reg.offset // reg.dtype.itemsize
-        plan = block.plans[key] = (block.rows_as(reg.dtype), first + lo, first + hi, _OP_CODES[op])
+        plan = block.plans[key] = (
+            block.rows_as(reg.dtype),
+            first + lo,
+            first + hi,
+            kernels.OP_CODES[op],
+        )
         if len(block.plans) > 1024:
             block.plans.clear()
     rows, lo, hi, code = plan
