@@ -1,6 +1,7 @@
-"""Data-parallel training step: compute vs communication, p = 1 and 2, with a peer.
+"""Data-parallel training step: compute vs communication, against the native MPI loop.
 
-    python benchmarks/training.py [--steps 15] [--batch 512] [--sizes 1024,2048,2048,10]
+    python benchmarks/training.py [--ranks 1 2 4] [--steps 15] [--batch 512]
+    python benchmarks/training.py --sweep 64KiB,1MiB,9MiB,17MiB,25MiB   # bucket size ladder
 
 Each configuration runs under ``mpiexec -n P`` with one BLAS/torch thread per rank
 (weak scaling: ``--batch`` samples per rank per step). Reported: the phases of the
@@ -10,14 +11,18 @@ slows a step down), with the median step time beside it:
 * compute: forward + backward (with overlap this includes launching buckets);
 * wait: time ``step()`` blocks for the averaged gradients (communication not hidden);
 * update: the optimizer update;
-* allreduce: one synchronous ``wb.allreduce`` of all gradients (the cost if nothing hid it).
+* allreduce: one synchronous ``wb.allreduce`` of all gradients as the row holds them
+  (the cost if nothing hid it).
 
-Rows: the numpy MLP on ``wb.train.DistributedOptimizer`` one allreduce per tensor
-(no bucketing), 25 MiB buckets reduced after backward (bucketing, no overlap) and with
-overlap; the same model in PyTorch on DistributedOptimizer; and the peers in the same
-run: PyTorch DDP (gloo, loopback, 25 MiB buckets; compute measured under ``no_sync``)
-and a Horovod-like loop calling mpi4py's native ``Allreduce`` per gradient.
-Scaling efficiency = step(p=1) / step(p=2) of the same row.
+Rows: the numpy MLP with a Horovod-like loop calling mpi4py's native ``Allreduce`` per
+gradient (the reference), then on ``wb.train.DistributedOptimizer`` (gradients are views
+into symmetric buckets) with one bucket per tensor, the default buckets reduced after
+backward and with overlap; the same model in PyTorch on DistributedOptimizer; and PyTorch
+DDP (gloo, loopback, 25 MiB buckets; compute measured under ``no_sync``). Every numpy
+optimizer row also runs the native loop in the same processes, alternating step by step,
+so "x native" (step / native loop step) compares the two under the same load.
+Efficiency = step(p=1) / step(p) of the same row (of the native row for rows not run at
+p = 1: ``--ranks 8 16`` runs p = 1 only for the native row).
 """
 
 from __future__ import annotations
@@ -35,17 +40,17 @@ import time
 import numpy as np
 
 HERE = os.path.abspath(__file__)
-BUCKET = 25 << 20
 ONE_THREAD = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+NATIVE = ("mpi4py", "native Allreduce per tensor (reference)", {})
 ROWS = [
-    ("numpy", "per-tensor, no overlap", {"bucket_bytes": 1, "overlap": False}),
-    ("numpy", "25 MiB buckets, no overlap", {"bucket_bytes": BUCKET, "overlap": False}),
-    ("numpy", "25 MiB buckets + overlap", {"bucket_bytes": BUCKET, "overlap": True}),
-    ("numpy", "4 MiB buckets + overlap", {"bucket_bytes": 4 << 20, "overlap": True}),
-    ("mpi4py", "peer: native Allreduce per tensor", {}),
-    ("torch", "25 MiB buckets + overlap", {"bucket_bytes": BUCKET, "overlap": True}),
+    NATIVE,
+    ("numpy", "one bucket per tensor, after backward", {"bucket_bytes": 1, "overlap": False}),
+    ("numpy", "default buckets, after backward", {"overlap": False}),
+    ("numpy", "default buckets + overlap", {"overlap": True}),
+    ("torch", "default buckets + overlap", {"overlap": True}),
     ("ddp", "peer: torch DDP gloo 25 MiB", {}),
 ]
+PHASES = ("compute", "wait", "update", "allreduce")
 
 
 # -- worker side (one MPI rank) ------------------------------------------------------------------
@@ -55,7 +60,7 @@ def _timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def _summary(samples: dict[str, list[float]], comm, extra: dict) -> dict | None:
+def _summary(samples: dict[str, list[float]], comm) -> dict | None:
     """The fastest step (slowest rank's phases), to see past other load; on rank 0.
 
     ``allreduce`` is the fastest synchronous reduction of all gradients.
@@ -63,58 +68,88 @@ def _summary(samples: dict[str, list[float]], comm, extra: dict) -> dict | None:
     gathered = comm.gather(samples, root=0)
     if comm.Get_rank() != 0:
         return None
-    phases = ("compute", "wait", "update")
+    phases = PHASES[:3]
     totals = [[sum(g[k][s] for k in phases) for g in gathered] for s in range(len(samples["wait"]))]
     best = min(range(len(totals)), key=lambda s: max(totals[s]))
     rank = max(range(len(gathered)), key=lambda r: totals[best][r])
     out = {k: gathered[rank][k][best] for k in phases}
     out["allreduce"] = min(min(g["allreduce"]) for g in gathered)
     out["median_step"] = statistics.median(max(t) for t in totals)
-    return out | extra
+    return out
+
+
+class _NumpyRun:
+    """One numpy MLP trained on ``comm``: on DistributedOptimizer (``opts``) or, with
+    ``opts`` None, averaged by native ``Allreduce`` per gradient."""
+
+    def __init__(self, args, comm, opts: dict | None) -> None:
+        from workbench import train
+
+        self.comm, self.p = comm, comm.Get_size()
+        self.model = train.MLP(args.sizes, seed=0)
+        train.broadcast_parameters(self.model, comm=comm)
+        sgd = train.SGD(self.model, lr=1e-3)
+        self.opt = None if opts is None else train.DistributedOptimizer(sgd, comm=comm, **opts)
+        self.sgd = sgd
+        self.samples: dict[str, list[float]] = {k: [] for k in PHASES}
+
+    def _native(self) -> None:
+        from mpi4py import MPI
+
+        for g in self.model.grads:
+            self.comm.Allreduce(MPI.IN_PLACE, g, op=MPI.SUM)
+            g /= self.p
+
+    def step(self, X, y, record: bool) -> None:
+        import workbench as wb
+
+        comm, grads = self.comm, self.model.grads
+        comm.Barrier()
+        t0 = time.perf_counter()
+        self.model.loss_and_grad(X, y)
+        t1 = time.perf_counter()
+        if self.opt is not None:
+            self.opt.synchronize()
+        else:
+            self._native()
+        t2 = time.perf_counter()
+        self.sgd.step()  # only the update
+        t3 = time.perf_counter()
+        comm.Barrier()
+        full = _timed(lambda: wb.allreduce(grads, "mean", comm=comm, out=grads))
+        if record:
+            for k, v in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, full), strict=True):
+                self.samples[k].append(v)
+
+    def extra(self) -> dict:
+        if self.opt is None:
+            return {"buckets": len(self.model.params)}
+        self.opt.close()
+        return {"buckets": len(self.opt.buckets), "bucket_bytes": self.opt.bucket_bytes}
 
 
 def _numpy_worker(args, comm, kind: str, opts: dict) -> dict | None:
-    import workbench as wb
-    from workbench import train
-
     rng = np.random.default_rng(comm.Get_rank())
     X = rng.standard_normal((args.batch, args.sizes[0])).astype(np.float32)
     y = rng.integers(0, args.sizes[-1], args.batch)
-    model = train.MLP(args.sizes, seed=0)
-    train.broadcast_parameters(model, comm=comm)
-    if kind == "numpy":
-        opt = train.DistributedOptimizer(train.SGD(model, lr=1e-3), comm=comm, **opts)
-    else:  # Horovod-like peer: native MPI Allreduce of each gradient after backward
-        opt = train.SGD(model, lr=1e-3)
-    samples: dict[str, list[float]] = {"compute": [], "wait": [], "update": [], "allreduce": []}
-    p = comm.Get_size()
+    runs = [_NumpyRun(args, comm, None)]
+    if kind == "numpy":  # the row first, the native loop beside it (alternating order)
+        runs.insert(0, _NumpyRun(args, comm, dict(opts, bucket_bytes=_bucket(args, opts))))
     for step in range(args.warmup + args.steps):
-        comm.Barrier()
-        t0 = time.perf_counter()
-        model.loss_and_grad(X, y)
-        t1 = time.perf_counter()
-        if kind == "numpy":
-            opt.synchronize()
-        else:
-            from mpi4py import MPI
+        for run in runs if step % 2 == 0 else runs[::-1]:
+            run.step(X, y, record=step >= args.warmup)
+    results = [(_summary(run.samples, comm), run.extra()) for run in runs]
+    if results[0][0] is None:
+        return None
+    out = results[0][0] | results[0][1]
+    if len(results) > 1:
+        native = results[1][0]
+        out["native_step"] = sum(native[k] for k in PHASES[:3])
+    return out
 
-            for g in model.grads:
-                comm.Allreduce(MPI.IN_PLACE, g, op=MPI.SUM)
-                g /= p
-        t2 = time.perf_counter()
-        (opt.optimizer if kind == "numpy" else opt).step()  # only the update
-        t3 = time.perf_counter()
-        comm.Barrier()
-        full = _timed(lambda: wb.allreduce(model.grads, "mean", comm=comm, out=model.grads))
-        if step >= args.warmup:
-            for k, v in zip(samples, (t1 - t0, t2 - t1, t3 - t2, full), strict=True):
-                samples[k].append(v)
-    if kind == "numpy":
-        opt.close()
-        extra = {"buckets": len(opt.buckets)}
-    else:
-        extra = {"buckets": len(model.params)}
-    return _summary(samples, comm, extra)
+
+def _bucket(args, opts: dict) -> int | str | None:
+    return opts.get("bucket_bytes", args.bucket)
 
 
 def _torch_model(sizes):
@@ -143,6 +178,7 @@ def _torch_worker(args, comm, kind: str, opts: dict) -> dict | None:
     train.broadcast_parameters(net, comm=comm)
     sgd = torch.optim.SGD(net.parameters(), lr=1e-3)
     if kind == "torch":
+        opts = dict(opts, bucket_bytes=_bucket(args, opts))
         model, opt = net, train.DistributedOptimizer(sgd, comm=comm, **opts)
     else:
         import torch.distributed as dist
@@ -155,7 +191,7 @@ def _torch_worker(args, comm, kind: str, opts: dict) -> dict | None:
             world_size=comm.Get_size(),
         )
         model, opt = torch.nn.parallel.DistributedDataParallel(net, bucket_cap_mb=25), sgd
-    samples: dict[str, list[float]] = {"compute": [], "wait": [], "update": [], "allreduce": []}
+    samples: dict[str, list[float]] = {k: [] for k in PHASES}
 
     def backward() -> None:
         F.cross_entropy(model(X), y).backward()
@@ -177,15 +213,18 @@ def _torch_worker(args, comm, kind: str, opts: dict) -> dict | None:
         comm.Barrier()
         full = _timed(lambda g=grads: wb.allreduce(g, "mean", comm=comm, out=g))
         if step >= args.warmup:
-            for k, v in zip(samples, (compute, wait, update, full), strict=True):
+            for k, v in zip(PHASES, (compute, wait, update, full), strict=True):
                 samples[k].append(v)
     if kind == "torch":
         opt.close()
-        return _summary(samples, comm, {"buckets": len(opt.buckets)})
-    import torch.distributed as dist
+        extra = {"buckets": len(opt.buckets), "bucket_bytes": opt.bucket_bytes}
+    else:
+        import torch.distributed as dist
 
-    dist.destroy_process_group()
-    return _summary(samples, comm, {"buckets": "-"})
+        dist.destroy_process_group()
+        extra = {"buckets": "-"}
+    summary = _summary(samples, comm)
+    return None if summary is None else summary | extra
 
 
 def _free_port() -> int:
@@ -200,7 +239,7 @@ def worker(args) -> None:
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
-    kind, _, opts = ROWS[args.row]
+    kind, _, opts = _rows(args)[args.row]
     run = _numpy_worker if kind in ("numpy", "mpi4py") else _torch_worker
     result = run(args, comm, kind, opts)
     if result is not None:
@@ -208,11 +247,28 @@ def worker(args) -> None:
 
 
 # -- driver ----------------------------------------------------------------------------------------
+def _rows(args) -> list[tuple[str, str, dict]]:
+    """The standard rows, or with ``--sweep`` the native loop and the numpy MLP on each
+    bucket size, reduced after backward and with overlap."""
+    if not args.sweep:
+        return ROWS
+    rows = [NATIVE]
+    for size in args.sweep:
+        for overlap in (False, True):
+            how = "+ overlap" if overlap else "after backward"
+            rows.append(
+                ("numpy", f"{size} buckets, {how}", {"bucket_bytes": size, "overlap": overlap})
+            )
+    return rows
+
+
 def _launch(args, row: int, p: int) -> dict | None:
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     cmd = [mpiexec, "-n", str(p), sys.executable, HERE, "--worker", "--row", str(row)]
     cmd += ["--steps", str(args.steps), "--warmup", str(args.warmup), "--batch", str(args.batch)]
     cmd += ["--sizes", ",".join(map(str, args.sizes))]
+    cmd += ["--sweep", ",".join(args.sweep)] if args.sweep else []
+    cmd += ["--bucket", str(args.bucket)] if args.bucket is not None else []
     env = os.environ | ONE_THREAD
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
@@ -230,6 +286,30 @@ def _ms(x: float) -> str:
     return f"{1e3 * x:.1f}"
 
 
+def _size(n: int) -> str:
+    for unit, shift in (("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << (shift - 4)) == 0:
+            return f"{n / (1 << shift):g} {unit}"
+    return f"{n} B"
+
+
+HEAD = ["model / reduction", "p", "step ms", "median step", "compute", "wait", "update"]
+HEAD += ["allreduce", "wait share", "allreduce share", "buckets", "x native", "efficiency"]
+
+
+def _line(kind: str, label: str, p: int, r: dict, base: float | None) -> str:
+    step = r["compute"] + r["wait"] + r["update"]
+    if "bucket_bytes" in r and "default" in label:
+        label = label.replace("default", f"default ({_size(r['bucket_bytes'])})")
+    ratio = f"{step / r['native_step']:.2f}" if "native_step" in r else "-"
+    eff = f"{100 * base / step:.0f}%" if base and p > 1 else "-"
+    times = (step, r["median_step"], r["compute"], r["wait"], r["update"], r["allreduce"])
+    cells = [f"{kind}: {label}", str(p), *map(_ms, times)]
+    cells += [f"{100 * r['wait'] / step:.1f}%", f"{100 * r['allreduce'] / step:.1f}%"]
+    cells += [str(r["buckets"]), ratio, eff]
+    return "| " + " | ".join(cells) + " |"
+
+
 def main() -> None:
     args = _parse()
     if args.worker:
@@ -242,40 +322,28 @@ def main() -> None:
         f"fastest of {args.steps} steps after {args.warmup} warm-up (median beside it)"
     )
     print(f"machine: {_machine()}")
-    head = [
-        "model / reduction",
-        "p",
-        "step ms",
-        "median step",
-        "compute",
-        "wait",
-        "update",
-        "allreduce",
-        "wait share",
-        "allreduce share",
-        "buckets",
-        "efficiency",
-    ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row, (kind, label, _) in enumerate(ROWS):
+    lines = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
+    native_base = None
+    for row, (kind, label, _) in enumerate(_rows(args)):
         base = None
-        for p in args.ranks:
+        ranks = sorted(set(args.ranks) | ({1} if row == 0 else set()))
+        for p in ranks:
             r = _launch(args, row, p)
             if r is None:
-                lines.append(f"| {kind}: {label} | {p} | failed |" + " |" * (len(head) - 3))
+                lines.append(f"| {kind}: {label} | {p} | failed |" + " |" * (len(HEAD) - 3))
                 continue
             step = r["compute"] + r["wait"] + r["update"]
-            base = step if p == 1 else base
-            eff = f"{100 * base / step:.0f}%" if base and p > 1 else "-"
-            lines.append(
-                f"| {kind}: {label} | {p} | {_ms(step)} | {_ms(r['median_step'])} "
-                f"| {_ms(r['compute'])} | {_ms(r['wait'])} "
-                f"| {_ms(r['update'])} | {_ms(r['allreduce'])} | {100 * r['wait'] / step:.1f}% "
-                f"| {100 * r['allreduce'] / step:.1f}% | {r['buckets']} | {eff} |"
-            )
+            if p == 1:
+                base = step
+                native_base = native_base or step
+            lines.append(_line(kind, label, p, r, base or native_base))
             print(lines[-1], flush=True)
-    print()
+    print(f"\nload average at the end: {_load():.1f}\n")
     print("\n".join(lines))
+
+
+def _load() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
 def _machine() -> str:
@@ -287,11 +355,14 @@ def _machine() -> str:
             cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
         f"{cpu}, {multiprocessing.cpu_count()} cores, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, numpy {np.__version__}, load average {load:.1f}"
+        f"Python {platform.python_version()}, numpy {np.__version__}, load average {_load():.1f}"
     )
+
+
+def _int_list(values: list[str]) -> list[int]:
+    return [int(v) for s in values for v in s.split(",") if v]
 
 
 def _parse() -> argparse.Namespace:
@@ -302,11 +373,22 @@ def _parse() -> argparse.Namespace:
     ap.add_argument(
         "--sizes", type=lambda s: [int(v) for v in s.split(",")], default=[1024, 2048, 2048, 10]
     )
-    ap.add_argument("--ranks", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2])
+    ap.add_argument(
+        "--ranks", nargs="+", default=["1", "2", "4"], help="rank counts: 1 2 4 or 1,2,4"
+    )
+    ap.add_argument("--bucket", default=None, help="bucket size of the 'default' rows (e.g. 4MiB)")
+    ap.add_argument(
+        "--sweep",
+        type=lambda s: [v for v in s.split(",") if v],
+        default=None,
+        help="bucket sizes to compare instead of the standard rows, e.g. 1MiB,4MiB,25MiB",
+    )
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--row", type=int, default=0, help=argparse.SUPPRESS)
-    return ap.parse_args()
+    args = ap.parse_args()
+    args.ranks = _int_list(args.ranks)
+    return args
 
 
 if __name__ == "__main__":

@@ -79,7 +79,23 @@ def _on(pool, n: int, fn, *args, timeout: float = 90):
     return pool.apply(fn, (n, *args), ranks=ranks, timeout=timeout, stream=False, progress=False)
 
 
-def _numpy_steps(n, epochs, bucket_bytes, overlap):
+def _in_buckets(opt, grads) -> bool:
+    """Every gradient is a view into its bucket's range of symmetric memory."""
+    from workbench.comm import is_symmetric
+
+    return all(
+        is_symmetric(g) and np.shares_memory(np.asarray(g), b.flat)
+        for b in opt.reducer.buckets
+        for g in (grads[i] for i in b.indices)
+    )
+
+
+def _numpy_steps(n, epochs, bucket_bytes, overlap, rebind=False):
+    """Train on ``n`` ranks; per step: weights identical everywhere, gradients still the
+    bucket views. ``rebind``: the last rank replaces its gradients by copies before each
+    step (they must be copied into the buckets, not lost)."""
+    from workbench.comm import is_symmetric
+
     comm = _comm(n)
     X, y = _data()
     model = wt.MLP([D, 16, 8, CLASSES], seed=comm.rank, dtype=np.float64)
@@ -91,15 +107,20 @@ def _numpy_steps(n, epochs, bucket_bytes, overlap):
         comm=comm,
     )
     sampler = wt.ShardSampler(N, BATCH, seed=3, comm=comm)
-    identical = []
+    identical, views = [], [opt.reducer.symmetric]
     for epoch in range(epochs):
         sampler.set_epoch(epoch)
         for idx in sampler:
             model.loss_and_grad(X[idx], y[idx])
+            views.append(_in_buckets(opt, model.grads))
+            if rebind and comm.rank == n - 1:
+                model.grads[:] = [g.copy() for g in model.grads]
             opt.step()
             identical.append(len(set(comm.allgather(_digest(model.params)))) == 1)
+            views.append(_in_buckets(opt, model.grads))
     opt.close()
-    return identical, len(opt.buckets), [p.copy() for p in model.params]
+    views.append(not any(is_symmetric(g) for g in model.grads))  # private again after close
+    return identical, views, len(opt.buckets), [p.copy() for p in model.params]
 
 
 def _torch_net(seed):
@@ -109,28 +130,48 @@ def _torch_net(seed):
     ).double()
 
 
-def _torch_steps(n, epochs, bucket_bytes):
+def _torch_steps(n, epochs, bucket_bytes, own_zero_grad):
+    """As :func:`_numpy_steps` for torch; ``own_zero_grad``: clear gradients with the
+    torch optimizer's zero_grad (drops them) instead of DistributedOptimizer's."""
     comm = _comm(n)
     X, y = (torch.from_numpy(a) for a in _data())
     net = _torch_net(seed=comm.rank)
     wt.broadcast_parameters(net, comm=comm)
-    opt = wt.DistributedOptimizer(
-        torch.optim.SGD(net.parameters(), lr=0.2, momentum=0.9),
-        bucket_bytes=bucket_bytes,
-        comm=comm,
-    )
+    sgd = torch.optim.SGD(net.parameters(), lr=0.2, momentum=0.9)
+    opt = wt.DistributedOptimizer(sgd, bucket_bytes=bucket_bytes, comm=comm)
     sampler = wt.ShardSampler(N, BATCH, seed=3, comm=comm)
-    identical = []
+    identical, views = [], [opt.reducer.symmetric]
     for epoch in range(epochs):
         sampler.set_epoch(epoch)
         for idx in sampler:
-            opt.zero_grad()
+            (sgd if own_zero_grad else opt).zero_grad()
             torch.nn.functional.cross_entropy(net(X[idx]), y[idx]).backward()
             opt.step()
             params = [p.detach().numpy() for p in net.parameters()]
             identical.append(len(set(comm.allgather(_digest(params)))) == 1)
+            views.append(_in_buckets(opt, [p.grad for p in net.parameters()]))
     opt.close()
-    return identical, len(opt.buckets), [p.detach().numpy().copy() for p in net.parameters()]
+    return identical, views, len(opt.buckets), [p.detach().numpy().copy() for p in net.parameters()]
+
+
+def _torch_unsupported_dtype(n):
+    """A complex layer: its bucket cannot be symmetric; the step must fail on every rank."""
+    comm = _comm(n)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(D, 3).double(), torch.nn.Linear(3, 2, dtype=torch.complex64)
+    )
+    opt = wt.DistributedOptimizer(torch.optim.SGD(net.parameters(), lr=0.1), comm=comm)
+    symmetric = [b.flat is not None for b in opt.reducer.buckets]
+    x = torch.from_numpy(_data()[0][:5])
+    (net[1](net[0](x).to(torch.complex64)).abs() ** 2).sum().backward()
+    try:
+        opt.step()
+        outcome = "no error"
+    except (TypeError, ValueError) as exc:
+        outcome = str(exc)
+    opt.close()
+    return symmetric, outcome
 
 
 def _digits_fit(n):
@@ -255,27 +296,43 @@ def _assert_close(got, want):
 # -- multi-rank behaviour ------------------------------------------------------------------
 @pytest.mark.parametrize("n", RANKS)
 @pytest.mark.parametrize(
-    ("bucket_bytes", "overlap", "buckets"),
-    [(None, True, 1), (200, True, 6), (200, False, 6)],
-    ids=["one-bucket", "small-buckets-overlap", "small-buckets-after-backward"],
+    ("bucket_bytes", "overlap", "rebind", "buckets"),
+    [(None, True, False, 1), (200, True, False, 6), (200, False, True, 6)],
+    ids=["one-bucket", "small-buckets-overlap", "small-buckets-after-backward-rebound"],
 )
-def test_numpy_identical_and_equal_to_single_process(live_pool, n, bucket_bytes, overlap, buckets):
-    results = _on(live_pool, n, _numpy_steps, 2, bucket_bytes, overlap)
-    for identical, n_buckets, _ in results:
+def test_numpy_bucket_views_identical_and_equal_to_single_process(
+    live_pool, n, bucket_bytes, overlap, rebind, buckets
+):
+    results = _on(live_pool, n, _numpy_steps, 2, bucket_bytes, overlap, rebind)
+    for identical, views, n_buckets, _ in results:
         assert identical and all(identical), "weights differ between ranks after a step"
+        assert all(views), f"gradients are not views into symmetric buckets: {views}"
         assert n_buckets == buckets
-    _assert_close(results[0][2], _numpy_reference(2))
+    _assert_close(results[0][3], _numpy_reference(2))
 
 
 @needs_torch
 @pytest.mark.parametrize("n", RANKS)
-@pytest.mark.parametrize("bucket_bytes", [None, 256])
-def test_torch_identical_and_equal_to_single_process(live_pool, n, bucket_bytes):
-    results = _on(live_pool, n, _torch_steps, 2, bucket_bytes)
-    for identical, n_buckets, _ in results:
+@pytest.mark.parametrize(
+    ("bucket_bytes", "own_zero_grad"), [(None, False), (256, True)], ids=["one-bucket", "small"]
+)
+def test_torch_bucket_views_identical_and_equal_to_single_process(
+    live_pool, n, bucket_bytes, own_zero_grad
+):
+    results = _on(live_pool, n, _torch_steps, 2, bucket_bytes, own_zero_grad)
+    for identical, views, n_buckets, _ in results:
         assert identical and all(identical), "weights differ between ranks after a step"
+        assert all(views), f"param.grad are not views into symmetric buckets: {views}"
         assert n_buckets == (1 if bucket_bytes is None else 4)
-    _assert_close(results[0][2], _torch_reference(2))
+    _assert_close(results[0][3], _torch_reference(2))
+
+
+@needs_torch
+def test_torch_dtype_without_symmetric_buckets_fails_on_every_rank(live_pool):
+    results = _on(live_pool, 2, _torch_unsupported_dtype)
+    for symmetric, outcome in results:
+        assert symmetric == [False, True], symmetric  # the complex layer's bucket comes first
+        assert "complex64" in outcome, outcome
 
 
 @pytest.mark.parametrize("n", RANKS)
@@ -364,6 +421,7 @@ def test_bucket_plan_and_size_setting(monkeypatch):
 
     assert wt.plan_buckets([40, 4, 40, 4], 48) == [[3, 2, 1], [0]]
     assert wt.plan_buckets([40, 4, 100, 4], 48) == [[3], [2], [1, 0]]  # too big: alone
+    assert wt.plan_buckets([40, 4, 40, 4], 100, kinds="abab") == [[3, 1], [2, 0]]  # one dtype
     model = wt.MLP([4, 3])
     for bad in (0, -5, "0MiB", "lots"):
         with pytest.raises(ValueError, match="bucket_bytes"):

@@ -2,8 +2,9 @@
 
 Synchronous data-parallel SGD as in Horovod and the Cray PE ML Plugin: each rank
 computes gradients on its shard of the global batch, :class:`DistributedOptimizer`
-averages them bucket by bucket with the shared :func:`workbench.allreduce_async`, and
-every rank applies the same update, so weights stay bit-identical. Works with the
+averages them bucket by bucket with the shared :func:`workbench.allreduce_async` (the
+buckets live in symmetric memory and the gradients are views into them, so nothing is
+packed), and every rank applies the same update, so weights stay bit-identical. Works with the
 bundled numpy :class:`MLP` and, when installed, PyTorch modules and optimizers.
 
 On every rank::

@@ -1,9 +1,10 @@
 """SGD for numpy models and the data-parallel wrapper around any optimizer.
 
-:class:`DistributedOptimizer` is the Horovod/Cray-ML-Plugin pattern: backward hooks
-feed gradient buckets to the shared :func:`workbench.allreduce_async` (averaging),
-``step()`` waits for the buckets and applies the wrapped optimizer's update, which
-is then identical on every rank.
+:class:`DistributedOptimizer` is the Horovod/Cray-ML-Plugin pattern: gradients live in
+buckets of symmetric memory (:mod:`workbench.train._buckets`), backward hooks hand each
+finished bucket to the shared :func:`workbench.allreduce_async` (averaging in place),
+``step()`` waits for the buckets and applies the wrapped optimizer's update, which is
+then identical on every rank.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from workbench.errors import InvalidTypeError, InvalidValueError
 from workbench.train._buckets import Reducer, bucket_bytes_setting
-from workbench.train._params import as_arrays, check_same_layout, resolve_comm
+from workbench.train._params import as_arrays, check_same_layout, describe, resolve_comm
 from workbench.train._torch import TorchGrads, is_torch_object, is_torch_optimizer, require_torch
 
 __all__ = ["SGD", "DistributedOptimizer"]
@@ -87,25 +88,58 @@ class SGD:
 
 
 class _NumpyGrads:
-    """Gradients of a numpy model (``params``/``grads``/``register_grad_hook``)."""
+    """Gradients of a numpy model (``params``, a ``grads`` list, ``register_grad_hook``) whose
+    backward writes ``grads[i]`` in place, so bucket views put there receive it."""
 
     def __init__(self, optimizer: Any) -> None:
-        self.model = optimizer.model
+        self.optimizer, self.model = optimizer, optimizer.model
         if not hasattr(self.model, "register_grad_hook"):
             raise InvalidTypeError(
                 f"{type(self.model).__name__} has no register_grad_hook(fn); "
                 "DistributedOptimizer needs it to see gradients become ready"
             )
+        if not isinstance(self.model.grads, list):
+            raise InvalidTypeError(
+                f"{type(self.model).__name__}.grads is a {type(self.model.grads).__name__}; "
+                "DistributedOptimizer needs a list (it puts bucket views in it)"
+            )
         self._handle: Any = None
+        self._views: dict[int, np.ndarray] = {}
 
     def arrays(self) -> list[np.ndarray]:
         return self.model.params
 
-    def nbytes(self) -> list[int]:
-        return [p.nbytes for p in self.model.params]
+    def layout(self) -> list[tuple[tuple[int, ...], Any, int]]:
+        return [(p.shape, p.dtype, p.nbytes) for p in self.model.params]
 
-    def grads(self, indices: list[int]) -> list[np.ndarray]:
-        return [self.model.grads[i] for i in indices]
+    def grad(self, index: int) -> Any:
+        return self.model.grads[index]
+
+    def bind(self, index: int, view: np.ndarray) -> None:
+        np.copyto(view, self.model.grads[index])
+        self.model.grads[index] = self._views[index] = view
+
+    def ensure(self, index: int) -> bool:
+        view, g = self._views[index], self.model.grads[index]
+        if g is view:
+            return True
+        if np.shape(g) != view.shape or getattr(g, "dtype", None) != view.dtype:
+            return False
+        np.copyto(view, g)
+        self.model.grads[index] = view
+        return True
+
+    def describe(self) -> str:
+        return describe([np.asarray(g) for g in self.model.grads])
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad()
+
+    def release(self) -> None:
+        """Private copies of the gradients in place of the bucket views."""
+        for i, view in self._views.items():
+            if self.model.grads[i] is view:
+                self.model.grads[i] = view.copy()
 
     def attach(self, ready: Any) -> None:
         self._handle = self.model.register_grad_hook(ready)
@@ -148,11 +182,14 @@ class DistributedOptimizer:
     ``optimizer_or_params`` is a :class:`SGD` (numpy models), a ``torch.optim.Optimizer``
     (CPU), or a model / torch parameters together with ``lr=`` (an SGD is built, with
     ``momentum`` and ``weight_decay``).
-    Gradients are grouped into buckets of ``bucket_bytes`` (default 25 MiB or
-    ``WORKBENCH_BUCKET_BYTES``); with ``overlap`` each bucket is reduced by
-    :func:`workbench.allreduce_async` on team ``team`` as soon as backward finished
-    it. Collective: build it on every rank of ``comm`` with the same model layout
-    (ParameterMismatchError otherwise). Use: ``backward; opt.step()`` every step.
+    Gradients are grouped into buckets of ``bucket_bytes`` (default
+    :data:`DEFAULT_BUCKET_BYTES` or ``WORKBENCH_BUCKET_BYTES``) held in symmetric memory
+    (:func:`workbench.comm.empty`), and the model's gradients become views into them
+    (``model.grads[i]``, or ``param.grad`` for torch), so averaging needs no copy; with
+    ``overlap`` each bucket is reduced by :func:`workbench.allreduce_async` on team
+    ``team`` as soon as backward finished it. Collective: build it on every rank of
+    ``comm`` with the same model layout (ParameterMismatchError otherwise). Use:
+    ``backward; opt.step()`` every step; ``close()`` when done.
     """
 
     def __init__(
@@ -178,8 +215,7 @@ class DistributedOptimizer:
         )
         check_same_layout(as_arrays(self._source.arrays()), self.comm, "DistributedOptimizer")
         self.reducer = Reducer(
-            self._source.nbytes(),
-            self._source.grads,
+            self._source,
             bucket_bytes=self.bucket_bytes,
             overlap=self.overlap,
             comm=self.comm,
@@ -191,7 +227,7 @@ class DistributedOptimizer:
     @property
     def buckets(self) -> list[list[int]]:
         """Parameter indices of each bucket, in launch order."""
-        return self.reducer.buckets
+        return [b.indices for b in self.reducer.buckets]
 
     def synchronize(self) -> None:
         """Wait until the gradients are averaged across ranks (``step`` calls it).
@@ -210,8 +246,10 @@ class DistributedOptimizer:
         self.optimizer.step()
 
     def zero_grad(self) -> None:
-        """Clear gradients through the wrapped optimizer."""
-        self.optimizer.zero_grad()
+        """Clear the gradients: zeroes the buckets in place for torch (so ``param.grad``
+        stays a bucket view; ``torch.optim``'s own ``zero_grad`` would drop it and cost a
+        copy at the next step); the wrapped optimizer's ``zero_grad`` for numpy models."""
+        self._source.zero_grad()
 
     def state_dict(self) -> dict[str, Any]:
         """The wrapped optimizer's state."""
@@ -222,8 +260,10 @@ class DistributedOptimizer:
         self.optimizer.load_state_dict(state)
 
     def close(self) -> None:
-        """Remove the gradient hooks (the wrapped optimizer stays usable alone)."""
+        """Remove the gradient hooks and give the model private gradients again (copies of
+        the bucket views), so the wrapped optimizer stays usable alone."""
         self._source.detach()
+        self._source.release()
 
     def __repr__(self) -> str:
         return (

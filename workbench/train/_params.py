@@ -16,6 +16,8 @@ __all__ = [
     "as_arrays",
     "broadcast_parameters",
     "check_same_layout",
+    "describe",
+    "layout_differences",
     "resolve_comm",
 ]
 
@@ -71,17 +73,24 @@ def describe(arrays: Sequence[np.ndarray]) -> str:
     return ", ".join(f"{tuple(a.shape)} {a.dtype.name}" for a in arrays) or "(no parameters)"
 
 
-def check_same_layout(arrays: Sequence[np.ndarray], comm: Any, what: str) -> None:
-    """ParameterMismatchError on every rank of ``comm`` unless all ranks pass ``arrays`` of
-    the same shapes and dtypes; ``what`` names the caller in the message."""
-    mine = describe(arrays)
+def layout_differences(mine: str, comm: Any) -> str | None:
+    """None when every rank of ``comm`` passes the same ``mine`` (collective), else one
+    line per group of ranks naming what they hold."""
     everyone = comm.allgather(mine)
     if len(set(everyone)) == 1:
-        return
+        return None
     groups: dict[str, list[int]] = {}
     for r, d in enumerate(everyone):
         groups.setdefault(d, []).append(r)
-    lines = "\n".join(f"  rank(s) {format_ranks(rs)}: [{d}]" for d, rs in groups.items())
+    return "\n".join(f"  rank(s) {format_ranks(rs)}: [{d}]" for d, rs in groups.items())
+
+
+def check_same_layout(arrays: Sequence[np.ndarray], comm: Any, what: str) -> None:
+    """ParameterMismatchError on every rank of ``comm`` unless all ranks pass ``arrays`` of
+    the same shapes and dtypes; ``what`` names the caller in the message."""
+    lines = layout_differences(describe(arrays), comm)
+    if lines is None:
+        return
     raise ParameterMismatchError(
         f"{what}: ranks hold different parameters (communicator size {comm.Get_size()}):\n"
         f"{lines}\nBuild the same model on every rank (same sizes and dtype); "

@@ -16,6 +16,7 @@ __all__ = [
     "TorchGrads",
     "is_torch_object",
     "is_torch_optimizer",
+    "numpy_dtype",
     "require_torch",
     "torch_params",
 ]
@@ -54,8 +55,22 @@ def torch_params(obj: Any) -> list[Any]:
     return list(obj)
 
 
+def numpy_dtype(dtype: Any) -> Any:
+    """The numpy dtype of torch dtype ``dtype``, or None when numpy has none (bfloat16)."""
+    import torch
+
+    try:
+        return torch.empty(0, dtype=dtype).numpy().dtype
+    except (TypeError, RuntimeError):
+        return None
+
+
 class TorchGrads:
-    """Gradients of a torch optimizer's parameters, and hooks that report them ready."""
+    """Gradients of a torch optimizer's parameters, and hooks that report them ready.
+
+    Bound gradients are ``param.grad`` tensors over bucket memory: autograd accumulates
+    into a defined ``.grad`` in place, so backward writes straight into the buckets.
+    """
 
     def __init__(self, optimizer: Any) -> None:
         require_torch()
@@ -64,25 +79,76 @@ class TorchGrads:
         if not self.params:
             raise InvalidValueError("the optimizer has no parameters that require gradients")
         self._handles: list[Any] = []
+        self._views: dict[int, Any] = {}
 
     def arrays(self) -> list[Any]:
         """The parameters (their shapes and dtypes define the buckets)."""
         return self.params
 
-    def nbytes(self) -> list[int]:
-        return [p.numel() * p.element_size() for p in self.params]
+    def layout(self) -> list[tuple[tuple[int, ...], Any, int]]:
+        return [
+            (tuple(p.shape), numpy_dtype(p.dtype), p.numel() * p.element_size())
+            for p in self.params
+        ]
 
-    def grads(self, indices: list[int]) -> list[Any]:
-        """Gradient tensors of ``indices`` (zeros for a parameter that got none)."""
+    def grad(self, index: int) -> Any:
+        """Gradient tensor ``index`` (zeros for a parameter that got none)."""
         import torch
 
-        out = []
-        for i in indices:
+        p = self.params[index]
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        return p.grad
+
+    def bind(self, index: int, view: Any) -> None:
+        import torch
+
+        p, t = self.params[index], torch.from_numpy(view)
+        if p.grad is None:
+            t.zero_()
+        else:
+            t.copy_(p.grad)
+        p.grad = self._views[index] = t
+
+    def ensure(self, index: int) -> bool:
+        import torch
+
+        p, t = self.params[index], self._views[index]
+        g = p.grad
+        if g is t:
+            return True
+        if g is None:
+            t.zero_()
+        elif g.shape == t.shape and g.dtype == t.dtype and g.layout == torch.strided:
+            t.copy_(g)
+        else:
+            return False
+        p.grad = t
+        return True
+
+    def describe(self) -> str:
+        return ", ".join(
+            "no gradient"
+            if p.grad is None
+            else f"{tuple(p.grad.shape)} {str(p.grad.dtype).removeprefix('torch.')}"
+            for p in self.params
+        )
+
+    def zero_grad(self) -> None:
+        """Zero bound gradients in place; drop the others (``set_to_none``, as torch)."""
+        for i, p in enumerate(self.params):
+            t = self._views.get(i)
+            if t is not None and p.grad is t:
+                t.zero_()
+            else:
+                p.grad = None
+
+    def release(self) -> None:
+        """Private copies of the gradients in place of the bucket views."""
+        for i, t in self._views.items():
             p = self.params[i]
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            out.append(p.grad)
-        return out
+            if p.grad is t:
+                p.grad = t.clone()
 
     def attach(self, ready: Callable[[int], None]) -> None:
         """Call ``ready(i)`` when the gradient of parameter ``i`` has been accumulated."""
