@@ -79,6 +79,27 @@ def fused_list_of_separate_buffers() -> None:
         assert (b == SIZE * (SIZE - 1) / 2).all()
 
 
+def large_plain_lists_through_a_symmetric_buffer() -> None:
+    # > 64 KiB in all: after the check, packed into a symmetric buffer, reduced, unpacked
+    sizes = [3, 70_000, 1, 20_000, 513]
+    for dtype, op in ((np.float32, "sum"), (np.float64, "mean"), (np.int64, "max")):
+        xs = [contribution(n, dtype, RANK) for n in sizes]
+        outs = allreduce(xs, op=op)
+        for n, got in zip(sizes, outs, strict=True):
+            check_close(got, n, dtype, op, f"fused {np.dtype(dtype).name} {op} n={n}")
+        allreduce(xs, op=op, out=xs)  # in place, into the caller's arrays
+        for n, got in zip(sizes, xs, strict=True):
+            check_close(got, n, dtype, op, f"fused in place {np.dtype(dtype).name} {op}")
+    # a different list on one rank is caught by the check before any buffer grows
+    xs = [np.ones(n, np.float32) for n in (sizes if RANK else [*sizes, 5])]
+    try:
+        allreduce(xs)
+    except AllreduceMismatchError:
+        pass
+    else:
+        raise AssertionError("mismatched fused lists were not detected")
+
+
 def two_teams_at_once() -> None:
     a, b = empty(50_000, np.float32), empty(777, np.float64)
     a[:], b[:] = 1.0, RANK
@@ -140,6 +161,8 @@ def main() -> None:
     f.case("every op and dtype", every_op_and_dtype, None)
     f.case("slices of one block", slices_of_one_block, None)
     f.case("fused list of separate buffers", fused_list_of_separate_buffers)
+    if SIZE > 1:
+        f.case("large plain lists", large_plain_lists_through_a_symmetric_buffer)
     f.case("two teams at once", two_teams_at_once)
     f.case("torch like", torch_like)
     if SIZE > 1:

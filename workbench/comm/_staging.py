@@ -9,7 +9,10 @@ is fused) into its row — then publishes ARRIVE; once every rank has arrived:
 * a small message is reduced right there: rank r reduces its slice of every input row into
   the result row, publishes DEPART, and once every slice is done copies (unpacks) the result
   out: two flag waits and no MPI call;
-* a large message goes on with the algorithm ``auto`` (or the caller) chose.
+* a large message goes on with the algorithm ``auto`` (or the caller) chose; a large fused
+  list (with the check on, so that every rank is known to pass the same sizes) is packed
+  into a symmetric buffer of the communicator, reduced there with no further copy and
+  unpacked (:meth:`Staging.reduce_fused`).
 
 Consecutive calls use alternating halves and header slots (by call parity): a rank can be at
 most one call ahead of another, so it never overwrites what a slower rank still reads, and
@@ -30,6 +33,7 @@ from workbench.comm._teams import is_team_comm
 from workbench.comm._topology import topology
 from workbench.comm._window import NodeWindow
 from workbench.comm.algorithms._base import block_bounds
+from workbench.comm.algorithms._symmetric import allocate, find, reduce_registered
 from workbench.comm.kernels import OP_CODES
 
 __all__ = ["STAGE_BYTES", "Staging", "staging"]
@@ -49,6 +53,7 @@ class Staging(NodeWindow):
         super().__init__(node, 2 * (p + 1) * capacity, "this communicator")
         self.seq = 0
         self._rows: dict[tuple[int, str], np.ndarray] = {}
+        self._fusion: dict[str, np.ndarray] = {}  # dtype -> symmetric buffer for fused lists
         node.Barrier()  # every control row initialised before anyone uses the window
 
     def rows(self, half: int, dtype: np.dtype) -> np.ndarray:
@@ -112,7 +117,26 @@ class Staging(NodeWindow):
             self.wait(_flags.DEPART, seq, stall_seconds)
         batch.take_result(rows[p, :n])
 
+    def reduce_fused(self, batch: Batch, op: str, comm: Any, stall_seconds: float) -> None:
+        """Reduce a fused ``batch`` through a symmetric buffer of ``comm``: one pack into it,
+        the zero-copy reduction, one unpack. Collective, and only after a successful check
+        (the buffer grows the same way on every rank)."""
+        key = batch.dtype.str
+        buf = self._fusion.get(key)
+        if buf is None or buf.size < batch.size:
+            grow = batch.size if buf is None else max(batch.size, 2 * buf.size)
+            buf = self._fusion[key] = allocate(grow, batch.dtype, comm)
+        flat = buf[: batch.size]
+        reg = find(flat)
+        assert reg is not None
+        batch.pack_into(flat)
+        reduce_registered(
+            reg, reg.block, op, _NO_FIELDS, "", check=False, stall_seconds=stall_seconds
+        )
+        batch.take_result(flat)
 
+
+_NO_FIELDS = (0, 0, 0, 0, 0)
 _templates: dict[tuple[tuple[int, ...], int], np.ndarray] = {}
 
 

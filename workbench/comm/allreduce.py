@@ -110,7 +110,10 @@ def reduce_items(
             if small:
                 return [finish(it) for it in items]
         for batch in batches:
-            batch.run(op, comm, algo, None)
+            if batch.fused and cfg.check and algo.name == "auto":
+                st.reduce_fused(batch, op, comm, cfg.stall_seconds)
+            else:
+                batch.run(op, comm, algo, None)
         return [finish(it) for it in items]
     rows = None
     if cfg.check:
