@@ -11,7 +11,7 @@ import pytest
 from conftest import wait_idle
 from IPython.core.error import UsageError
 
-from workbench.errors import PoolTimeoutError, RankError
+from workbench.errors import PoolError, PoolTimeoutError, RankError
 
 
 def test_distributed_output_from_every_rank_labelled(shell, live_pool, capsys):
@@ -202,3 +202,50 @@ def test_last_throttled_progress_report_is_not_lost(shell, live_pool, capsys):
     live_pool.run(burst)
     final = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[progress")][-1]
     assert all(f"r{r} 49 marker=49" in final for r in range(live_pool.size))
+
+
+def _stop_from_another_process(cluster_file: str) -> None:
+    """What ipyparallel's STOP button or `ipcluster stop` does: stop it through its file."""
+    import subprocess
+    import sys
+
+    code = f"import ipyparallel as ipp; ipp.Cluster.from_file({cluster_file!r}).stop_cluster_sync()"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_pool_stopped_from_another_process_answers_at_once_then_stops_and_restarts(
+    shell, live_pool, capsys
+):
+    """%wb status on a pool stopped elsewhere says so in one line within 10 s (it used to
+    hang in the controller query), %wb stop cleans up and succeeds, %wb start works."""
+    from workbench.pool import Pool, current, set_current
+
+    pool = Pool.local(1)  # its own pool: the session pool stays up
+    attached = Pool.attach(pool.cluster_file)  # a second client, which did not start it
+    attached.query_timeout = 2.0
+    try:
+        _stop_from_another_process(pool.cluster_file)
+        set_current(pool)
+        start = time.monotonic()
+        result = shell.run_cell("%wb status")
+        assert time.monotonic() - start < 10
+        assert isinstance(result.error_in_exec, PoolError)
+        shown = capsys.readouterr()
+        assert "is gone" in shown.out + shown.err and "%wb stop" in str(result.error_in_exec)
+        assert len(result.error_in_exec._render_traceback_()) == 1  # one line, no trace
+        # a client that did not start the pool finds out through the bounded query
+        start = time.monotonic()
+        with pytest.raises(PoolError, match="did not answer within 2 s"):
+            attached.status()
+        assert time.monotonic() - start < 10
+        shell.run_line_magic("wb", "stop")
+        assert "pool stopped" in capsys.readouterr().out
+        assert current() is None
+        shell.run_line_magic("wb", "start -n 1")
+        fresh = current()
+        assert fresh is not None and fresh is not pool and fresh.run(lambda: 1) == [1]
+        shell.run_line_magic("wb", "stop")
+    finally:
+        attached.stop()
+        pool.stop()
+        set_current(live_pool)

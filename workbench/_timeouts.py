@@ -9,7 +9,8 @@ name                   seconds  what waits
 ``ENGINE_START``       120      local engines registering; engines answering the first bootstrap
 ``SLURM_START``        600      a Slurm job queueing, starting and its engines registering
 ``ATTACH``             30       engines of a running pool answering ``Pool.attach``
-``QUERY``              10       one question to the controller or to Slurm (``squeue``)
+``QUERY``              10       one question to Slurm (``squeue``) or a shell thread
+``CONTROLLER``         5        one request to the pool's controller (status, queue, stop)
 ``ENGINES_EXIT``       15       engine processes exiting after a stop or restart
 ``INTERRUPT_GRACE``    5        engines stopping their work after Ctrl-C or a timeout
 ``TRANSFER``           3600     one block of data moving between the notebook, dask and the ranks
@@ -28,6 +29,7 @@ from __future__ import annotations
 __all__ = [
     "ATTACH",
     "CELL",
+    "CONTROLLER",
     "DASK_CONNECT",
     "DECISION",
     "ENGINES_EXIT",
@@ -46,6 +48,7 @@ ENGINE_START = 120
 SLURM_START = 600
 ATTACH = 30
 QUERY = 10
+CONTROLLER = 5
 ENGINES_EXIT = 15
 INTERRUPT_GRACE = 5
 TRANSFER = 3600

@@ -18,6 +18,7 @@ __all__ = [
     "AllreduceMismatchError",
     "AllreduceTimeoutError",
     "CheckpointError",
+    "ControllerGoneError",
     "DataFreedError",
     "EngineDiedError",
     "InvalidTypeError",
@@ -104,6 +105,11 @@ class PoolError(WorkbenchError, RuntimeError):
 
 class NoPoolError(PoolError):
     """No pool was given and none is running in this process."""
+
+
+class ControllerGoneError(PoolError):
+    """The pool's controller did not answer a request in time: it was stopped from elsewhere
+    (another process, ipyparallel's own STOP button) or it died."""
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,9 @@ class WorkbenchMagics(Magics):
 
     def _start(self, args: argparse.Namespace) -> None:
         old = _pool.current()
+        if old is not None and old.lost is not None:  # stopped elsewhere: clean up, go on
+            old.stop()
+            old = None
         if old is not None:
             raise UsageError(
                 f"a pool is already running ({old.size} ranks); `%wb stop` it first, "
@@ -81,7 +84,10 @@ class WorkbenchMagics(Magics):
         print(f"workbench: restarted {pool.size} MPI engines")
 
     def _stop(self, args: argparse.Namespace) -> None:
-        pool = _pool.require()
+        pool = _pool.current()  # also a pool found gone: stopping it cleans up what is left
+        if pool is None:
+            _pool.require()  # raises NoPoolError with the usual advice
+            return
         pool.stop()
         _pool.set_current(None)
         print("workbench: pool stopped")

@@ -7,13 +7,48 @@ private name it reads and falls back to a public (slower or coarser) answer when
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from workbench.errors import ControllerGoneError
 
 if TYPE_CHECKING:
     import ipyparallel as ipp
     from ipyparallel.client.asyncresult import AsyncResult
 
-__all__ = ["child_metadata", "engines_with_outstanding_requests"]
+__all__ = [
+    "bound_requests",
+    "child_metadata",
+    "controller_pid",
+    "engines_with_outstanding_requests",
+]
+
+
+def bound_requests(client: ipp.Client, timeout: Callable[[], float]) -> None:
+    """Make every request/reply call of ``client`` to its controller (``queue_status``,
+    ``db_query``, ``shutdown``...) raise :class:`ControllerGoneError` after ``timeout()``
+    seconds instead of waiting forever for a controller that is gone.
+
+    Replaces ``Client._send_recv`` on this instance (ipyparallel's version waits without a
+    bound); the message is sent exactly as ipyparallel sends it.
+    """
+    send = client._send
+
+    def send_recv(*args: Any, **kwargs: Any) -> Any:
+        future = send(*args, **kwargs)
+        limit = timeout()
+        if not future.wait(limit):
+            raise ControllerGoneError(f"the pool's controller did not answer within {limit:g} s")
+        return future.result()
+
+    client._send_recv = send_recv
+
+
+def controller_pid(cluster: ipp.Cluster) -> int | None:
+    """The process id of the cluster's controller launcher (``Cluster.controller.pid``), or
+    None when the cluster does not know it."""
+    pid = getattr(getattr(cluster, "controller", None), "pid", None)
+    return pid if isinstance(pid, int) else None
 
 
 def child_metadata(ar: AsyncResult) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from typing import Any
 import ipyparallel as ipp
 
 from workbench import _timeouts
-from workbench.errors import InvalidValueError, NoPoolError, PoolError
+from workbench.errors import ControllerGoneError, InvalidValueError, NoPoolError, PoolError
 from workbench.pool import _engine, _globals, _ipp, _launch
 from workbench.pool._slurm import SlurmOptions, job_state
 from workbench.pool._status import EngineInfo, PoolStatus
@@ -32,8 +32,12 @@ _current: Pool | None = None
 
 
 def current() -> Pool | None:
-    """The pool the magics use (the last one started or attached in this process)."""
-    return _current if _current is not None and not _current.stopped else None
+    """The pool the magics use (the last one started or attached in this process); a pool
+    found gone (stopped from elsewhere) stays current until it is stopped here, so that
+    what uses it says so."""
+    if _current is None or (_current.stopped and _current.lost is None):
+        return None
+    return _current
 
 
 def require(pool: Pool | None = None) -> Pool:
@@ -64,6 +68,10 @@ class Pool:
         self.client = client
         self.owner = owner
         self.stopped = False
+        self.lost: str | None = None  # why the pool is gone, when it was stopped elsewhere
+        #: Seconds every request to the controller may take (status, stop...).
+        self.query_timeout: float = _timeouts.CONTROLLER
+        _ipp.bound_requests(client, lambda: self.query_timeout)
         self.engines: list[EngineInfo] = []
         self._handles: dict[str, Any] = {}  # data placed on the engines, by key
         self._job_checked: tuple[float, str | None] = (-1e9, None)
@@ -268,6 +276,8 @@ class Pool:
 
     def ensure_alive(self) -> None:
         """Raise :class:`PoolError` if this pool was stopped (or closed)."""
+        if self.lost is not None:
+            raise PoolError(self._gone_message())
         if self.stopped:
             raise PoolError(
                 "this pool was stopped; start a new one with `%wb start` / Pool.local()"
@@ -399,11 +409,42 @@ class Pool:
         return self._job_checked[1]
 
     # -- lifecycle ---------------------------------------------------------------------------
+    def _gone_message(self) -> str:
+        return (
+            f"pool {self.cluster.cluster_id} is gone: {self.lost}. `%wb stop` (pool.stop()) "
+            "cleans up what is left; `%wb start` starts a new pool"
+        )
+
+    def _lose(self, why: str) -> PoolError:
+        """Mark the pool gone (stopped elsewhere, controller dead); the error to raise."""
+        self.lost = why
+        self.stopped = True
+        with contextlib.suppress(Exception):
+            self.client.close()
+        return PoolError(self._gone_message())
+
     def status(self) -> PoolStatus:
-        """A table of rank, engine id, host, pid, state (idle/busy/dead) and memory."""
+        """A table of rank, engine id, host, pid, state (idle/busy/dead) and memory.
+
+        Bounded: when the controller does not answer within :attr:`query_timeout` seconds
+        (the pool was stopped from elsewhere, or its controller died) the pool is marked
+        gone and :class:`PoolError` says so.
+        """
         self.ensure_alive()
+        pid = _ipp.controller_pid(self.cluster) if self.owner else None
+        if pid is not None and not _launch.alive(pid):  # we started it: it runs here
+            raise self._lose(
+                f"its controller (pid {pid}) has exited (stopped from elsewhere, e.g. "
+                "`workbench pool stop` or ipyparallel's STOP button, or it died)"
+            )
         dead = self.dead_ranks()
-        busy = self._busy_engines()
+        try:
+            busy = self._busy_engines()
+        except ControllerGoneError as e:
+            raise self._lose(
+                f"{e} (stopped from elsewhere, e.g. `workbench pool stop` or ipyparallel's "
+                "STOP button, or the controller died)"
+            ) from None
         rows = []
         for e in self.engines:
             state = "dead" if e.rank in dead else ("busy" if e.engine_id in busy else "idle")
@@ -472,10 +513,12 @@ class Pool:
         self._connect()
 
     def stop(self) -> None:
-        """Stop the engines and the controller, and remove the cluster file."""
-        if self.stopped:
+        """Stop the engines and the controller, and remove the cluster file; on a pool found
+        gone, clean up what is left."""
+        if self.stopped and self.lost is None:
             return
         self.stopped = True
+        self.lost = None
         engines = list(self.engines)
         try:
             self.client.close()
@@ -499,7 +542,7 @@ class Pool:
         self.stop()
 
     def __repr__(self) -> str:
-        state = "stopped" if self.stopped else f"{self.size} ranks"
+        state = "gone" if self.lost else "stopped" if self.stopped else f"{self.size} ranks"
         return f"<workbench.Pool {self.cluster.cluster_id} {state}>"
 
 
