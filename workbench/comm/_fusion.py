@@ -61,9 +61,10 @@ class Batch:
         else:
             np.copyto(dst, self.items[0].src)
 
-    def take_result(self, src: np.ndarray) -> None:
+    def take_result(self, src: np.ndarray, *, own: bool = False) -> None:
         """Copy the reduced flat ``src`` out to the results (unpacked in one pass when fused;
-        out-of-place results of a fused batch are views into one new array)."""
+        out-of-place results of a fused batch are views into one array: ``src`` itself when
+        ``own``, the batch's own buffer, else a copy of it)."""
         if not self.fused:
             it = self.items[0]
             if it.dst is None:
@@ -72,7 +73,7 @@ class Batch:
                 np.copyto(it.dst, src)
             return
         if all(it.dst is None for it in self.items):
-            flat = src.copy()
+            flat = src if own else src.copy()
             for k, it in enumerate(self.items):
                 it.dst = flat[self.offsets[k] : self.offsets[k + 1]]
             return
@@ -98,16 +99,8 @@ class Batch:
             algo.reduce(target, base, comm, src=src)
         if op == "mean" and target.size:
             kernels.divide_by(target, comm.Get_size())
-        if not self.fused:
-            return
-        if all(it.dst is None for it in self.items):
-            for k, it in enumerate(self.items):
-                it.dst = target[self.offsets[k] : self.offsets[k + 1]]
-            return
-        for it in self.items:
-            if it.dst is None:
-                it.dst = np.empty_like(it.src)
-        kernels.unpack_flat(target, typed.List([it.dst for it in self.items]), self.offsets)
+        if self.fused:
+            self.take_result(target, own=True)
 
 
 def plan(items: list[Item], fusion_bytes: int) -> list[Batch]:
