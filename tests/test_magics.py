@@ -36,7 +36,7 @@ def test_distributed_failure_shows_first_failing_rank(shell, live_pool):
     assert info.value.ranks == [1, 2]
     lines = info.value._render_traceback_()
     assert lines[0] == "[rank 1] RuntimeError: boom 1"
-    assert lines[-1].startswith("And 1 other rank of 3 failed: 2")
+    assert lines[-1] == "1 other rank failed: rank 2 (RuntimeError: boom 2)"
 
 
 def test_distributed_failure_in_shell_has_no_package_traceback(shell, live_pool, capsys):
@@ -65,15 +65,28 @@ def test_ctrl_c_interrupts_every_engine(shell, live_pool, capsys):
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Timer(1.0, ctrl_c).start()
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="interrupted ranks 0, 1, 2") as info:
         shell.run_cell_magic(
             "distributed", "", "import time\nfor _ in range(1200): time.sleep(0.05)"
         )
     assert time.monotonic() - sent[0] < 3  # the prompt is back within 3 s
-    assert "interrupted ranks 0, 1, 2" in capsys.readouterr().err
+    # a notebook shows one line, not a trace through workbench and ipyparallel
+    assert info.value._render_traceback_() == ["workbench: interrupted ranks 0, 1, 2"]
     wait_idle(live_pool)
     shell.run_cell_magic("distributed", "", "x = rank * 2")
     assert live_pool.view().pull("x", block=True) == [0, 2, 4]
+
+
+def test_interrupt_in_a_cell_shows_one_line(shell, live_pool, capsys):
+    """What the notebook shows after Ctrl-C: one line, no trace through workbench."""
+    threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    result = shell.run_cell("%%distributed\nimport time\nfor _ in range(1200): time.sleep(0.05)")
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)
+    shown = capsys.readouterr()
+    text = shown.out + shown.err
+    assert "workbench: interrupted ranks 0, 1, 2" in text
+    assert "Traceback" not in text and "ipyparallel" not in text, text
+    wait_idle(live_pool)
 
 
 def test_progress_reaches_the_notebook(shell, live_pool, capsys):

@@ -119,7 +119,9 @@ def test_all_ranks_failing_counts_the_others(live_pool):
     with pytest.raises(RankError) as info:
         live_pool.execute("raise ValueError(f'bad {rank}')", progress=False)
     assert info.value.ranks == [0, 1, 2]
-    assert "and 2 other ranks of 3 failed: 1, 2" in str(info.value)
+    assert "2 other ranks failed: rank 1 (ValueError: bad 1), rank 2 (ValueError: bad 2)" in str(
+        info.value
+    )
 
 
 def test_timeout_interrupts_engines_and_pool_stays_usable(live_pool):

@@ -11,6 +11,8 @@ rank's own traceback) instead of a trace through workbench's internals.
 
 from __future__ import annotations
 
+import os
+import traceback
 from dataclasses import dataclass
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "PoolTimeoutError",
     "RankError",
     "RankFailure",
+    "RanksInterrupted",
     "SetupError",
     "StateError",
     "WorkbenchError",
@@ -134,7 +137,9 @@ class RankError(WorkbenchError, RuntimeError):
         self.failures = sorted(failures, key=lambda f: f.rank)
         self.size = size
         first = self.failures[0]
-        super().__init__(f"rank {first.rank} raised {first.ename}: {first.evalue}{self._others()}")
+        others = self._others()
+        tail = f"; {others}" if others else ""
+        super().__init__(f"rank {first.rank} raised {first.ename}: {first.evalue}{tail}")
 
     @property
     def ranks(self) -> list[int]:
@@ -142,14 +147,14 @@ class RankError(WorkbenchError, RuntimeError):
         return [f.rank for f in self.failures]
 
     def _others(self) -> str:
+        """``1 other rank failed: rank 1 (TypeError: ...)``, or empty when none did."""
         rest = self.failures[1:]
         if not rest:
             return ""
-        ranks = ", ".join(str(f.rank) for f in rest)
-        names = sorted({f.ename for f in rest})
+        shown = ", ".join(f"rank {f.rank} ({f.ename}: {_short(f.evalue)})" for f in rest[:3])
+        more = f" and {len(rest) - 3} more" if len(rest) > 3 else ""
         plural = "s" if len(rest) > 1 else ""
-        kinds = ", ".join(names)
-        return f" (and {len(rest)} other rank{plural} of {self.size} failed: {ranks}; {kinds})"
+        return f"{len(rest)} other rank{plural} failed: {shown}{more}"
 
     def _render_traceback_(self) -> list[str]:
         first = self.failures[0]
@@ -157,8 +162,28 @@ class RankError(WorkbenchError, RuntimeError):
         lines = [head, *first.traceback.rstrip().splitlines()] if first.traceback else [head]
         other = self._others()
         if other:
-            lines.append(other.strip(" ()").capitalize())
+            lines.append(other)
         return lines
+
+
+def _short(text: str, width: int = 80) -> str:
+    """The first line of ``text``, cut to ``width`` characters."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+class RanksInterrupted(KeyboardInterrupt):
+    """Ctrl-C in the notebook interrupted the ranks of a running cell or call.
+
+    Still a ``KeyboardInterrupt`` (``except Exception`` does not swallow it, and it is not a
+    :class:`WorkbenchError` for that reason). A notebook shows it as one line; set
+    ``WORKBENCH_DEBUG=1`` to see where the notebook process was when it was interrupted.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        if os.environ.get("WORKBENCH_DEBUG"):
+            return traceback.format_exception(self)
+        return [f"workbench: {self}"]
 
 
 class PoolTimeoutError(WorkbenchError, TimeoutError):

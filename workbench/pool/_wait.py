@@ -15,7 +15,13 @@ from ipyparallel.error import RemoteError
 
 from workbench._timeouts import INTERRUPT_GRACE
 from workbench._util import format_ranks
-from workbench.errors import EngineDiedError, PoolTimeoutError, RankError, RankFailure
+from workbench.errors import (
+    EngineDiedError,
+    PoolTimeoutError,
+    RankError,
+    RankFailure,
+    RanksInterrupted,
+)
 from workbench.pool._ipp import child_metadata
 from workbench.progress import KEY, ProgressTracker
 
@@ -106,7 +112,8 @@ def wait_for(
 
     Raises :class:`RankError` when ranks raised, :class:`PoolTimeoutError` past
     ``timeout`` (engines interrupted), :class:`EngineDiedError` when an engine died,
-    and re-raises ``KeyboardInterrupt`` after interrupting the engines.
+    and :class:`RanksInterrupted` (a ``KeyboardInterrupt``) after interrupting the engines
+    on Ctrl-C.
     """
     from workbench.widgets import make_progress_view
 
@@ -154,8 +161,7 @@ def wait_for(
         stuck = _interrupt(ar, pool, ranks)
         finish(dict.fromkeys(ranks, "interrupted"))
         note = f"; ranks {format_ranks(stuck)} still busy, run `%wb restart`" if stuck else ""
-        print(f"workbench: interrupted ranks {format_ranks(ranks)}{note}", file=sys.stderr)
-        raise
+        raise RanksInterrupted(f"interrupted ranks {format_ranks(ranks)}{note}") from None
 
     ar.wait_for_output(timeout=2.0)
     values = ar.get(timeout=0, return_exceptions=True)
