@@ -3,7 +3,9 @@
 ``except workbench.errors.WorkbenchError`` catches anything the package raised on purpose.
 Each class also keeps the built-in base that callers already rely on (bad input is still a
 ``ValueError`` or ``TypeError``, a lifecycle problem a ``RuntimeError``, a missing optional
-package an ``ImportError``), so existing ``except ValueError`` code keeps working.
+package an ``ImportError``), so existing ``except ValueError`` code keeps working. The one
+exception outside the family is :class:`RanksInterrupted`: Ctrl-C stays a
+``KeyboardInterrupt``, which ``except Exception`` must not catch.
 
 In a notebook these exceptions render as one line (or, for :class:`RankError`, the failing
 rank's own traceback) instead of a trace through workbench's internals.
