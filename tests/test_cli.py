@@ -441,3 +441,54 @@ def test_lab_serves_with_workbench_kernel(jupyter_env: dict[str, str], tmp_path:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_lab_opens_the_current_folder(jupyter_env: dict[str, str], tmp_path: Path) -> None:
+    """Without --dir, JupyterLab serves the folder it was started in (not the package's
+    templates), so new notebooks and sweep stores land in the user's working folder."""
+    port = _free_port()
+    work = tmp_path / "work"
+    work.mkdir()
+    _write(_notebook(), work / "mine.ipynb")
+    log = tmp_path / "lab.log"
+    root = ["--allow-root"] if os.name == "posix" and os.geteuid() == 0 else []
+    with log.open("w") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "workbench.cli", "lab", "--no-browser", "--port", str(port),
+             "--IdentityProvider.token=wb-test", *root],
+            env=jupyter_env, cwd=work, stdout=log_file, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + CLI_TIMEOUT
+        while True:
+            assert proc.poll() is None, f"workbench lab exited early:\n{log.read_text()}"
+            try:
+                url = f"http://127.0.0.1:{port}/api/contents?token=wb-test"
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    names = [item["name"] for item in json.load(r)["content"]]
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, f"no answer from JupyterLab:\n{log.read_text()}"
+                time.sleep(0.5)
+        assert names == ["mine.ipynb"]
+        assert f"JupyterLab on {work.resolve()}" in log.read_text()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.mark.skipif(
+    not (hasattr(os, "geteuid") and os.geteuid() == 0), reason="only applies when run as root"
+)
+def test_lab_as_root_says_to_pass_allow_root(jupyter_env: dict[str, str], tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "lab", "--no-browser"],
+        env=jupyter_env, cwd=tmp_path, capture_output=True, text=True, timeout=CLI_TIMEOUT,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--allow-root" in done.stderr and "passed on to JupyterLab" in done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from workbench.cli._common import EXIT_OK, SubParsers, UsageError
@@ -14,11 +15,13 @@ def add_parser(subparsers: SubParsers) -> None:
     """Add the ``lab`` command."""
     p = subparsers.add_parser(
         "lab",
-        help="open JupyterLab on the notebook templates",
-        description="Start JupyterLab with the workbench kernel installed. Arguments this "
-        "command does not know are passed on to JupyterLab (e.g. --ServerApp.token=...).",
+        help="open JupyterLab in this folder with the workbench kernel",
+        description="Start JupyterLab with the workbench kernel installed, on the current "
+        "folder (your notebooks and sweep stores land there; `workbench templates copy NAME` "
+        "brings a template). Arguments this command does not know are passed on to "
+        "JupyterLab (e.g. --allow-root, --ServerApp.token=...).",
     )
-    p.add_argument("--dir", type=Path, help="folder to open (default: the notebook templates)")
+    p.add_argument("--dir", type=Path, help="folder to open (default: the current folder)")
     p.add_argument("--ip", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: JupyterLab's, 8888 or next free)")
     p.add_argument("--no-browser", action="store_true", help="do not open a web browser")
@@ -26,12 +29,17 @@ def add_parser(subparsers: SubParsers) -> None:
 
 
 def _cmd_lab(args: argparse.Namespace) -> int:
-    from workbench.cli._shared import shared_dir
     from workbench.cli.kernelspec import ensure_kernelspec
 
-    root: Path = args.dir or shared_dir("notebooks")
+    root: Path = args.dir or Path.cwd()
     if not root.is_dir():
         raise UsageError(f"--dir {root} is not a folder")
+    if _is_root() and "--allow-root" not in args.extra_args:
+        raise UsageError(
+            "JupyterLab does not run as root unless told to: run `workbench lab --allow-root` "
+            "(options workbench lab does not know, such as --allow-root or "
+            "--ServerApp.token=..., are passed on to JupyterLab)"
+        )
     try:
         ensure_kernelspec()
     except (RuntimeError, PermissionError) as exc:
@@ -45,5 +53,14 @@ def _cmd_lab(args: argparse.Namespace) -> int:
 
     from jupyterlab.labapp import LabApp
 
+    print(
+        f"workbench lab: JupyterLab on {root.resolve()} with the 'Workbench (MPI)' kernel; "
+        "`workbench templates list` shows the notebook templates",
+        flush=True,
+    )
     LabApp.launch_instance(argv=argv)
     return EXIT_OK
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
