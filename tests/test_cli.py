@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -12,7 +13,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -405,35 +408,38 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_lab_serves_with_workbench_kernel(jupyter_env: dict[str, str], tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _running_lab(
+    env: dict[str, str], cwd: Path, log: Path, *args: str
+) -> Iterator[Callable[[str], Any]]:
+    """Start ``workbench lab ARGS`` in ``cwd`` (as root with --allow-root), wait (bounded)
+    until its REST API answers, yield ``get(path)`` returning the JSON of ``/api/<path>``,
+    and stop it."""
     port = _free_port()
-    served = tmp_path / "served"
-    served.mkdir()
-    _write(_notebook(), served / "marker.ipynb")
-    log = tmp_path / "lab.log"
+    root = ["--allow-root"] if os.name == "posix" and os.geteuid() == 0 else []
     with log.open("w") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "workbench.cli", "lab", "--no-browser", "--port", str(port),
-             "--dir", str(served), "--IdentityProvider.token=wb-test",
-             *(["--allow-root"] if os.name == "posix" and os.geteuid() == 0 else [])],
-            env=jupyter_env, cwd=tmp_path, stdout=log_file, stderr=subprocess.STDOUT,
+             "--IdentityProvider.token=wb-test", *args, *root],
+            env=env, cwd=cwd, stdout=log_file, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    base = f"http://127.0.0.1:{port}/api"
+
+    def get(path: str) -> Any:
+        url = f"http://127.0.0.1:{port}/api/{path}?token=wb-test"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return json.load(r)
+
     try:
         deadline = time.monotonic() + CLI_TIMEOUT
         while True:
             assert proc.poll() is None, f"workbench lab exited early:\n{log.read_text()}"
             try:
-                with urllib.request.urlopen(f"{base}/kernelspecs?token=wb-test", timeout=5) as r:
-                    specs = json.load(r)
+                get("status")
                 break
             except (urllib.error.URLError, ConnectionError):
                 assert time.monotonic() < deadline, f"no answer from JupyterLab:\n{log.read_text()}"
                 time.sleep(0.5)
-        assert "workbench" in specs["kernelspecs"]
-        with urllib.request.urlopen(f"{base}/contents?token=wb-test", timeout=10) as r:
-            assert [item["name"] for item in json.load(r)["content"]] == ["marker.ipynb"]
+        yield get
     finally:
         proc.terminate()
         try:
@@ -441,45 +447,30 @@ def test_lab_serves_with_workbench_kernel(jupyter_env: dict[str, str], tmp_path:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_lab_serves_with_workbench_kernel(jupyter_env: dict[str, str], tmp_path: Path) -> None:
+    served = tmp_path / "served"
+    served.mkdir()
+    _write(_notebook(), served / "marker.ipynb")
+    with _running_lab(jupyter_env, tmp_path, tmp_path / "lab.log", "--dir", str(served)) as get:
+        assert "workbench" in get("kernelspecs")["kernelspecs"]
+        assert [item["name"] for item in get("contents")["content"]] == ["marker.ipynb"]
 
 
 @pytest.mark.slow
 def test_lab_opens_the_current_folder(jupyter_env: dict[str, str], tmp_path: Path) -> None:
     """Without --dir, JupyterLab serves the folder it was started in (not the package's
     templates), so new notebooks and sweep stores land in the user's working folder."""
-    port = _free_port()
     work = tmp_path / "work"
     work.mkdir()
     _write(_notebook(), work / "mine.ipynb")
     log = tmp_path / "lab.log"
-    root = ["--allow-root"] if os.name == "posix" and os.geteuid() == 0 else []
-    with log.open("w") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "workbench.cli", "lab", "--no-browser", "--port", str(port),
-             "--IdentityProvider.token=wb-test", *root],
-            env=jupyter_env, cwd=work, stdout=log_file, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + CLI_TIMEOUT
-        while True:
-            assert proc.poll() is None, f"workbench lab exited early:\n{log.read_text()}"
-            try:
-                url = f"http://127.0.0.1:{port}/api/contents?token=wb-test"
-                with urllib.request.urlopen(url, timeout=5) as r:
-                    names = [item["name"] for item in json.load(r)["content"]]
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert time.monotonic() < deadline, f"no answer from JupyterLab:\n{log.read_text()}"
-                time.sleep(0.5)
+    with _running_lab(jupyter_env, work, log) as get:
+        names = [item["name"] for item in get("contents")["content"]]
         assert names == ["mine.ipynb"]
         assert f"JupyterLab on {work.resolve()}" in log.read_text()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 @pytest.mark.skipif(
