@@ -236,6 +236,7 @@ def test_pool_stopped_from_another_process_answers_at_once_then_stops_and_restar
     pool = Pool.local(1)  # its own pool: the session pool stays up
     attached = Pool.attach(pool.cluster_file)  # a second client, which did not start it
     attached.query_timeout = 2.0
+    assert attached.log_file == pool.log_file  # both clusters log to the pool's one file
     try:
         _stop_from_another_process(pool.cluster_file)
         set_current(pool)
@@ -261,4 +262,147 @@ def test_pool_stopped_from_another_process_answers_at_once_then_stops_and_restar
     finally:
         attached.stop()
         pool.stop()
+        set_current(live_pool)
+
+
+# What ipyparallel's cluster logs when its pool is stopped: for the log file, not a cell.
+_CLUSTER_LOG_LINES = ("engine set stopped", "Controller stopped", "mpiexec error output",
+                      "Output for ipengine", "[IPEngine]")  # fmt: skip
+
+_STOP_ELSEWHERE_AND_WAIT = """\
+import subprocess, sys, time
+pool = wb.pool.current()
+attached = wb.Pool.attach(pool.cluster_file)  # a second cluster object, loaded from the file
+code = ("import ipyparallel as ipp; "
+        f"ipp.Cluster.from_file({pool.cluster_file!r}).stop_cluster_sync()")
+subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+def logged():
+    try:
+        with open(pool.log_file) as f:
+            text = f.read()
+    except OSError:
+        return False
+    return "engine set stopped" in text and "Controller stopped" in text
+
+deadline = time.monotonic() + 15
+while not logged() and time.monotonic() < deadline:
+    time.sleep(0.2)
+"""
+
+
+def _run_in_kernel(*cells: str, timeout: float = 120) -> list[list[dict]]:
+    """Run ``cells`` one by one in a fresh kernel (ipykernel, as JupyterLab runs it); return
+    every output message (stream, display, update) the kernel published, grouped by the cell
+    it names as parent, and a last group for messages that name none of them. A front end
+    shows a message in the cell it names, however late it comes, so every one counts."""
+    import queue
+
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3", env=os.environ.copy())
+    outputs: list[list[dict]] = [[] for _ in range(len(cells) + 1)]
+    ids: dict[str, int] = {}
+
+    def drain(cell: str | None, seconds: float) -> None:
+        """Collect messages until ``cell`` is idle (or for ``seconds`` when None)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                msg = kc.get_iopub_msg(timeout=0.5)
+            except queue.Empty:
+                continue
+            parent = msg["parent_header"].get("msg_id")
+            kind, content = msg["msg_type"], msg["content"]
+            if kind in ("stream", "display_data", "update_display_data"):
+                outputs[ids.get(parent, len(cells))].append({"type": kind, **content})
+            if kind == "status" and parent == cell and content["execution_state"] == "idle":
+                return
+        assert cell is None, f"a cell did not finish within {seconds} s: {outputs}"
+
+    try:
+        for i, code in enumerate(cells):
+            cell = kc.execute(code)
+            ids[cell] = i
+            drain(cell, timeout)
+            reply = kc.get_shell_msg(timeout=10)
+            assert reply["content"]["status"] == "ok", (code, reply["content"])
+        drain(None, 1.0)  # anything published after the last cell
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    return outputs
+
+
+def _text(messages: list[dict]) -> str:
+    return "".join(m.get("text", "") + str(m.get("data", {}).get("text/plain", "")) + "\n"
+                   for m in messages)  # fmt: skip
+
+
+def test_in_a_kernel_start_shows_progress_and_the_cluster_log_stays_out_of_cells():
+    """In a real kernel (where ipyparallel's background threads watch the processes):
+    `%wb start` shows the launcher, the registrations in one output updated in place and the
+    summary, no tqdm bar; a pool stopped from another process logs the stop to its file and
+    prints nothing into any cell, neither through the cluster that started it nor through
+    one attached to it."""
+    outputs = _run_in_kernel(
+        "%load_ext workbench",
+        "%wb start -n 2",
+        "import workbench as wb\n" + _STOP_ELSEWHERE_AND_WAIT,
+        "time.sleep(1)  # a late log line would land here",
+        "attached.stop()\npool.stop()\nprint('log file:', pool.log_file)",
+    )
+    start = outputs[1]
+    assert [m["type"] for m in start][:2] == ["stream", "display_data"], start
+    assert start[0]["text"].startswith("workbench: starting 2 MPI engines (mpiexec")
+    handle = start[1]["transient"]["display_id"]
+    shown = start[1:-1]  # the registration line and its updates, all of one display
+    assert all(m["transient"]["display_id"] == handle for m in shown), start
+    assert shown[-1]["data"]["text/plain"] == "workbench: 2/2 engines registered"
+    assert start[-1]["type"] == "stream"
+    assert start[-1]["text"].startswith("workbench: started 2 MPI engines")
+    assert "engine/s" not in _text(start) and "%|" not in _text(start)
+    everything = "".join(_text(o) for o in outputs)
+    leaked = [line for line in _CLUSTER_LOG_LINES if line in everything]
+    assert not leaked, f"the cluster's log reached the notebook: {leaked}\n{everything}"
+    log_file = _text(outputs[4]).split("log file: ")[1].strip()
+    log = _read(log_file)
+    assert "engine set stopped" in log and "Controller stopped" in log, log
+    assert log.startswith("20")  # each line starts with its time stamp
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def test_wb_start_says_what_starts_then_registrations_then_started(shell, live_pool, capsys):
+    """`%wb start` prints the launcher at once, each registration count, then the summary;
+    no tqdm bar; `%wb status` names the pool's log file."""
+    from workbench.pool import current, set_current
+
+    set_current(None)
+    try:
+        shell.run_line_magic("wb", "start -n 2")
+        shown = capsys.readouterr()
+        lines = shown.out.splitlines()
+        assert lines[0] == "workbench: starting 2 MPI engines (mpiexec.gforker)…", lines
+        counts = [ln for ln in lines if ln.endswith("engines registered")]
+        assert counts and counts[-1] == "workbench: 2/2 engines registered", lines
+        assert counts == sorted(counts) and len(set(counts)) == len(counts)  # 1/2, then 2/2
+        assert lines[-1].startswith("workbench: started 2 MPI engines (cluster file "), lines
+        assert lines == [lines[0], *counts, lines[-1]]
+        assert "engine/s" not in shown.out + shown.err and "%|" not in shown.out + shown.err
+        pool = current()
+        shell.run_line_magic("wb", "status")
+        status = capsys.readouterr().out
+        assert f"log: {pool.log_file}" in status and os.path.exists(pool.log_file)
+        assert "engine output: " in status
+        assert "Starting 2 engines" in _read(pool.log_file)  # ipyparallel's own line, there
+    finally:
+        if current() is not None:
+            current().stop()
         set_current(live_pool)

@@ -17,6 +17,12 @@ def test_quickstart(tmp_path):
     code = [c for c in nb.cells if c.cell_type == "code"]
     everything = "\n".join(cell_text(c) for c in code)
     assert "started 3 MPI engines" in everything
+    # starting: the launcher at once, registrations in one output updated in place, no tqdm
+    start = next(c for c in code if "%wb start" in c.source)
+    shown = cell_text(start)
+    assert shown.index("starting 3 MPI engines (mpiexec") < shown.index("3/3 engines registered")
+    assert shown.index("3/3 engines registered") < shown.index("started 3 MPI engines")
+    assert "engine/s" not in shown and "%|" not in shown
     for r in range(3):
         assert f"[rank {r}] hello from rank {r} of 3" in everything
         assert f"[rank {r}] final loss" in everything

@@ -48,6 +48,13 @@ def test_status_table(live_pool):
     text = str(status)
     assert text.splitlines()[0].split() == ["rank", "engine", "host", "pid", "state", "memory"]
     assert "<table>" in status._repr_html_()
+    # where the cluster's log and the engines' output go, named in both forms
+    assert live_pool.log_file.endswith(f"workbench-{live_pool.cluster.cluster_id}.log")
+    assert os.path.exists(live_pool.log_file)
+    assert f"log: {live_pool.log_file}" in text and f"log: {live_pool.log_file}" in (
+        status._repr_html_()
+    )
+    assert "engine output: " in text
 
 
 def test_status_busy_while_this_or_another_client_works(live_pool):
@@ -152,6 +159,32 @@ def test_attach_to_missing_file_is_a_clear_error(tmp_path):
 def test_bad_pool_size():
     with pytest.raises(ValueError, match="positive number of engines"):
         Pool.local(0)
+
+
+def test_launcher_that_exits_while_starting_fails_at_once_with_its_output(
+    tmp_path, monkeypatch, capsys
+):
+    """An mpiexec that dies before its engines register: PoolError within seconds (not the
+    start timeout) with the launcher's last words and the log file; nothing left behind."""
+    import glob
+
+    from workbench.pool import _launch, current
+
+    fake = tmp_path / "mpiexec"
+    fake.write_text("#!/bin/sh\nsleep 1\necho 'no MPI for you'\nexit 3\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(_launch, "local_mpiexec", lambda: str(fake))
+    keep = current()
+    security = os.path.join(os.environ["IPYTHONDIR"], "profile_default", "security")
+    before = set(glob.glob(os.path.join(security, "cluster-*.json")))
+    start = time.monotonic()
+    with pytest.raises(PoolError, match="launcher exited") as info:
+        Pool.local(2, timeout=60)
+    assert time.monotonic() - start < 20
+    assert "no MPI for you" in str(info.value) and "log: " in str(info.value)
+    assert set(glob.glob(os.path.join(security, "cluster-*.json"))) == before
+    assert current() is keep
+    assert capsys.readouterr().out == "workbench: starting 2 MPI engines (mpiexec)…\n"
 
 
 def test_killed_engine_is_reported_by_rank_then_restart_recovers(live_pool):

@@ -14,7 +14,15 @@ from collections.abc import Iterable
 
 from workbench.errors import InvalidValueError
 
-__all__ = ["bad_setting", "format_ranks", "new_key", "parse_bool", "parse_bytes", "parse_seconds"]
+__all__ = [
+    "bad_setting",
+    "engines",
+    "format_ranks",
+    "new_key",
+    "parse_bool",
+    "parse_bytes",
+    "parse_seconds",
+]
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 _BYTES_RE = re.compile(r"^\s*(\d+)\s*([kmg]?)(i?b)?\s*$", re.IGNORECASE)
@@ -64,6 +72,11 @@ def parse_seconds(name: str, value: str | float) -> float:
     if not s > 0:
         raise bad_setting(name, value, "a positive number of seconds, e.g. 60 or 0.5")
     return s
+
+
+def engines(n: int) -> str:
+    """``"1 MPI engine"``, ``"4 MPI engines"``."""
+    return f"{n} MPI engine{'' if n == 1 else 's'}"
 
 
 def format_ranks(ranks: Iterable[int]) -> str:

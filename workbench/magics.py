@@ -18,6 +18,7 @@ from IPython.core.magic_arguments import (
 )
 
 from workbench import pool as _pool
+from workbench._util import engines
 from workbench.cli._args import add_start_arguments, parse_ranks, positive_seconds, start_pool
 
 __all__ = ["WorkbenchMagics", "register"]
@@ -67,11 +68,11 @@ class WorkbenchMagics(Magics):
             pool = start_pool(args)
         except ValueError as e:
             raise UsageError(str(e)) from None
-        print(f"workbench: started {pool.size} MPI engines (cluster file {pool.cluster_file})")
+        print(f"workbench: started {engines(pool.size)} (cluster file {pool.cluster_file})")
 
     def _attach(self, args: argparse.Namespace) -> None:
         pool = _pool.Pool.attach(args.cluster_file, profile=args.profile)
-        print(f"workbench: attached to {pool.size} MPI engines ({pool.cluster_file})")
+        print(f"workbench: attached to {engines(pool.size)} ({pool.cluster_file})")
 
     def _status(self, args: argparse.Namespace) -> None:
         from IPython.display import display
@@ -81,7 +82,7 @@ class WorkbenchMagics(Magics):
     def _restart(self, args: argparse.Namespace) -> None:
         pool = _pool.require()
         pool.restart()
-        print(f"workbench: restarted {pool.size} MPI engines")
+        print(f"workbench: restarted {engines(pool.size)}")
 
     def _stop(self, args: argparse.Namespace) -> None:
         pool = _pool.current()  # also a pool found gone: stopping it cleans up what is left
@@ -105,7 +106,7 @@ class WorkbenchMagics(Magics):
         pool = _pool.current()
         if pool is None:
             pool = _pool.Pool.local()
-            print(f"workbench: no pool yet, started a local pool of {pool.size} MPI engines")
+            print(f"workbench: no pool yet, started a local pool of {engines(pool.size)}")
         if args.targets is not None and max(args.targets) >= pool.size:
             raise UsageError(f"--targets {args.targets} outside this pool of {pool.size} ranks")
         pool.execute(cell, ranks=args.targets, timeout=args.timeout, progress=not args.no_progress)

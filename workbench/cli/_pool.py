@@ -8,6 +8,7 @@ import sys
 import threading
 from typing import Any
 
+from workbench._util import engines
 from workbench.cli._args import add_start_arguments, start_pool
 from workbench.cli._common import Handler, SubParsers, group_help
 from workbench.errors import PoolError
@@ -54,7 +55,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"workbench pool start: {e}", file=sys.stderr)
         return 2
-    print(f"started {pool.size} MPI engines")
+    print(f"started {engines(pool.size)}")
     print(f"cluster file: {pool.cluster_file}")
     print(f"attach from a notebook with:  %wb attach {pool.cluster_file}")
     if args.detach:
@@ -94,5 +95,5 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_stop(args: argparse.Namespace) -> int:
     pool = _attach(args)
     pool.stop()
-    print(f"stopped the pool of {pool.size} MPI engines ({pool.cluster_file})")
+    print(f"stopped the pool of {engines(pool.size)} ({pool.cluster_file})")
     return 0

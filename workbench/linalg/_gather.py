@@ -7,6 +7,7 @@ workers, which then pull straight from the engines.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -86,7 +87,9 @@ def _pull(
         if client is None:
             import ipyparallel as ipp
 
-            client = ipp.Cluster.from_file(cluster_file).connect_client_sync()
+            # its own logger: in a notebook ipyparallel's default one would print into cells
+            log = logging.getLogger("workbench.linalg.gather")
+            client = ipp.Cluster.from_file(cluster_file, log=log).connect_client_sync()
             _clients[cluster_file] = client
         ar = client[engine].apply_async(engine_store.get, key)
     block = ar.get(timeout=timeout)

@@ -7,11 +7,15 @@
 >>> wb.pool.require(pool=None)         # the given or current pool, or NoPoolError
 
 Modules: ``_pool`` (the :class:`Pool`), ``_launch`` (local ``mpiexec`` and Slurm clusters),
-``_slurm`` (batch script, job state), ``_wait`` (waiting on work: output, progress, Ctrl-C,
-dead engines), ``_status`` (the status table), ``_engine`` (what runs on the engines when a
-pool connects and around each call), ``_globals`` (notebook names a function needs there),
-``_ipp`` (the one module that reads ipyparallel internals). Data placed on the engines lives
-in :mod:`workbench.data` (the handles) and :mod:`workbench.engine_store` (the engine side).
+``_slurm`` (batch script, job state), ``_wait`` (waiting on work: progress, Ctrl-C, dead
+engines, failures), ``_output`` (the ranks' printed lines: live, then grouped by rank in a
+notebook), ``_traceback`` (rank tracebacks name the notebook's cell), ``_status`` (the status
+table), ``_engine`` (what runs on the engines when a pool connects and around each call),
+``_globals`` (notebook names a function needs there), ``_ipp`` (the one module that reads
+ipyparallel internals). Data placed on the engines lives in :mod:`workbench.data` (the
+handles) and :mod:`workbench.engine_store` (the engine side). A start shows what it does
+through ``_feedback`` (the launcher, then the engines registering); ``_logs`` gives each
+pool's cluster its own log file, so ipyparallel never logs into the notebook.
 """
 
 from __future__ import annotations

@@ -7,32 +7,40 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import logging
 import os
 import shutil
 import socket
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import ipyparallel as ipp
 import psutil
 
+from workbench._util import engines
 from workbench.errors import InvalidValueError, PoolError
+from workbench.pool import _logs
+from workbench.pool._feedback import StartFeedback
 from workbench.pool._slurm import SlurmOptions, batch_template, job_state, require_slurm
 from workbench.pool._status import EngineInfo
 
 __all__ = [
     "alive",
+    "cluster_file_of",
     "find_mpiexec",
+    "load_cluster",
     "local_cluster",
+    "log_file",
     "newest_cluster_file",
+    "output_files",
     "rss",
     "slurm_cluster",
     "slurm_job_id",
     "stop_quietly",
     "wait_gone",
+    "wait_registered",
 ]
 
 log = logging.getLogger(__name__)
@@ -78,33 +86,124 @@ def _check_count(n: Any) -> int:
     return n
 
 
-def _cluster(n: int, engines: str, ip: str, detach: bool, profile: str | None, timeout: float):
+def _cluster(
+    n: int, engines: str, ip: str, detach: bool, profile: str | None, timeout: float
+) -> ipp.Cluster:
+    """A cluster that logs to its own file, never to the notebook (see :mod:`._logs`)."""
     kwargs: dict[str, Any] = {"profile": profile} if profile else {}
-    return ipp.Cluster(
+    cluster_id = _logs.new_cluster_id()
+    cluster = ipp.Cluster(
         n=n,
         engines=engines,
         controller_ip=ip,
         shutdown_atexit=not detach,
         delay=0,
         engine_timeout=int(timeout),
-        log_level=30,
+        cluster_id=cluster_id,
+        log=_logs.cluster_logger(cluster_id),
         **kwargs,
     )
+    _logs.log_to(cluster.log, log_file(cluster))
+    return cluster
+
+
+def log_file(cluster: ipp.Cluster) -> str:
+    """Where ``cluster`` logs: ``<profile_dir>/log/workbench-<cluster_id>.log``."""
+    return _logs.log_path(cluster.profile_dir, cluster.cluster_id)
+
+
+def output_files(cluster: ipp.Cluster) -> list[str]:
+    """The files ipyparallel's launchers send the engines' output to (may be gone once the
+    engines stopped: ipyparallel removes them)."""
+    files = (getattr(es, "output_file", "") for es in cluster.engines.values())
+    return [f for f in files if isinstance(f, str) and f]
+
+
+def load_cluster(cluster_file: str) -> ipp.Cluster:
+    """The running cluster that ``cluster_file`` describes, logging to the pool's file (the
+    one its starter writes to), not to the notebook. :class:`FileNotFoundError` if it is gone."""
+    with open(cluster_file) as f:
+        state = json.load(f)
+    info = state.get("cluster", {})
+    cluster_id = str(info.get("cluster_id", ""))
+    profile_dir = info.get("profile_dir") or os.path.dirname(os.path.dirname(cluster_file))
+    log = _logs.cluster_logger(cluster_id)
+    _logs.log_to(log, _logs.log_path(profile_dir, cluster_id))
+    return ipp.Cluster.from_dict(state, log=log, cluster_file=cluster_file)
+
+
+def cluster_file_of(cluster_id: str, profile: str | None) -> str:
+    """The cluster file of ``cluster_id`` in ``profile`` (default: the current profile)."""
+    kwargs: dict[str, Any] = {"profile": profile} if profile else {}
+    return ipp.Cluster(cluster_id=cluster_id, log=log, **kwargs).cluster_file
 
 
 def local_cluster(
-    n: int, *, detach: bool, profile: str | None, timeout: float
+    n: int,
+    *,
+    detach: bool,
+    profile: str | None,
+    timeout: float,
+    feedback: StartFeedback,
 ) -> tuple[ipp.Cluster, ipp.Client]:
-    """``n`` MPI engines on this machine, controller on loopback; returns (cluster, client)."""
+    """``n`` MPI engines on this machine, controller on loopback; returns (cluster, client).
+
+    Says which launcher starts them, then shows the engines registering (``feedback``);
+    Ctrl-C or ``timeout`` while waiting stops what was started.
+    """
     _check_count(n)
+    mpiexec = local_mpiexec()
     cluster = _cluster(n, "mpi", "127.0.0.1", detach, profile, timeout)
-    cluster.config.MPIEngineSetLauncher.mpi_cmd = [local_mpiexec()]
+    cluster.config.MPIEngineSetLauncher.mpi_cmd = [mpiexec]
     cluster.config.MPIEngineSetLauncher.environment = {**LOCAL_MPI_ENV, **thread_caps(n)}
+    feedback.say(f"starting {engines(n)} ({os.path.basename(mpiexec)})…")
+    client = None
     try:
-        return cluster, cluster.start_and_connect_sync()
-    except (TimeoutError, RuntimeError) as e:
+        cluster.start_cluster_sync()
+        client = cluster.connect_client_sync()
+        wait_registered(cluster, client, n, timeout, feedback)
+    except BaseException as e:
+        if client is not None:
+            client.close()
         stop_quietly(cluster)
-        raise PoolError(f"could not start {n} MPI engines: {e}") from None
+        if isinstance(e, (TimeoutError, RuntimeError)) and not isinstance(e, PoolError):
+            raise PoolError(f"could not start {engines(n)}: {e}") from None
+        raise
+    return cluster, client
+
+
+def wait_registered(
+    cluster: ipp.Cluster,
+    client: ipp.Client,
+    n: int,
+    timeout: float,
+    feedback: StartFeedback,
+) -> None:
+    """Wait until ``n`` engines registered, showing each new count (``1/2 engines
+    registered``); :class:`PoolError` when the engines exit first or after ``timeout`` s.
+
+    Replaces ``client.wait_for_engines``, whose progress bar (tqdm, a widget in a notebook)
+    is not what a person should see.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        count = len(client.ids)
+        if count:
+            feedback.state(f"{count}/{n} engines registered")
+        if count >= n:
+            return
+        ended = _engines_ended(cluster)
+        if ended:
+            raise PoolError(
+                f"could not start {engines(n)}: their launcher {ended} with {count}/{n} "
+                f"registered (log: {log_file(cluster)}){_job_output(cluster)}"
+            )
+        if time.monotonic() > deadline:
+            raise PoolError(
+                f"could not start {engines(n)}: {count}/{n} registered after {timeout:g} s "
+                f"(log: {log_file(cluster)}){_job_output(cluster)}"
+            )
+        time.sleep(0.1)
 
 
 def default_controller_ip() -> str:
@@ -123,8 +222,10 @@ def slurm_cluster(
     detach: bool,
     profile: str | None,
     timeout: float,
+    feedback: StartFeedback,
 ) -> tuple[ipp.Cluster, ipp.Client]:
-    """``n`` engines as one MPI job in a Slurm allocation; shows the queue state while waiting.
+    """``n`` engines as one MPI job in a Slurm allocation; shows the queue state while waiting
+    (``feedback``).
 
     Ctrl-C or ``timeout`` while waiting cancels the job.
     """
@@ -139,11 +240,15 @@ def slurm_cluster(
     # the batch script goes with the cluster's files, not into the user's working folder
     script = os.path.join(cluster.profile_dir, "security", f"slurm-{cluster.cluster_id}.sbatch")
     cluster.config.SlurmEngineSetLauncher.batch_file_name = script
+    feedback.say(f"starting {engines(n)} as a Slurm job (ranks started by {opts.launcher})…")
+    client = None
     try:
         cluster.start_cluster_sync()
         client = cluster.connect_client_sync()
-        _wait_in_queue(cluster, client, n, timeout)
+        _wait_in_queue(cluster, client, n, timeout, feedback)
     except BaseException:
+        if client is not None:
+            client.close()
         stop_quietly(cluster)
         raise
     return cluster, client
@@ -158,15 +263,17 @@ def slurm_job_id(cluster: ipp.Cluster) -> str | None:
     return None
 
 
-def _wait_in_queue(cluster: ipp.Cluster, client: ipp.Client, n: int, timeout: float) -> None:
-    """Print each change of the job's state (pending, running, engines registered).
+def _wait_in_queue(
+    cluster: ipp.Cluster, client: ipp.Client, n: int, timeout: float, feedback: StartFeedback
+) -> None:
+    """Show each change of the job's state (pending, running, engines registered).
 
     Registrations are watched every 0.1 s; ``squeue`` is asked at most once a second
     (each call costs CPU the starting engines could use).
     """
     job = slurm_job_id(cluster)
     deadline = time.monotonic() + timeout
-    last, state, detail, asked = None, "UNKNOWN", "", -1.0
+    state, detail, asked = "UNKNOWN", "", -1.0
     while len(client.ids) < n:
         now = time.monotonic()
         if job and now - asked >= 1.0:
@@ -175,9 +282,7 @@ def _wait_in_queue(cluster: ipp.Cluster, client: ipp.Client, n: int, timeout: fl
         line = f"slurm job {job}: {state.lower()}" + (f" ({detail})" if detail else "")
         if state == "RUNNING":
             line = f"slurm job {job}: running on {detail}; engines registered {len(client.ids)}/{n}"
-        if line != last:
-            print(f"workbench: {line}", flush=True)
-            last = line
+        feedback.state(line)
         if state in ("GONE", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"):
             raise PoolError(
                 f"slurm job {job} ended ({state}) before its engines registered"
@@ -189,7 +294,21 @@ def _wait_in_queue(cluster: ipp.Cluster, client: ipp.Client, n: int, timeout: fl
                 f"(slurm job {job}: {state}); the job was cancelled"
             )
         time.sleep(0.1)
-    print(f"workbench: slurm job {job}: {n}/{n} engines registered", flush=True)
+    feedback.state(f"slurm job {job}: {n}/{n} engines registered")
+
+
+def _engines_ended(cluster: ipp.Cluster) -> str | None:
+    """How the process that launched the engines ended (``exited (exit code 1)``), or None
+    while it runs. Looks at the process itself too: ipyparallel notices an exit through an
+    event loop that, outside a kernel, stopped with the call that started the engines."""
+    for engine_set in cluster.engines.values():
+        if getattr(engine_set, "state", "") == "after":
+            code = (getattr(engine_set, "stop_data", None) or {}).get("exit_code")
+            return f"exited (exit code {code})"
+        pid = getattr(engine_set, "pid", -1)
+        if isinstance(pid, int) and pid > 0 and not alive(pid):
+            return "exited"
+    return None
 
 
 def _job_output(cluster: ipp.Cluster) -> str:
@@ -204,7 +323,7 @@ def _job_output(cluster: ipp.Cluster) -> str:
 
 def newest_cluster_file(profile: str | None = None) -> str:
     """The most recently written cluster file of ``profile`` (default profile if None)."""
-    profile_dir = ipp.Cluster(profile=profile or "default").profile_dir
+    profile_dir = ipp.Cluster(profile=profile or "default", log=log).profile_dir
     files = glob.glob(os.path.join(profile_dir, "security", "cluster-*.json"))
     if not files:
         raise PoolError(
@@ -246,21 +365,13 @@ def wait_gone(engines: list[EngineInfo], timeout: float) -> None:
             p.kill()
 
 
-@contextlib.contextmanager
-def quiet(cluster: ipp.Cluster) -> Iterator[None]:
-    """Silence the engines' exit logs when we stop them on purpose (mpiexec exits non-zero)."""
-    level = cluster.log.level
-    cluster.log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        cluster.log.setLevel(level)
-
-
 def stop_quietly(cluster: ipp.Cluster) -> None:
-    """Stop the controller and engines; report, don't raise, if that half fails."""
+    """Stop the controller and engines; report, don't raise, if that half fails.
+
+    What ipyparallel says about it (the engines' exit codes, mpiexec's complaint about
+    being stopped) goes to the pool's log file, like everything else the cluster logs.
+    """
     try:
-        with quiet(cluster):
-            cluster.stop_cluster_sync()
+        cluster.stop_cluster_sync()
     except Exception as e:  # the cluster may be half started or already gone
         log.warning("while stopping the pool %s: %s", cluster.cluster_id, e)

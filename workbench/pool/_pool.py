@@ -22,6 +22,7 @@ import ipyparallel as ipp
 from workbench import _timeouts
 from workbench.errors import ControllerGoneError, InvalidValueError, NoPoolError, PoolError
 from workbench.pool import _engine, _globals, _ipp, _launch
+from workbench.pool._feedback import StartFeedback
 from workbench.pool._slurm import SlurmOptions, job_state
 from workbench.pool._status import EngineInfo, PoolStatus
 from workbench.pool._wait import wait_for
@@ -69,6 +70,10 @@ class Pool:
         self.owner = owner
         self.stopped = False
         self.lost: str | None = None  # why the pool is gone, when it was stopped elsewhere
+        #: The file the pool's ipyparallel cluster logs to (controller and engines starting,
+        #: stopping, failing), next to ipyparallel's own output files; nothing of it is
+        #: printed into the notebook. ``%wb status`` shows it.
+        self.log_file: str = _launch.log_file(cluster)
         #: Seconds every request to the controller may take (status, stop...).
         self.query_timeout: float = _timeouts.CONTROLLER
         _ipp.bound_requests(client, lambda: self.query_timeout)
@@ -88,8 +93,13 @@ class Pool:
         detach: bool = False,
         profile: str | None = None,
         timeout: float = _timeouts.ENGINE_START,
+        progress: bool = True,
     ) -> Pool:
         """Start ``n`` MPI engines on this machine; the controller listens on loopback only.
+
+        Says at once what starts them (``workbench: starting 4 MPI engines
+        (mpiexec.gforker)…``), then shows the engines registering (``4/4 engines
+        registered``: one line updated in place in a notebook, a line per change elsewhere).
 
         Parameters
         ----------
@@ -98,9 +108,16 @@ class Pool:
             :meth:`attach`, stop with ``workbench pool stop``).
         profile: IPython profile whose folder holds the cluster files (default profile).
         timeout: seconds to wait for every engine to register and answer.
+        progress: show what the start is doing (False: print nothing).
         """
         n = (os.cpu_count() or 1) if n is None else n
-        cluster, client = _launch.local_cluster(n, detach=detach, profile=profile, timeout=timeout)
+        cluster, client = _launch.local_cluster(
+            n,
+            detach=detach,
+            profile=profile,
+            timeout=timeout,
+            feedback=StartFeedback(show=progress),
+        )
         return cls._adopt(cluster, client, owner=not detach)
 
     @classmethod
@@ -118,6 +135,7 @@ class Pool:
         detach: bool = False,
         profile: str | None = None,
         timeout: float = _timeouts.SLURM_START,
+        progress: bool = True,
     ) -> Pool:
         """Start ``n`` MPI engines as one Slurm job (``sbatch``); the controller stays here.
 
@@ -136,10 +154,17 @@ class Pool:
         detach: keep the job and controller running after this process exits.
         profile: IPython profile whose folder holds the cluster files.
         timeout: seconds for the job to queue, start and register every engine.
+        progress: show the job queueing and the engines registering (False: print nothing).
         """
         opts = SlurmOptions(partition, time, account, nodes, extra, launcher)
         cluster, client = _launch.slurm_cluster(
-            n, opts, controller_ip=controller_ip, detach=detach, profile=profile, timeout=timeout
+            n,
+            opts,
+            controller_ip=controller_ip,
+            detach=detach,
+            profile=profile,
+            timeout=timeout,
+            feedback=StartFeedback(show=progress),
         )
         return cls._adopt(cluster, client, owner=not detach)
 
@@ -177,16 +202,15 @@ class Pool:
             cluster_file = _launch.newest_cluster_file(profile)
         if cluster_file is not None and not os.path.exists(cluster_file):
             raise PoolError(f"cluster file {cluster_file} does not exist; is the pool running?")
+        if cluster_file is None:
+            cluster_file = _launch.cluster_file_of(cluster_id or "", profile)
         try:
-            if cluster_file is not None:
-                cluster = ipp.Cluster.from_file(cluster_file)
-            else:
-                cluster = ipp.Cluster.from_file(profile=profile, cluster_id=cluster_id or "")
+            cluster = _launch.load_cluster(cluster_file)
         except FileNotFoundError as e:
             raise PoolError(f"no pool found ({e}); start one with `%wb start`") from None
         client = cluster.connect_client_sync()
         try:
-            client.wait_for_engines(timeout=timeout)
+            client.wait_for_engines(timeout=timeout, interactive=False)
         except TimeoutError:
             client.close()
             raise PoolError(
@@ -460,7 +484,14 @@ class Pool:
             )
         backend = f"slurm job {self.job_id}" if self.job_id else "local"
         data = [h.describe() for h in self.handles]
-        return PoolStatus(rows, self.cluster_file, data, backend)
+        return PoolStatus(
+            rows,
+            self.cluster_file,
+            data,
+            backend,
+            log_file=self.log_file,
+            engine_output=_launch.output_files(self.cluster),
+        )
 
     def _busy_engines(self) -> set[int]:
         """Engine ids with work in flight.
@@ -499,8 +530,7 @@ class Pool:
         """Stop the engines and start the same number again (same controller)."""
         self.ensure_alive()
         n = self.size
-        with _launch.quiet(self.cluster):
-            self.cluster.stop_engines_sync()
+        self.cluster.stop_engines_sync()
         _launch.wait_gone(self.engines, timeout=_timeouts.ENGINES_EXIT)
         deadline = time.monotonic() + _timeouts.QUERY
         while self.client.ids and time.monotonic() < deadline:
@@ -509,7 +539,7 @@ class Pool:
             handle.freed = True  # the engines that held it are gone
         self._handles.clear()
         self.cluster.start_engines_sync(n)
-        self.client.wait_for_engines(n, timeout=timeout)
+        _launch.wait_registered(self.cluster, self.client, n, timeout, StartFeedback(show=False))
         self._connect()
 
     def stop(self) -> None:

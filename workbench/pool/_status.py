@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,15 @@ class PoolStatus:
     cluster_file: str
     data: list[str] = dataclasses.field(default_factory=list)
     backend: str = "local"
+    log_file: str = ""  # where the pool's cluster logs (Pool.log_file)
+    engine_output: list[str] = dataclasses.field(default_factory=list)  # ipyparallel's files
+
+    def _files(self) -> list[str]:
+        """The lines naming the pool's log file and the engines' output files."""
+        lines = [f"log: {self.log_file}"] if self.log_file else []
+        if self.engine_output:
+            lines.append(f"engine output: {', '.join(self.engine_output)}")
+        return lines
 
     def _cells(self) -> list[list[str]]:
         return [
@@ -48,6 +58,7 @@ class PoolStatus:
         lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
         lines.append(f"{self.backend} pool, cluster file: {self.cluster_file}")
         lines += [f"data: {d}" for d in self.data]
+        lines += self._files()
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -58,7 +69,8 @@ class PoolStatus:
             "<tr>" + "".join(f"<td>{v}</td>" for v in row) + "</tr>" for row in self._cells()
         )
         data = "".join(f"<br><small>data: {d}</small>" for d in self.data)
+        files = "".join(f"<br><small>{html.escape(f)}</small>" for f in self._files())
         return (
             f"<table><tr>{head}</tr>{body}</table>"
-            f"<small>{self.backend} pool, cluster file: {self.cluster_file}</small>{data}"
+            f"<small>{self.backend} pool, cluster file: {self.cluster_file}</small>{data}{files}"
         )
