@@ -1,12 +1,11 @@
-"""Wait for work on the engines: stream rank-labelled output, drive the progress view,
-and turn timeouts, Ctrl-C, dead engines and remote errors into clear exceptions.
+"""Wait for work on the engines: show rank-labelled output (:mod:`._output`), drive the
+progress view, and turn timeouts, Ctrl-C, dead engines and remote errors into clear exceptions.
 
 Both ``Pool.run`` and ``%%distributed`` go through :func:`wait_for`.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -23,6 +22,8 @@ from workbench.errors import (
     RanksInterrupted,
 )
 from workbench.pool._ipp import child_metadata
+from workbench.pool._output import RankOutput
+from workbench.pool._traceback import renumber_cells, running_cell_number
 from workbench.progress import KEY, ProgressTracker
 
 if TYPE_CHECKING:
@@ -50,50 +51,6 @@ def _as_list(value: Any, n: int) -> list[Any]:
     return value if isinstance(value, list) else [value] * n
 
 
-class _Streamer:
-    """Print new stdout/stderr of each rank with a ``[rank r]`` prefix, whole lines only."""
-
-    def __init__(self, ranks: list[int]) -> None:
-        self.ranks = ranks
-        self.offsets = {(r, n): 0 for r in ranks for n in ("stdout", "stderr")}
-        self.partial = {(r, n): "" for r in ranks for n in ("stdout", "stderr")}
-        self.outputs = dict.fromkeys(ranks, 0)
-
-    def feed(self, ar: AsyncResult, *, final: bool = False) -> None:
-        metadata = child_metadata(ar)
-        for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
-            for rank, md in zip(self.ranks, metadata, strict=False):
-                text = md.get(name)
-                key = (rank, name)
-                new = (text or "")[self.offsets[key] :]
-                self.offsets[key] += len(new)
-                buf = self.partial[key] + new
-                lines = buf.split("\n")
-                self.partial[key] = "" if final else lines.pop()
-                lines = [line for line in lines if line or not final]
-                if final and lines and lines[-1] == "":
-                    lines.pop()
-                if lines:
-                    stream.write("".join(f"[rank {rank}] {line}\n" for line in lines))
-                    stream.flush()
-        self._displays(metadata)
-
-    def _displays(self, metadata: list[dict[str, Any]]) -> None:
-        for rank, md in zip(self.ranks, metadata, strict=False):
-            outs = md.get("outputs") or []
-            for content in outs[self.outputs[rank] :]:
-                _publish(content)
-            self.outputs[rank] = len(outs)
-
-
-def _publish(content: dict[str, Any]) -> None:
-    try:
-        from IPython.display import publish_display_data
-    except ImportError:
-        return
-    publish_display_data(data=content.get("data", {}), metadata=content.get("metadata", {}))
-
-
 def _payloads(ar: AsyncResult, ranks: list[int]) -> dict[int, dict[str, Any]]:
     data = [md.get("data") for md in child_metadata(ar)]
     return {r: d[KEY] for r, d in zip(ranks, data, strict=False) if d and KEY in d}
@@ -117,16 +74,17 @@ def wait_for(
     """
     from workbench.widgets import make_progress_view
 
-    streamer = _Streamer(ranks) if stream else None
+    output = RankOutput(ranks) if stream else None
     tracker = ProgressTracker(ranks)
     view = make_progress_view() if progress else None
     start = time.monotonic()
     next_check = start + _DEATH_CHECK
 
     def tick(final: bool = False) -> None:
-        if streamer:
-            streamer.feed(ar, final=final)
-        if (tracker.update(_payloads(ar, ranks)) and view) or (view and tracker.seen):
+        if output:
+            output.feed(child_metadata(ar), final=final)
+        tracker.update(_payloads(ar, ranks))
+        if view:  # views decide what to show before the first report ("starting…" or nothing)
             view.refresh(tracker)
 
     def finish(states: dict[int, str]) -> None:
@@ -166,8 +124,9 @@ def wait_for(
     ar.wait_for_output(timeout=2.0)
     values = ar.get(timeout=0, return_exceptions=True)
     values = _as_list(values, len(ranks)) if len(ranks) == 1 else values
+    cell = running_cell_number()
     failures = [
-        _failure(rank, v)
+        _failure(rank, v, cell)
         for rank, v in zip(ranks, values, strict=False)
         if isinstance(v, Exception)
     ]
@@ -197,8 +156,10 @@ def _interrupt(ar: AsyncResult, pool: Engines, ranks: list[int]) -> list[int]:
     ]
 
 
-def _failure(rank: int, exc: BaseException) -> RankFailure:
+def _failure(rank: int, exc: BaseException, cell: int | None) -> RankFailure:
+    """``rank``'s exception, its traceback naming notebook cell ``cell`` (or no number)."""
     if isinstance(exc, RemoteError):
         eid = (exc.engine_info or {}).get("engine_id", -1)
-        return RankFailure(rank, eid, exc.ename, str(exc.evalue), exc.traceback or "")
+        trace = renumber_cells(exc.traceback or "", cell)
+        return RankFailure(rank, eid, exc.ename, str(exc.evalue), trace)
     return RankFailure(rank, -1, type(exc).__name__, str(exc), "")
