@@ -6,6 +6,7 @@ In CI a missing Chromium or Playwright is a failure, not a skip (.ci/run install
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -74,6 +75,37 @@ def _open_and_run_all(page, address: str) -> None:
     _choose_workbench_kernel_if_asked(page)
 
 
+def _write_notebook(path: Path, *sources: str) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"display_name": "Workbench (MPI)", "language": "python",
+                                 "name": "workbench"}  # fmt: skip
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    nbformat.write(nb, path)
+
+
+@contextlib.contextmanager
+def _page(screenshot: Path, height: int = 1800):
+    """A Chromium page (Debian's browser, driven by Playwright) that saves a full-page
+    ``screenshot`` when the block ends, passed or failed."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _need("playwright", "pip install playwright (the Python package; no browser download)")
+    chromium = _chromium()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": height})
+        page.set_default_timeout(60_000)
+        try:
+            yield page
+        finally:
+            page.screenshot(path=str(screenshot), full_page=True)
+            browser.close()
+    print(f"screenshot: {screenshot}")
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A real `jupyter lab` on loopback with token auth, serving a copy of notebooks/."""
@@ -111,36 +143,23 @@ def lab(tmp_path_factory):
 
 
 def test_quickstart_runs_in_jupyterlab_with_live_widget(lab, tmp_path):
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _need("playwright", "pip install playwright (the Python package; no browser download)")
     url, token, _ = lab
-    chromium = _chromium()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        page.set_default_timeout(60_000)
-        try:
-            _open_and_run_all(page, f"{url}/lab/tree/00-quickstart.ipynb?reset&token={token}")
-            # the rank progress widget renders and reaches its end state
-            page.wait_for_selector(".workbench-progress", timeout=180_000)
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('.workbench-progress')]"
-                ".some(e => e.innerText.includes('2/2 ranks done'))",
-                timeout=180_000,
-            )
-            page.wait_for_selector("text=[rank 1] hello from rank 1 of 2", timeout=60_000)
-            page.wait_for_selector("text=workbench: pool stopped", timeout=120_000)
-            widget = page.locator(".workbench-progress").first
-            widget.scroll_into_view_if_needed()
-            text = widget.inner_text()
-            bars = widget.locator(".progress-bar-success, .widget-bar-success").count()
-            plot = page.locator(".workbench-metric-plot svg polyline").count()
-        finally:
-            page.screenshot(path=str(tmp_path / "quickstart.png"), full_page=True)
-            browser.close()
-    print(f"screenshot: {tmp_path / 'quickstart.png'}")
+    with _page(tmp_path / "quickstart.png") as page:
+        _open_and_run_all(page, f"{url}/lab/tree/00-quickstart.ipynb?reset&token={token}")
+        # the rank progress widget renders and reaches its end state
+        page.wait_for_selector(".workbench-progress", timeout=180_000)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.workbench-progress')]"
+            ".some(e => e.innerText.includes('2/2 ranks done'))",
+            timeout=180_000,
+        )
+        page.wait_for_selector("text=[rank 1] hello from rank 1 of 2", timeout=60_000)
+        page.wait_for_selector("text=workbench: pool stopped", timeout=120_000)
+        widget = page.locator(".workbench-progress").first
+        widget.scroll_into_view_if_needed()
+        text = widget.inner_text()
+        bars = widget.locator(".progress-bar-success, .widget-bar-success").count()
+        plot = page.locator(".workbench-metric-plot svg polyline").count()
     assert "rank 0" in text and "rank 1" in text and "20/20" in text
     assert bars == 2, f"expected 2 green bars, found {bars}"
     assert plot == 2, "live loss chart: one line per rank"
@@ -165,40 +184,133 @@ print(f"WB-DONE {{done}} of {{len(result.trials)}} trials")
 def test_sweep_stop_button_acts_while_the_cell_runs(lab, live_pool, tmp_path):
     """Click the sweep widget's Stop in the browser while wb.sweep() blocks the cell: the
     sweep ends after the running trials instead of running all 30 (40 s on 3 engines)."""
-    import nbformat
-
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _need("playwright", "pip install playwright (the Python package; no browser download)")
     url, token, work = lab
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"display_name": "Workbench (MPI)", "language": "python",
-                                 "name": "workbench"}  # fmt: skip
-    nb.cells = [nbformat.v4.new_code_cell(_SWEEP_CELL.format(cluster_file=live_pool.cluster_file))]
-    nbformat.write(nb, work / "sweep-stop.ipynb")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1400})
-        page.set_default_timeout(60_000)
-        try:
-            _open_and_run_all(page, f"{url}/lab/tree/sweep-stop.ipynb?reset&token={token}")
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('.workbench-sweep')]"
-                ".some(e => e.innerText.includes('3 running'))",
-                timeout=120_000,
-            )
-            page.get_by_role("button", name="Stop sweep").click()
-            page.get_by_role("button", name=re.compile("^Stopp(ing...|ed)$")).wait_for(
-                timeout=30_000
-            )
-            out = page.locator(".jp-OutputArea-output", has_text="WB-DONE").first
-            out.wait_for(timeout=120_000)
-            line = next(x for x in out.inner_text().splitlines() if x.startswith("WB-DONE"))
-            header = page.locator(".workbench-sweep").first.inner_text()
-        finally:
-            page.screenshot(path=str(tmp_path / "sweep-stop.png"), full_page=True)
-            browser.close()
+    _write_notebook(
+        work / "sweep-stop.ipynb", _SWEEP_CELL.format(cluster_file=live_pool.cluster_file)
+    )
+    with _page(tmp_path / "sweep-stop.png", 1400) as page:
+        _open_and_run_all(page, f"{url}/lab/tree/sweep-stop.ipynb?reset&token={token}")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.workbench-sweep')]"
+            ".some(e => e.innerText.includes('3 running'))",
+            timeout=120_000,
+        )
+        page.get_by_role("button", name="Stop sweep").click()
+        page.get_by_role("button", name=re.compile("^Stopp(ing...|ed)$")).wait_for(timeout=30_000)
+        out = page.locator(".jp-OutputArea-output", has_text="WB-DONE").first
+        out.wait_for(timeout=120_000)
+        line = next(x for x in out.inner_text().splitlines() if x.startswith("WB-DONE"))
+        header = page.locator(".workbench-sweep").first.inner_text()
     done, total = (int(w) for w in line.split()[1:4:2])
     assert 0 < done <= 2 * live_pool.size and total < 30, line  # trials are created lazily
     assert "finished" in header
+
+
+_VIEWS_SETUP = """import time, workbench as wb
+pool = wb.Pool.attach({cluster_file!r})
+
+def train():
+    time.sleep(3)  # imports, a first numba compile: no report yet
+    for step in range(1, 31):
+        time.sleep(0.05)
+        wb.progress(step, total=30, loss=10.0 ** -(step / 6), epoch=step // 10)
+
+pool.run(train)
+print("WB-TRAINED")
+"""
+
+_VIEWS_SWEEP = """def objective(config, report):
+    score = 0.5 + config["alpha"] * (2 if config["loss"] == "hinge" else 1)
+    for step in range(1, 4):
+        report(step=step, acc=score * step / 3)
+    return score
+
+result = wb.sweep(objective, {"loss": wb.grid(["hinge", 'modified_huber "q"']),
+                              "alpha": wb.grid([0.0123456789, 0.2, 0.15])},
+                  metric="acc", storage="views.db", name="views", pool=pool)
+print("WB-SWEPT", round(result.best_value, 4))
+"""
+
+
+def test_rank_charts_and_sweep_table_as_a_person_sees_them(lab, live_pool, tmp_path):
+    """The "starting…" line shows before the first report; the rank chart has a legend, a log scale
+    for the falling loss and no chart for the epoch counter; the sweep table has a column per
+    parameter with no escape fragments and sorts by a click on a header."""
+    url, token, work = lab
+    _write_notebook(work / "views.ipynb", _VIEWS_SETUP.format(cluster_file=live_pool.cluster_file),
+                    _VIEWS_SWEEP)  # fmt: skip
+    with _page(tmp_path / "views.png") as page:
+        _open_and_run_all(page, f"{url}/lab/tree/views.ipynb?reset&token={token}")
+        progress = page.locator(".workbench-progress").first
+        progress.wait_for(timeout=120_000)
+        starting = progress.inner_text()  # shown while the ranks sleep, before a report
+        page.screenshot(path=str(tmp_path / "starting.png"), full_page=True)
+        page.locator(".jp-OutputArea-output", has_text="WB-TRAINED").wait_for(timeout=120_000)
+        chart = page.locator(".workbench-metric-plot").first.inner_html()
+        page.locator(".jp-OutputArea-output", has_text="WB-SWEPT").wait_for(timeout=180_000)
+        table = page.locator(".workbench-sweep-table").first
+        header = [t.strip() for t in table.locator("th").all_inner_texts()]
+        text = table.inner_text()
+        page.locator(".workbench-sweep").first.scroll_into_view_if_needed()
+        page.screenshot(path=str(tmp_path / "sweep-table.png"), full_page=True)
+        table.locator("th", has_text="alpha").click()
+        at = header.index("alpha")
+        alphas = table.locator(f"tbody tr td:nth-child({at + 1})").all_inner_texts()
+        page.screenshot(path=str(tmp_path / "sweep-sorted.png"), full_page=True)
+    assert "starting… (compiling)" in starting, starting
+    assert chart.count('class="workbench-legend-item"') == live_pool.size and ">rank 1<" in chart
+    assert "loss (log scale)" in chart and ">epoch" not in chart
+    assert header[:4] == ["trial", "state", "loss", "alpha"] and "acc" in header, header
+    assert "&quot;" not in text and "&amp;" not in text and 'modified_huber "q"' in text
+    assert "0.01235" in text and "0.0123456789" not in text  # 4 digits, the rest on hover
+    assert [float(a) for a in alphas] == sorted(float(a) for a in alphas), alphas
+
+
+_STOPPED_CELLS = (
+    "%wb start -n 1\nimport workbench as wb\n"
+    "open('cluster-file.txt', 'w').write(wb.pool.current().cluster_file)",
+    "import os, time\nfor _ in range(600):  # the test stops the pool from the sidebar meanwhile\n"
+    "    if os.path.exists('stopped.flag'):\n        break\n    time.sleep(0.1)",
+    "%wb status",
+    "%wb stop",
+)
+
+
+def test_pool_stopped_from_the_ipyparallel_sidebar_answers_in_the_notebook(lab, tmp_path):
+    """ipyparallel's sidebar STOP (its REST call, as the button makes it) on a workbench pool:
+    `%wb status` then answers within 10 s in one line, `%wb stop` cleans up, and no engine or
+    controller log lands in the notebook."""
+    import json
+    import urllib.parse
+
+    url, token, work = lab
+    for name in ("cluster-file.txt", "stopped.flag"):
+        (work / name).unlink(missing_ok=True)
+    _write_notebook(work / "stopped.ipynb", *_STOPPED_CELLS)
+    with _page(tmp_path / "stopped.png", 1200) as page:
+        _open_and_run_all(page, f"{url}/lab/tree/stopped.ipynb?reset&token={token}")
+        deadline = time.monotonic() + 120
+        while not (work / "cluster-file.txt").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        cluster_file = (work / "cluster-file.txt").read_text()
+        auth = {"Authorization": f"token {token}"}
+        req = urllib.request.Request(f"{url}/ipyparallel/clusters", headers=auth)
+        listed = json.load(urllib.request.urlopen(req, timeout=30))
+        key = next(c["id"] for c in listed if c.get("cluster_file") == cluster_file)
+        req = urllib.request.Request(f"{url}/ipyparallel/clusters/{urllib.parse.quote(key)}",
+                                     headers=auth, method="DELETE")  # fmt: skip
+        urllib.request.urlopen(req, timeout=60)
+        (work / "stopped.flag").touch()
+        start = time.monotonic()
+        gone = page.locator(".jp-OutputArea-output", has_text="is gone")
+        gone.wait_for(timeout=60_000)
+        answered = time.monotonic() - start
+        message = gone.first.inner_text()
+        page.locator(".jp-Cell").last.click()  # Run All stopped at the error: run `%wb stop`
+        page.keyboard.press("Shift+Enter")
+        page.locator(".jp-OutputArea-output", has_text="pool stopped").wait_for(timeout=60_000)
+        everything = page.locator(".jp-Notebook").first.inner_text()
+    assert answered < 10, f"%wb status took {answered:.1f} s to answer"
+    assert "%wb start" in message and len(message.strip().splitlines()) <= 2, message
+    for log_line in ("engine set stopped", "Controller stopped", "KernelNanny", "mpiexec error"):
+        assert log_line not in everything, f"{log_line!r} printed into the notebook"

@@ -111,3 +111,73 @@ def test_chart_of_constant_metric_and_nan_is_safe():
 
     assert svg_chart("x", {0: [(1, 2.0), (2, 2.0)]}).startswith("<svg")
     assert svg_chart("x", {0: [(1, float("nan"))]}) == ""
+
+
+def test_chart_has_a_legend_log_scale_for_falling_loss_and_no_counter_chart():
+    from workbench.widgets.metric_plot import MetricPlot, chart_counters
+
+    plot = MetricPlot()
+    hist = {r: [(float(s), {"loss": 10.0 ** -s, "epoch": float(s // 3), "acc": s / 10})
+                for s in range(1, 7)] for r in (0, 1)}  # fmt: skip
+    plot.update(hist)
+    svg = plot.value
+    assert svg.count("<svg") == 2 and ">epoch" not in svg  # loss, acc; the counter left out
+    assert "loss (log scale)" in svg and ">acc<" in svg  # acc spans less than 2 decades
+    assert svg.count('class="workbench-legend-item"') == 4 and ">rank 1<" in svg
+    chart_counters("epoch")
+    try:
+        plot.drawn = ()
+        plot.update(hist)
+        assert plot.value.count("<svg") == 3
+    finally:
+        chart_counters()
+
+
+def test_widget_says_starting_before_the_first_report_and_only_after_a_second():
+    t = ProgressTracker([0, 1])
+    view = RankProgressWidget()
+    view.refresh(t)
+    assert view.box is None  # a quick silent call leaves nothing behind
+    t.t0 -= 1.5  # a second and a half without a report
+    view.refresh(t)
+    assert view.box is not None and "starting" in view.header.value
+    assert all("starting… (compiling)" in text.value for _, text in view.rows.values())
+    t.update({0: _payload(2, 2, loss=0.5), 1: _payload(2, 2, loss=0.5)})
+    view.refresh(t)
+    assert "starting" not in view.header.value and "2/10" in view.rows[1][1].value
+    silent, view = ProgressTracker([0]), RankProgressWidget()
+    silent.t0 -= 1.5
+    view.refresh(silent)
+    shown = view.box
+    silent.finish({0: "done"})
+    view.close(silent)
+    assert view.box is None and shown.comm is None  # nothing was reported: the view goes
+
+
+def test_ranks_in_lock_step_publish_the_same_steps(monkeypatch):
+    """With a total, each rank publishes on the same step boundaries however fast it runs,
+    so the notebook shows lock-step ranks at the same step (they used to look apart)."""
+    import importlib
+    import time
+
+    p = importlib.import_module("workbench.progress")  # the module; wb.progress is the function
+
+    sent: dict[str, list[float]] = {}
+
+    class Pub:
+        def __init__(self, name):
+            self.name = name
+
+        def publish_data(self, data):
+            sent.setdefault(self.name, []).append(data[p.KEY]["step"])
+
+    for name, pause in (("fast", 0.0), ("slow", 0.0004)):
+        monkeypatch.setattr(p, "_publisher", lambda name=name: (Pub(name), name))
+        for step in range(1, 1401):
+            wb.progress(step, total=1400, loss=1.0 / step)
+            if pause:
+                time.sleep(pause)
+        p.flush()
+    assert sent["fast"] == sent["slow"]
+    assert sent["fast"][0] == 1 and sent["fast"][-1] == 1400
+    assert len(sent["fast"]) <= 102 and all(s % 14 == 0 for s in sent["fast"][1:])

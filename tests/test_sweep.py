@@ -595,17 +595,53 @@ def test_sweep_widget_updates_in_place_with_rows_best_and_controls():
     w.update(_rows(["done", "running", "pending"]), {0: [(1, 0.0), (2, 0.0)], 1: [(1, 0.1)]})
     box, table = w.box, w.table
     assert w.best_value == 0.0 and "1 running" in w.header.value
-    assert w.table.value.count("<tr") == 4 and w.trial_pick.options == (("trial 1", 1),)
+    assert len(w.table.rows) == 3 and w.trial_pick.options == (("trial 1", 1),)
     w.update(_rows(["done", "done", "running", "done"]), {0: [(1, 0.0)], 1: [(1, 0.1)]})
     assert w.box is box and w.table is table  # same widgets, new values
     assert w.best_value == pytest.approx(0.3) and "3 done" in w.header.value
-    assert "best acc so far" in w.chart.value and "acc by trial" in w.chart.value
+    assert "acc of each finished trial" in w.chart.value and "acc by trial" in w.chart.value
     w.trial_pick.value = 2
     w.stop_trial_button.click()
     w.stop_button.click()
     assert trial_stops == [2] and stops == [1] and w.stop_button.disabled
     w.update(_rows(["done"] * 4), {}, final=True)
     assert "finished" in w.header.value
+
+
+def test_trial_table_has_a_column_per_parameter_and_agrees_with_the_header():
+    """Each parameter its own column (strings as they are, floats to 4 digits with the full
+    value on hover, no JSON escapes); the header's best is the bold row's metric cell."""
+    from workbench.widgets.sweep_table import SweepWidget
+
+    rows = _rows(["done", "done", "running"])
+    for r, loss in zip(rows, ["hinge", 'modified_huber "x"', "log_loss"], strict=True):
+        r["config"] = {"loss": loss, "alpha": 1 / 3 * (r["id"] + 1), "layers": [64, 32]}
+    rows[0]["value"], rows[1]["value"] = 0.953712345, 0.95
+    w = SweepWidget("accuracy", "max", controls=False)
+    w.update(rows, {})
+    labels = [c["label"] for c in w.table.columns]
+    assert labels[:5] == ["trial", "state", "loss", "alpha", "layers"]
+    assert "accuracy" in labels and "config" not in labels
+    loss_at, alpha_at = labels.index("loss"), labels.index("alpha")
+    acc_at = labels.index("accuracy")
+    by_id = {r["id"]: r["cells"] for r in w.table.rows}
+    assert by_id[1][loss_at][0] == 'modified_huber "x"'  # unescaped, whole
+    assert by_id[0][alpha_at][:2] == ["0.3333", repr(1 / 3)]  # 4 digits, full on hover
+    assert by_id[0][labels.index("layers")][0] == "[64, 32]"
+    assert w.table.best == 0 and by_id[0][acc_at][0] == "0.9537"
+    assert "best accuracy 0.9537 (trial 0)" in w.header.value
+    assert "&amp;" not in str(w.table.rows) and "&quot;" not in str(w.table.rows)
+
+
+def test_history_chart_has_a_dot_per_finished_trial_and_a_best_step_line():
+    from workbench.widgets.sweep_table import SweepWidget
+
+    w = SweepWidget("acc", "max", controls=False)
+    w.update(_rows(["done", "done", "pruned", "done"]), {})
+    chart = w.chart.value
+    assert "trials finished" in chart and "step 3" not in chart
+    assert chart.count("fill-opacity") == 3 and "trial 3: acc 0.3" in chart  # one per done
+    assert "best acc" in chart  # the step line, in the legend
 
 
 def test_text_view_prints_changes_and_a_final_table():
@@ -618,6 +654,8 @@ def test_text_view_prints_changes_and_a_final_table():
     v.update(_rows(["done", "pruned"]), {}, final=True)
     text = buf.getvalue()
     assert text.count("[sweep]") == 2 and "1 done, 1 pruned" in text and "best acc" in text
+    head = next(line for line in text.splitlines() if line.startswith("trial"))
+    assert head.split() == ["trial", "state", "lr", "step", "acc", "best", "report"]
 
 
 def test_result_show_and_live_widget_from_a_sweep(live_pool, tmp_path):
@@ -625,7 +663,7 @@ def test_result_show_and_live_widget_from_a_sweep(live_pool, tmp_path):
               metric="acc", show=True)  # fmt: skip
     view = r.show(widgets=True)
     assert view.best_value == pytest.approx(r.best_value)
-    assert "acc by trial" in view.chart.value and view.table.value.count("<tr") == 3
+    assert "acc by trial" in view.chart.value and len(view.table.rows) == 2
 
 
 # -- the notebook template ------------------------------------------------------------------------

@@ -24,7 +24,9 @@ __all__ = ["KEY", "ProgressTracker", "RankProgress", "check_report", "flush", "p
 KEY = "workbench.progress"
 """Data-publication key that carries progress payloads."""
 
-_MIN_INTERVAL = 0.1  # seconds between two publications from one engine
+_MIN_INTERVAL = 0.1  # seconds between two publications from one engine (total unknown)
+_BOUNDARIES = 100  # with a total: publish when a step crosses one of these many boundaries
+_QUIET = 1.0  # with a total: publish the latest anyway after this long without a boundary
 _HISTORY = 512  # points each publication carries, for live plots
 _KEEP = 20_000  # points the notebook keeps per rank
 
@@ -39,6 +41,7 @@ class _Reporter:
         self.seq = 0
         self.last_sent = 0.0
         self.sent_seq = 0
+        self.sent_step = 0.0
         self.payload: dict[str, Any] | None = None
         self.history: deque[tuple[int, float, dict[str, float]]] = deque(maxlen=_HISTORY)
         self.timer: threading.Timer | None = None
@@ -48,6 +51,7 @@ class _Reporter:
         self.t0 = time.time()
         self.seq = 0
         self.sent_seq = 0
+        self.sent_step = 0.0
         self.last_sent = 0.0
         self.history.clear()
 
@@ -88,8 +92,10 @@ def check_report(step: Any, total: Any, metrics: dict[str, Any]) -> None:
 def progress(step: float, total: float | None = None, **metrics: float | str) -> None:
     """Report ``step`` of ``total`` and the latest ``metrics`` from engine code.
 
-    Shown live in the notebook (one bar per rank). Cheap to call often: publications
-    are throttled to one per 0.1 s per engine and the last value is always delivered.
+    Shown live in the notebook (one bar per rank). Cheap to call often, and the last value
+    is always delivered. With a ``total``, ranks publish when their step crosses one of 100
+    boundaries of it (or after a quiet second), so ranks in lock-step show the same step;
+    without one, at most one publication per 0.1 s per engine.
     Outside an engine (plain ``mpiexec`` or a script) it prints a line at most once a second.
     """
     check_report(step, total, metrics)
@@ -112,21 +118,38 @@ def progress(step: float, total: float | None = None, **metrics: float | str) ->
             "t": now,
             "seq": r.seq,
         }
-        final = total is not None and step >= total
-        due = final or now - r.last_sent >= (_MIN_INTERVAL if target else 1.0)
+        if target is None:
+            due = now - r.last_sent >= 1.0
+        elif total is not None:  # same boundaries on every rank: lock-step ranks agree
+            stride = float(total) / _BOUNDARIES
+            due = not r.sent_seq or step >= total or step // stride > r.sent_step // stride
+        else:
+            due = now - r.last_sent >= _MIN_INTERVAL
         if due:
             _send(target)
         elif target and r.timer is None:
-            r.timer = threading.Timer(_MIN_INTERVAL, _flush, args=(target,))
-            r.timer.daemon = True
-            r.timer.start()
+            _arm(target, _MIN_INTERVAL if total is None else _QUIET)
 
 
-def _flush(target: tuple[Any, object]) -> None:
-    """The throttle timer's job: send what is still pending for ``target``'s request."""
-    with _reporter.lock:
-        _reporter.timer = None
-        _send_pending(target)
+def _arm(target: tuple[Any, object], delay: float) -> None:
+    """Start the timer that sends a pending report ``delay`` s after the last publication
+    (caller holds the lock)."""
+    _reporter.timer = threading.Timer(delay, _flush, args=(target, delay))
+    _reporter.timer.daemon = True
+    _reporter.timer.start()
+
+
+def _flush(target: tuple[Any, object], delay: float) -> None:
+    """The throttle timer's job: send what is still pending for ``target``'s request, unless
+    something was published meanwhile (then look again ``delay`` s after that)."""
+    r = _reporter
+    with r.lock:
+        r.timer = None
+        wait = r.last_sent + delay - time.time()
+        if wait > 0.01 and r.request == target[1] and r.seq > r.sent_seq:
+            _arm(target, wait)
+        else:
+            _send_pending(target)
 
 
 def flush() -> None:
@@ -156,6 +179,7 @@ def _send(target: tuple[Any, object] | None) -> None:
     r = _reporter
     r.last_sent = r.payload["t"] if r.payload else time.time()
     r.sent_seq = r.seq
+    r.sent_step = r.payload["step"] if r.payload else 0.0
     if target is None:
         p = r.payload or {}
         of = f"/{p['total']:g}" if p.get("total") else ""

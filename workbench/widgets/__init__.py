@@ -1,6 +1,6 @@
-"""Notebook views of the progress channel (ipywidgets, with a text fallback)."""
+"""Notebook views of the progress channel and of sweeps (ipywidgets, with a text fallback)."""
 
-from workbench.widgets.metric_plot import MetricPlot, svg_chart
+from workbench.widgets.metric_plot import MetricPlot, chart_counters, svg_chart
 from workbench.widgets.rank_progress import (
     ProgressView,
     RankProgressWidget,
@@ -16,6 +16,7 @@ __all__ = [
     "SweepWidget",
     "TextProgress",
     "TextSweepView",
+    "chart_counters",
     "make_progress_view",
     "make_sweep_view",
     "svg_chart",

@@ -58,8 +58,15 @@ def _elapsed(seconds: float) -> str:
     return f"{int(m)}:{s:04.1f}" if m else f"{s:.1f} s"
 
 
+_STARTING_AFTER = 1.0  # seconds without a report before "starting..." shows
+
+
 class RankProgressWidget:
-    """ipywidgets view, created lazily on the first progress report and updated in place."""
+    """ipywidgets view, updated in place: a header, a bar per rank and the metric charts.
+
+    It appears on the first report, or after a second without one (showing "starting…"
+    while ranks import and compile), so short silent calls leave no output behind.
+    """
 
     def __init__(self) -> None:
         self.box: Any = None
@@ -78,23 +85,27 @@ class RankProgressWidget:
             bar.layout.width = "40%"
             text = w.HTML()
             self.rows[rank] = (bar, text)
-            rows.append(w.HBox([w.Label(f"rank {rank}", layout=w.Layout(width="5em")), bar, text]))
+            row = w.HBox([w.Label(f"rank {rank}", layout=w.Layout(width="5em")), bar, text])
+            row.add_class("workbench-rank-row")
+            rows.append(row)
         self.plot = MetricPlot()
         self.box = w.VBox([self.header, *rows, self.plot.widget])
         self.box.add_class("workbench-progress")
         display(self.box)
 
     def refresh(self, tracker: ProgressTracker) -> None:
-        """Redraw from the tracker (no-op until some rank reported)."""
-        if not tracker.seen:
-            return
+        """Redraw from the tracker (nothing until a report, or a second has passed)."""
         if self.box is None:
+            if not tracker.seen and tracker.elapsed < _STARTING_AFTER:
+                return
             self._build(tracker)
         states = tracker.ranks.values()
         done = sum(s.state == "done" for s in states)
+        running = any(s.state == "running" for s in states)
+        waiting = " &middot; starting… (imports, compiling)" if running and not tracker.seen else ""
         self.header.value = (
             f"<b>workbench</b> &middot; elapsed {_elapsed(tracker.elapsed)}"
-            f" &middot; {done}/{len(tracker.ranks)} ranks done"
+            f" &middot; {done}/{len(tracker.ranks)} ranks done{waiting}"
         )
         for rank, state in tracker.ranks.items():
             bar, text = self.rows[rank]
@@ -105,23 +116,28 @@ class RankProgressWidget:
     @staticmethod
     def _paint(bar: Any, text: Any, state: RankProgress) -> None:
         frac = state.fraction
-        if frac is None:  # unknown total: full, striped bar while running
+        if frac is None:  # unknown total: full bar once reporting, empty before
             frac = 1.0 if state.seq else 0.0
-            bar.bar_style = _STYLE[state.state] if state.state != "running" else "info"
-        elif state.state == "running":
-            bar.bar_style = "info"
-        else:
-            bar.bar_style = _STYLE[state.state]
-        if state.state == "done" and state.total is None:
-            frac = 1.0
+        bar.bar_style = "info" if state.state == "running" else _STYLE[state.state]
+        if state.state != "running" and (state.total is None or not state.seq):
+            frac = 1.0 if state.state == "done" else frac
         bar.value = frac
-        label = html.escape(state.describe()) if state.seq else "waiting"
+        if state.seq:
+            label = html.escape(state.describe())
+        else:
+            label = "starting… (compiling)" if state.state == "running" else "no progress reported"
         if state.state != "running":
             label += f" &middot; {state.state}"
         text.value = f"<code>{label}</code>"
 
     def close(self, tracker: ProgressTracker) -> None:
-        """Final paint from ``tracker``: bars green, red (failed) or orange (interrupted)."""
+        """Final paint from ``tracker``: bars green, red (failed) or orange (interrupted).
+        A view that only ever said "starting…" (the work reported nothing) is removed."""
+        if not tracker.seen:
+            if self.box is not None:
+                self.box.close()
+                self.box = None
+            return
         self.refresh(tracker)
 
 

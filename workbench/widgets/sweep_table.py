@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import sys
 import threading
 import time
@@ -19,16 +20,15 @@ from collections.abc import Callable
 from typing import Any
 
 from workbench.widgets.live_controls import LiveControls
-from workbench.widgets.metric_plot import svg_chart
+from workbench.widgets.metric_plot import Series, svg_chart
 from workbench.widgets.rank_progress import _in_widget_frontend
 
 __all__ = ["SweepWidget", "TextSweepView", "best_so_far", "make_sweep_view", "shown_rows"]
 
 _STATES = ("running", "queued", "pending", "done", "pruned", "failed")
-_COLOR = {"running": "#1f77b4", "done": "#2ca02c", "pruned": "#ff7f0e", "failed": "#d62728"}
-_MAX_ROWS = 40  # table rows drawn: running trials, the best, then the latest
+_MAX_ROWS = 200  # table rows sent: running trials, the best, then the latest
 _MAX_CURVES = 20  # learning curves drawn: the latest trials
-_TABLE_CSS = ".workbench-sweep-table td, .workbench-sweep-table th {padding: 1px 8px}"
+_MAX_TEXT = 40  # characters of a cell shown; the whole value on hover
 
 
 def _state(row: dict[str, Any]) -> str:
@@ -39,9 +39,37 @@ def _state(row: dict[str, Any]) -> str:
 
 
 def _fmt(v: Any) -> str:
+    return _cell(v)[0]
+
+
+def _cell(v: Any) -> list[Any]:
+    """``[text shown, full text, sort key]`` of a value: about 4 significant digits for
+    floats (all of them on hover), strings as they are, anything else as JSON."""
     if v is None:
-        return ""
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+        return ["", "", None]
+    if isinstance(v, bool):
+        return [str(v), str(v), int(v)]
+    if isinstance(v, int):
+        return [str(v), str(v), v]
+    if isinstance(v, float):
+        return [f"{v:.4g}", repr(v), v if math.isfinite(v) else None]
+    full = v if isinstance(v, str) else json.dumps(v, default=str)
+    text = full if len(full) <= _MAX_TEXT else full[: _MAX_TEXT - 1] + "…"
+    return [text, full, full]
+
+
+def _param_names(rows: list[dict[str, Any]]) -> list[str]:
+    names: list[str] = []
+    for r in rows:
+        names += [k for k in r["config"] if k not in names]
+    return names
+
+
+def _numeric(rows: list[dict[str, Any]], param: str) -> bool:
+    """True if every value ``param`` took is a number (its column is aligned right)."""
+    values = [r["config"].get(param) for r in rows]
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool)
+               for v in values if v is not None)  # fmt: skip
 
 
 def counts(rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -53,19 +81,32 @@ def counts(rows: list[dict[str, Any]]) -> dict[str, int]:
     return out
 
 
+def _finished(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The done trials with a value, in finishing order."""
+    return sorted(
+        (r for r in rows if _state(r) == "done" and r.get("value") is not None),
+        key=lambda r: (r.get("finished") or 0.0, r["id"]),
+    )
+
+
 def best_so_far(rows: list[dict[str, Any]], mode: str) -> list[tuple[float, float]]:
     """``(n finished, best value)`` after each finished trial of ``rows``, in finishing
     order; ``mode`` is ``"max"`` or ``"min"``."""
-    done = sorted(
-        (r for r in rows if _state(r) == "done" and r.get("value") is not None),
-        key=lambda r: r.get("finished") or 0.0,
-    )
     points, best = [], None
-    for n, r in enumerate(done, 1):
+    for n, r in enumerate(_finished(rows), 1):
         v = r["value"]
         best = v if best is None else (max(best, v) if mode == "max" else min(best, v))
         points.append((float(n), best))
     return points
+
+
+def _best_row(rows: list[dict[str, Any]], mode: str) -> dict[str, Any] | None:
+    """The best done trial (the first one on ties), as ``SweepResult.best`` picks it."""
+    done = _finished(rows)
+    if not done:
+        return None
+    sign = 1.0 if mode == "max" else -1.0
+    return max(done, key=lambda r: (sign * r["value"], -r["id"]))
 
 
 def shown_rows(rows: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
@@ -87,9 +128,63 @@ def shown_rows(rows: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
 def _summary(rows: list[dict[str, Any]], metric: str | None, mode: str) -> str:
     c = counts(rows)
     text = ", ".join(f"{n} {s}" for s, n in c.items() if n)
-    curve = best_so_far(rows, mode)
-    best = f"; best {metric or 'value'} {curve[-1][1]:.4g}" if curve else ""
+    top = _best_row(rows, mode)
+    best = f"; best {metric or 'value'} {_fmt(top['value'])} (trial {top['id']})" if top else ""
     return f"{len(rows)} trials ({text or 'none yet'}){best}"
+
+
+def table_content(
+    rows: list[dict[str, Any]], metric: str | None, mode: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int, str]:
+    """``(columns, rows, best id, caption)`` of the trial table (see
+    :class:`~workbench.widgets.trial_table.TrialTable`): id, state, one column per
+    parameter, step, the metric, the best report, ranks and failures."""
+    params = _param_names(rows)
+    name = metric or "value"
+    columns = [
+        {"key": "id", "label": "trial", "numeric": True},
+        {"key": "state", "label": "state"},
+        *({"key": f"config.{p}", "label": p, "numeric": _numeric(rows, p),
+           "title": f"parameter {p}"} for p in params),
+        {"key": "step", "label": "step", "numeric": True, "title": "last step reported"},
+        {"key": "value", "label": name, "numeric": True,
+         "title": f"{name} of the trial: what the sweep ranks trials by"},
+        {"key": "best", "label": "best report", "numeric": True,
+         "title": f"the trial's best {name} at any reported step"},
+        {"key": "ranks", "label": "ranks"},
+        {"key": "failures", "label": "fail", "numeric": True, "title": "failed attempts"},
+    ]  # fmt: skip
+    body = []
+    for r in shown_rows(rows, mode):
+        cells = [_cell(r["id"]), [_state(r), _state(r), _STATES.index(_state(r))]
+                 if _state(r) in _STATES else _cell(_state(r))]  # fmt: skip
+        cells += [_cell(r["config"].get(p)) for p in params]
+        cells += [_cell(r.get(k)) for k in ("step", "value", "best")]
+        cells.append(_cell(",".join(map(str, r.get("ranks") or [])) or None))
+        cells.append(_cell(r.get("failures") or None))
+        body.append({"id": r["id"], "state": _state(r), "cells": cells,
+                     "title": (r.get("error") or "")[-400:]})  # fmt: skip
+    more = len(rows) - len(body)
+    caption = f"{more} more trials in result.to_pandas()" if more > 0 else ""
+    top = _best_row(rows, mode)
+    return columns, body, -1 if top is None else top["id"], caption
+
+
+def _history_chart(rows: list[dict[str, Any]], metric: str | None, mode: str) -> str:
+    """Each finished trial as a dot, x = its place in finishing order, with the best so far
+    as a step line."""
+    done = _finished(rows)
+    if len(done) < 2:
+        return ""
+    name = metric or "value"
+    dots = Series(
+        "finished trial",
+        [(float(n), r["value"]) for n, r in enumerate(done, 1)],
+        style="points",
+        titles=[f"trial {r['id']}: {name} {_fmt(r['value'])}" for r in done],
+    )
+    line = Series(f"best {name}", best_so_far(rows, mode), style="step", color="#2ca02c")
+    return svg_chart(f"{name} of each finished trial", [dots, line], x_label="trials finished")
 
 
 class SweepWidget:
@@ -114,8 +209,10 @@ class SweepWidget:
         import ipywidgets as w
         from IPython.display import display
 
+        from workbench.widgets.trial_table import TrialTable
+
         self.header = w.HTML()
-        self.table = w.HTML()
+        self.table = TrialTable()
         self.chart = w.HTML()
         children = [self.header, self.table, self.chart]
         if self.controls:
@@ -166,14 +263,12 @@ class SweepWidget:
         self.header.value = (
             f"<b>sweep</b> ({state}) &middot; {html.escape(_summary(rows, self.metric, self.mode))}"
         )
-        self.table.value = self._table(rows)
-        charts = []
-        if len(curve) >= 2:
-            charts.append(svg_chart(f"best {self.metric or 'value'} so far", {0: curve}))
+        self.table.set(*table_content(rows, self.metric, self.mode))
+        charts = [_history_chart(rows, self.metric, self.mode)]
         recent = sorted(t for t, c in curves.items() if c)[-_MAX_CURVES:]
-        lines = {t: curves[t] for t in recent}
-        if sum(len(v) for v in lines.values()) >= 2:
-            charts.append(svg_chart(f"{self.metric} by trial", lines))
+        lines = [Series(f"trial {t}", curves[t]) for t in recent]
+        if sum(len(s.points) for s in lines) >= 2:
+            charts.append(svg_chart(f"{self.metric or 'value'} by trial", lines))
         self.chart.value = "".join(charts)
         if self.controls:
             running = tuple((f"trial {r['id']}", r["id"]) for r in rows if _state(r) == "running")
@@ -194,33 +289,6 @@ class SweepWidget:
         if self.live is not None:
             self.live.close()
             self.live = None
-
-    def _table(self, rows: list[dict[str, Any]]) -> str:
-        head = ["id", "state", "config", "step", self.metric or "value", "best", "ranks", "fail"]
-        lines = []
-        for r in shown_rows(rows, self.mode):
-            color = _COLOR.get(_state(r), "#777")
-            cells = [
-                str(r["id"]),
-                f'<span style="color:{color}">{html.escape(_state(r))}</span>',
-                html.escape(json.dumps(r["config"]))[:120],
-                _fmt(r.get("step")),
-                _fmt(r.get("value")),
-                _fmt(r.get("best")),
-                html.escape(",".join(map(str, r.get("ranks") or []))),
-                str(r.get("failures") or ""),
-            ]
-            title = html.escape((r.get("error") or "")[-400:], quote=True)
-            lines.append(
-                f'<tr title="{title}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
-            )
-        more = len(rows) - len(lines)
-        note = f"<caption>{more} more trials in result.to_pandas()</caption>" if more > 0 else ""
-        header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-        return (
-            f"<style>{_TABLE_CSS}</style>"
-            f'<table class="workbench-sweep-table">{note}<tr>{header}</tr>{"".join(lines)}</table>'
-        )
 
 
 class TextSweepView:
@@ -254,14 +322,19 @@ class TextSweepView:
             self.last_line, self.last_time = line, now
             print(f"[sweep] {line}", file=out, flush=True)
         if final:
-            head = f"{'id':>4}  {'state':8} {'step':>6} {self.metric or 'value':>10}  config"
-            print(head, file=out)
-            for r in shown_rows(rows, self.mode):
-                print(
-                    f"{r['id']:>4}  {_state(r):8} {_fmt(r.get('step')):>6} "
-                    f"{_fmt(r.get('value')):>10}  {json.dumps(r['config'])}",
-                    file=out,
-                )
+            columns, body, _, caption = table_content(rows, self.metric, self.mode)
+            keep = [i for i, c in enumerate(columns) if c["key"] not in ("ranks", "failures")]
+            table = [[columns[i]["label"] for i in keep]]
+            table += [[row["cells"][i][0] for i in keep] for row in body]
+            widths = [max(len(line[i]) for line in table) for i in range(len(keep))]
+            for line in table:
+                cells = [
+                    v.rjust(w) if columns[i].get("numeric") else v.ljust(w)
+                    for i, v, w in zip(keep, line, widths, strict=True)
+                ]
+                print("  ".join(cells).rstrip(), file=out)
+            if caption:
+                print(caption, file=out)
             out.flush()
 
 
