@@ -289,6 +289,12 @@ def test_pool_stopped_from_the_ipyparallel_sidebar_answers_in_the_notebook(lab, 
     _write_notebook(work / "stopped.ipynb", *_STOPPED_CELLS)
     with _page(tmp_path / "stopped.png", 1200) as page:
         _open_and_run_all(page, f"{url}/lab/tree/stopped.ipynb?reset&token={token}")
+        # while `%wb start` runs, its cell says what starts and the kernel reads busy
+        page.locator(".jp-OutputArea-output", has_text="starting 1 MPI engine").wait_for()
+        starting_status = page.locator(".jp-Notebook-ExecutionIndicator").first.get_attribute(
+            "data-status"
+        )
+        started_by_then = page.locator(".jp-OutputArea-output", has_text="started 1 MPI").count()
         deadline = time.monotonic() + 120
         while not (work / "cluster-file.txt").exists() and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -310,6 +316,7 @@ def test_pool_stopped_from_the_ipyparallel_sidebar_answers_in_the_notebook(lab, 
         page.keyboard.press("Shift+Enter")
         page.locator(".jp-OutputArea-output", has_text="pool stopped").wait_for(timeout=60_000)
         everything = page.locator(".jp-Notebook").first.inner_text()
+    assert started_by_then or starting_status == "busy", starting_status
     assert answered < 10, f"%wb status took {answered:.1f} s to answer"
     assert "%wb start" in message and len(message.strip().splitlines()) <= 2, message
     for log_line in ("engine set stopped", "Controller stopped", "KernelNanny", "mpiexec error"):
