@@ -13,7 +13,7 @@ STATE=${1:-/tmp/workbench-slurm}
 HOST=$(hostname -s)
 CPUS=$(nproc)
 MEM_MB=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
-mkdir -p "$STATE"/{spool,state,log}
+mkdir -p "$STATE"/{spool/"$HOST",state,log}
 CONF_DIR=/etc/slurm
 mkdir -p "$CONF_DIR"
 
@@ -34,6 +34,11 @@ if ! munge -n </dev/null >/dev/null 2>&1; then
     fi
 fi
 
+# The nodes of tests/cluster/start-cluster.sh, when it runs, stay in the new file.
+cluster_block=""
+if [ -f "$CONF_DIR/slurm.conf" ]; then
+    cluster_block=$(sed -n '/^# >>> workbench-cluster/,/^# <<< workbench-cluster/p' "$CONF_DIR/slurm.conf")
+fi
 cat > "$CONF_DIR/slurm.conf" <<CONF
 ClusterName=workbench
 SlurmctldHost=$HOST
@@ -48,11 +53,12 @@ SchedulerType=sched/backfill
 MpiDefault=none
 ReturnToService=2
 StateSaveLocation=$STATE/state
-SlurmdSpoolDir=$STATE/spool
+# %n: one spool, pid and log file per node (tests/cluster/ runs more slurmds on this machine)
+SlurmdSpoolDir=$STATE/spool/%n
 SlurmctldPidFile=$STATE/slurmctld.pid
-SlurmdPidFile=$STATE/slurmd.pid
+SlurmdPidFile=$STATE/slurmd-%n.pid
 SlurmctldLogFile=$STATE/log/slurmctld.log
-SlurmdLogFile=$STATE/log/slurmd.log
+SlurmdLogFile=$STATE/log/slurmd-%n.log
 SlurmctldTimeout=30
 SlurmdTimeout=30
 InactiveLimit=0
@@ -64,10 +70,13 @@ AccountingStorageType=accounting_storage/none
 NodeName=$HOST CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:8
 CONF
+if [ -n "$cluster_block" ]; then printf '%s\n' "$cluster_block" >> "$CONF_DIR/slurm.conf"; fi
 
 # (re)start the daemons
 if [ -f "$STATE/slurmctld.pid" ]; then kill "$(cat "$STATE/slurmctld.pid")" 2>/dev/null || true; fi
-if [ -f "$STATE/slurmd.pid" ]; then kill "$(cat "$STATE/slurmd.pid")" 2>/dev/null || true; fi
+for pidfile in "$STATE/slurmd.pid" "$STATE/slurmd-$HOST.pid"; do   # (slurmd.pid: older runs)
+    if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; fi
+done
 sleep 1
 /usr/sbin/slurmctld -c -i
 /usr/sbin/slurmd -c
@@ -81,5 +90,5 @@ for _ in $(seq 1 60); do
     sleep 1
 done
 echo "slurm: node $HOST did not become idle within 60 s (state: ${state:-unknown})" >&2
-tail -n 30 "$STATE/log/slurmctld.log" "$STATE/log/slurmd.log" >&2 || true
+tail -n 30 "$STATE/log/slurmctld.log" "$STATE/log/slurmd-$HOST.log" >&2 || true
 exit 1

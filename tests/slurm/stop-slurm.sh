@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Stop the single-node Slurm started by start-slurm.sh.
+# Stop the single-node Slurm started by start-slurm.sh (the nodes of tests/cluster/ have their
+# own stop-cluster.sh).
+set -euo pipefail
 STATE=${1:-/tmp/workbench-slurm}
-for d in slurmd slurmctld; do
-    if [ -f "$STATE/$d.pid" ]; then kill "$(cat "$STATE/$d.pid")" 2>/dev/null || true; fi
+HOST=$(hostname -s)
+for pidfile in "$STATE/slurmd-$HOST.pid" "$STATE/slurmd.pid" "$STATE/slurmctld.pid"; do
+    if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; fi
 done

@@ -7,6 +7,8 @@ import html
 from dataclasses import dataclass
 from typing import Any
 
+from workbench._util import format_ranks
+
 __all__ = ["EngineInfo", "PoolStatus"]
 
 _COLUMNS = ["rank", "engine", "host", "pid", "state", "memory"]
@@ -44,18 +46,46 @@ class PoolStatus:
             lines.append(f"engine output: {', '.join(self.engine_output)}")
         return lines
 
+    @property
+    def nodes(self) -> dict[str, list[int]]:
+        """The ranks on each host, hosts in the order of their lowest rank."""
+        groups: dict[str, list[int]] = {}
+        for r in sorted(self.rows, key=lambda r: r["rank"]):
+            groups.setdefault(r["host"], []).append(r["rank"])
+        return groups
+
+    def _ordered(self) -> list[dict[str, Any]]:
+        """The rows grouped by host (hosts in the order of :attr:`nodes`), by rank within."""
+        order = {host: i for i, host in enumerate(self.nodes)}
+        return sorted(self.rows, key=lambda r: (order[r["host"]], r["rank"]))
+
     def _cells(self) -> list[list[str]]:
-        return [
-            [str(r["rank"]), str(r["engine_id"]), r["host"], str(r["pid"]), r["state"],
-             _mib(r["memory"])]
-            for r in self.rows
-        ]  # fmt: skip
+        """One list of cells per row; on several hosts, each host named on its first row."""
+        several = len(self.nodes) > 1
+        cells, previous = [], None
+        for r in self._ordered():
+            host = "" if several and r["host"] == previous else r["host"]
+            previous = r["host"]
+            cells.append([str(r["rank"]), str(r["engine_id"]), host, str(r["pid"]), r["state"],
+                          _mib(r["memory"])])  # fmt: skip
+        return cells
+
+    def _nodes_line(self) -> list[str]:
+        """``2 nodes: node1 (ranks 0, 1, 2), node2 (rank 3)``; nothing on one host."""
+        if len(self.nodes) < 2:
+            return []
+        parts = [
+            f"{host} (rank{'s' if len(ranks) > 1 else ''} {format_ranks(ranks)})"
+            for host, ranks in self.nodes.items()
+        ]
+        return [f"{len(self.nodes)} nodes: {', '.join(parts)}"]
 
     def __str__(self) -> str:
         cells = self._cells()
         widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(_COLUMNS)]
         lines = ["  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths, strict=True))]
         lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+        lines += self._nodes_line()
         lines.append(f"{self.backend} pool, cluster file: {self.cluster_file}")
         lines += [f"data: {d}" for d in self.data]
         lines += self._files()
@@ -65,12 +95,16 @@ class PoolStatus:
 
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{c}</th>" for c in _COLUMNS)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{v}</td>" for v in row) + "</tr>" for row in self._cells()
-        )
-        data = "".join(f"<br><small>data: {d}</small>" for d in self.data)
-        files = "".join(f"<br><small>{html.escape(f)}</small>" for f in self._files())
-        return (
-            f"<table><tr>{head}</tr>{body}</table>"
-            f"<small>{self.backend} pool, cluster file: {self.cluster_file}</small>{data}{files}"
-        )
+        span = {host: len(ranks) for host, ranks in self.nodes.items()}
+        body = ""
+        for r, row in zip(self._ordered(), self._cells(), strict=True):
+            tds = [f"<td>{html.escape(v)}</td>" for v in row]
+            if len(span) > 1:  # each host once, over its ranks' rows
+                tds[2] = (
+                    f'<td rowspan="{span[r["host"]]}">{html.escape(row[2])}</td>' if row[2] else ""
+                )
+            body += "<tr>" + "".join(tds) + "</tr>"
+        notes = [*self._nodes_line(), f"{self.backend} pool, cluster file: {self.cluster_file}"]
+        notes += [f"data: {d}" for d in self.data] + self._files()
+        small = "<br>".join(f"<small>{html.escape(n)}</small>" for n in notes)
+        return f"<table><tr>{head}</tr>{body}</table>{small}"
