@@ -7,7 +7,8 @@ import tempfile
 
 import pytest
 
-pytest_plugins = ["skip_guard"]  # in CI, an unexpected skip fails the run
+# skip_guard: in CI, an unexpected skip fails the run; jupyter_server: jp_fetch for the panel API
+pytest_plugins = ["skip_guard", "pytest_jupyter.jupyter_server"]
 
 # Keep cluster files and profiles of the test run away from the user's ~/.ipython.
 os.environ.setdefault("IPYTHONDIR", tempfile.mkdtemp(prefix="wb-ipython-"))

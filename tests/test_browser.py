@@ -321,3 +321,98 @@ def test_pool_stopped_from_the_ipyparallel_sidebar_answers_in_the_notebook(lab, 
     assert "%wb start" in message and len(message.strip().splitlines()) <= 2, message
     for log_line in ("engine set stopped", "Controller stopped", "KernelNanny", "mpiexec error"):
         assert log_line not in everything, f"{log_line!r} printed into the notebook"
+
+
+# -- the MPI pools panel ------------------------------------------------------------------------
+def _start_detached(*args: str) -> str:
+    """`workbench pool start --detach ARGS`; returns the cluster file it printed."""
+    cmd = [sys.executable, "-m", "workbench.cli", "pool", "start", "--detach", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True)
+    return next(line.split(": ", 1)[1] for line in out.stdout.splitlines()
+                if line.startswith("cluster file: "))  # fmt: skip
+
+
+def _open_panel(page) -> None:
+    page.locator(".jp-SideBar [data-id='workbench-pools']").first.click()
+    page.locator("#workbench-pools .wb-start-form").wait_for()
+
+
+def _pool_node(page, cluster_file: str):
+    return page.locator(f"#workbench-pools .wb-pool[data-cluster-file='{cluster_file}']")
+
+
+def test_pools_panel_lists_attaches_shows_busy_ranks_and_stops(lab, tmp_path):
+    """A pool from `workbench pool start -n 2 --detach` shows in the panel with two idle
+    ranks; Attach runs `%wb attach` in the open notebook; a %%distributed sleep there turns
+    both ranks busy (panel and status bar); Stop removes the pool and its processes."""
+    import psutil
+
+    url, token, work = lab
+    cluster_file = _start_detached("-n", "2")
+    _write_notebook(work / "panel.ipynb", "%%distributed\nimport time\ntime.sleep(6)",
+                    "%wb status")  # fmt: skip
+    pids: list[int] = []
+    with _page(tmp_path / "panel.png", 1000) as page:
+        page.goto(f"{url}/lab/tree/panel.ipynb?reset&token={token}")
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                               timeout=90_000)  # fmt: skip
+        _choose_workbench_kernel_if_asked(page)
+        _open_panel(page)
+        node = _pool_node(page, cluster_file)
+        node.locator(".wb-rank[data-state='idle']").nth(1).wait_for(timeout=30_000)
+        rows = node.locator(".wb-rank").count()
+        pids = [int(t) for t in node.locator(".wb-rank td:nth-child(3)").all_inner_texts()]
+        page.screenshot(path=str(tmp_path / "panel-idle.png"))
+        node.locator(".wb-attach").click()
+        page.locator(".jp-OutputArea-output", has_text="attached to 2 MPI engines").wait_for()
+        status = page.locator("#workbench-statusbar")
+        page.wait_for_function("() => document.querySelector('#workbench-statusbar')"
+                               "?.textContent.includes('MPI pool · 2 ranks')")  # fmt: skip
+        page.locator(".jp-Cell").first.click()  # the %%distributed sleep
+        page.keyboard.press("Shift+Enter")
+        node.locator(".wb-rank[data-state='busy']").nth(1).wait_for(timeout=30_000)
+        busy_bar = status.inner_text()
+        page.screenshot(path=str(tmp_path / "panel-busy.png"))
+        node.locator(".wb-rank[data-state='idle']").nth(1).wait_for(timeout=60_000)
+        page.locator(".jp-Cell").nth(1).click()  # %wb status, in the attached notebook
+        page.keyboard.press("Shift+Enter")
+        page.locator(".jp-OutputArea-output", has_text="log:").first.wait_for()
+        node.locator(".wb-stop").click()
+        node.wait_for(state="detached", timeout=60_000)
+        page.screenshot(path=str(tmp_path / "panel-stopped.png"))
+    assert rows == 2 and len(pids) == 2
+    assert "2 busy" in busy_bar, busy_bar
+    deadline = time.monotonic() + 20
+    while any(psutil.pid_exists(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(psutil.pid_exists(p) for p in pids), "engines still running after Stop"
+    assert not os.path.exists(cluster_file)
+
+
+def test_pools_panel_shows_a_slurm_pool_pending_then_running_with_time_left(lab, tmp_path):
+    """The single-node Slurm of the test suite: a job held back a few seconds shows pending
+    with its reason, then running with the time left in its allocation."""
+    import shutil as _sh
+
+    if not _sh.which("sbatch"):
+        _need("Slurm", "tests/slurm/start-slurm.sh (needs slurm-wlm, munge)")
+    url, token, _ = lab
+    cmd = [sys.executable, "-m", "workbench.cli", "pool", "start", "--detach", "--slurm",
+           "-n", "1", "--time", "5", "--extra=--begin=now+6"]  # fmt: skip
+    starter = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        with _page(tmp_path / "panel-slurm.png", 900) as page:
+            page.goto(f"{url}/lab?reset&token={token}")
+            _open_panel(page)
+            pool = page.locator("#workbench-pools .wb-pool", has_text="Slurm job")
+            pool.filter(has_text="pending").first.wait_for(timeout=60_000)
+            pending = pool.first.inner_text()
+            page.screenshot(path=str(tmp_path / "panel-slurm-pending.png"))
+            pool.filter(has_text="left").locator(".wb-rank").first.wait_for(timeout=120_000)
+            running = pool.first.inner_text()
+            pool.first.locator(".wb-stop").click()
+            pool.first.wait_for(state="detached", timeout=60_000)
+    finally:
+        starter.wait(timeout=120)
+    assert "BeginTime" in pending or "pending" in pending, pending
+    assert "running" in running and re.search(r"\d+:\d\d left", running), running

@@ -115,16 +115,21 @@ def test_ctrl_c_while_queued_cancels_the_job(slurm, capsys):
     assert job_state(job)[0] in ("GONE", "CANCELLED")
 
 
-def test_detached_slurm_pool_from_the_cli(slurm, shell, capsys):
+def test_detached_slurm_pool_from_the_cli(slurm, shell, capsys, tmp_path, monkeypatch):
+    """Start with the CLI, attach from a notebook, stop with the CLI. Attaching leaves
+    nothing in the working folder (ipyparallel's own loader made ./log and
+    ./slurm_engine.sbatch there)."""
     cli = [sys.executable, "-m", "workbench.cli", "pool"]
     started = subprocess.run([*cli, "start", "--slurm", "-n", "2", "--detach"],
                              capture_output=True, text=True, timeout=180)  # fmt: skip
     assert started.returncode == 0, started.stdout + started.stderr
     cluster_file = re.search(r"cluster file: (\S+)", started.stdout).group(1)
     try:
+        monkeypatch.chdir(tmp_path)
         shell.run_line_magic("wb", f"attach {cluster_file}")
         shell.run_cell_magic("distributed", "", "print('attached', rank)")
         assert "[rank 1] attached 1" in capsys.readouterr().out
+        assert list(tmp_path.iterdir()) == []
     finally:
         stopped = subprocess.run([*cli, "stop", cluster_file], capture_output=True, text=True,
                                  timeout=120)  # fmt: skip

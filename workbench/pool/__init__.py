@@ -5,6 +5,9 @@
 >>> pool.run(fn, *args)                # fn on every rank -> results ordered by rank
 >>> wb.pool.current()                  # the pool the magics use
 >>> wb.pool.require(pool=None)         # the given or current pool, or NoPoolError
+>>> wb.pool.stop_file(cluster_file)    # stop what is left of a pool, without attaching
+>>> wb.pool.job_info(job_id)           # a Slurm job's state, reason, time left, nodes
+>>> wb.pool.kernel_pools(runtime_dir)  # {kernel id: cluster file} of the running kernels
 
 Modules: ``_pool`` (the :class:`Pool`), ``_launch`` (local ``mpiexec`` and Slurm clusters),
 ``_slurm`` (batch script, job state), ``_wait`` (waiting on work: progress, Ctrl-C, dead
@@ -20,8 +23,10 @@ pool's cluster its own log file, so ipyparallel never logs into the notebook.
 
 from __future__ import annotations
 
+from workbench.pool._binding import kernel_pools
+from workbench.pool._launch import stop_file
 from workbench.pool._pool import Pool, current, require, set_current
-from workbench.pool._slurm import SlurmOptions
+from workbench.pool._slurm import SlurmOptions, job_info
 from workbench.pool._status import EngineInfo, PoolStatus
 
 __all__ = [
@@ -30,6 +35,9 @@ __all__ = [
     "PoolStatus",
     "SlurmOptions",
     "current",
+    "job_info",
+    "kernel_pools",
     "require",
     "set_current",
+    "stop_file",
 ]

@@ -18,6 +18,7 @@ from typing import Any
 
 import ipyparallel as ipp
 import psutil
+from traitlets.config import Config
 
 from workbench._util import engines
 from workbench.errors import InvalidValueError, PoolError
@@ -38,6 +39,7 @@ __all__ = [
     "rss",
     "slurm_cluster",
     "slurm_job_id",
+    "stop_file",
     "stop_quietly",
     "wait_gone",
     "wait_registered",
@@ -129,7 +131,30 @@ def load_cluster(cluster_file: str) -> ipp.Cluster:
     profile_dir = info.get("profile_dir") or os.path.dirname(os.path.dirname(cluster_file))
     log = _logs.cluster_logger(cluster_id)
     _logs.log_to(log, _logs.log_path(profile_dir, cluster_id))
-    return ipp.Cluster.from_dict(state, log=log, cluster_file=cluster_file)
+    # ipyparallel restores a batch launcher trait by trait, and computes its default output
+    # file before its profile_dir is set, making a stray ./log folder in the working folder:
+    # a configured output file (each set's own replaces it) keeps that default from running
+    outputs = [s.get("output_file") for s in state.get("engines", {}).get("sets", {}).values()]
+    config = Config()
+    if any(outputs):
+        config.BatchSystemLauncher.output_file = next(o for o in outputs if o)
+        config.BatchSystemLauncher.batch_file_name = _batch_file(profile_dir, cluster_id)
+    cluster = ipp.Cluster.from_dict(state, log=log, cluster_file=cluster_file, config=config)
+    if state.get("engines", {}).get("class") == "mpi":  # a local pool: restart like its starter
+        _local_engines(cluster, int(info.get("n") or 1), local_mpiexec())
+    return cluster
+
+
+def _local_engines(cluster: ipp.Cluster, n: int, mpiexec: str) -> None:
+    """Engines of ``cluster`` start as ``n`` ranks of a one-node ``mpiexec``."""
+    cluster.config.MPIEngineSetLauncher.mpi_cmd = [mpiexec]
+    cluster.config.MPIEngineSetLauncher.environment = {**LOCAL_MPI_ENV, **thread_caps(n)}
+
+
+def _batch_file(profile_dir: str, cluster_id: str) -> str:
+    """Where a Slurm pool's batch script goes: with the cluster's files, not into the user's
+    working folder."""
+    return os.path.join(profile_dir, "security", f"slurm-{cluster_id}.sbatch")
 
 
 def cluster_file_of(cluster_id: str, profile: str | None) -> str:
@@ -154,8 +179,7 @@ def local_cluster(
     _check_count(n)
     mpiexec = local_mpiexec()
     cluster = _cluster(n, "mpi", "127.0.0.1", detach, profile, timeout)
-    cluster.config.MPIEngineSetLauncher.mpi_cmd = [mpiexec]
-    cluster.config.MPIEngineSetLauncher.environment = {**LOCAL_MPI_ENV, **thread_caps(n)}
+    _local_engines(cluster, n, mpiexec)
     feedback.say(f"starting {engines(n)} ({os.path.basename(mpiexec)})…")
     client = None
     try:
@@ -238,7 +262,7 @@ def slurm_cluster(
     cluster = _cluster(n, "slurm", ip, detach, profile, timeout)
     cluster.config.SlurmEngineSetLauncher.batch_template = batch_template(opts, find_mpiexec())
     # the batch script goes with the cluster's files, not into the user's working folder
-    script = os.path.join(cluster.profile_dir, "security", f"slurm-{cluster.cluster_id}.sbatch")
+    script = _batch_file(cluster.profile_dir, cluster.cluster_id)
     cluster.config.SlurmEngineSetLauncher.batch_file_name = script
     feedback.say(f"starting {engines(n)} as a Slurm job (ranks started by {opts.launcher})…")
     client = None
@@ -363,6 +387,19 @@ def wait_gone(engines: list[EngineInfo], timeout: float) -> None:
     for p in left:
         with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
+
+
+def stop_file(cluster_file: str) -> None:
+    """Stop what still runs of the pool ``cluster_file`` describes (controller, engines)
+    without connecting to it, and remove the file: for a pool whose engines are gone."""
+    try:
+        cluster = load_cluster(cluster_file)
+    except (OSError, ValueError):
+        cluster = None
+    if cluster is not None:
+        stop_quietly(cluster)
+    with contextlib.suppress(OSError):
+        os.remove(cluster_file)
 
 
 def stop_quietly(cluster: ipp.Cluster) -> None:

@@ -21,7 +21,7 @@ import ipyparallel as ipp
 
 from workbench import _timeouts
 from workbench.errors import ControllerGoneError, InvalidValueError, NoPoolError, PoolError
-from workbench.pool import _engine, _globals, _ipp, _launch
+from workbench.pool import _binding, _engine, _globals, _ipp, _launch
 from workbench.pool._feedback import StartFeedback
 from workbench.pool._slurm import SlurmOptions, job_state
 from workbench.pool._status import EngineInfo, PoolStatus
@@ -54,9 +54,13 @@ def require(pool: Pool | None = None) -> Pool:
 
 
 def set_current(pool: Pool | None) -> None:
-    """Make ``pool`` the one the magics use."""
+    """Make ``pool`` the one the magics use (in a Jupyter kernel, also noted for the pool
+    panel's status bar)."""
     global _current
+    changed = pool is not _current
     _current = pool
+    if changed:
+        _binding.record(None if pool is None else pool.cluster_file)
 
 
 class Pool:
@@ -150,7 +154,8 @@ class Pool:
         launcher: ``"mpiexec"`` (inside the job; right for MPICH and Slurm-aware MPIs) or
             ``"srun"`` (``srun --mpi=pmi2``, for a site MPI built against Slurm's PMI).
         controller_ip: the address of this machine that the compute nodes reach (default:
-            that of this host's name).
+            that of this host's name); on a login node whose compute nodes reach it on
+            another network, its address there (the high-speed interface).
         detach: keep the job and controller running after this process exits.
         profile: IPython profile whose folder holds the cluster files.
         timeout: seconds for the job to queue, start and register every engine.
@@ -448,7 +453,8 @@ class Pool:
         return PoolError(self._gone_message())
 
     def status(self) -> PoolStatus:
-        """A table of rank, engine id, host, pid, state (idle/busy/dead) and memory.
+        """A table of rank, engine id, host, pid, state (idle/busy/dead) and memory; ranks
+        on several hosts are grouped by host (:attr:`PoolStatus.nodes`).
 
         Bounded: when the controller does not answer within :attr:`query_timeout` seconds
         (the pool was stopped from elsewhere, or its controller died) the pool is marked
@@ -557,6 +563,10 @@ class Pool:
             _launch.wait_gone(engines, timeout=_timeouts.ENGINES_EXIT)
             with contextlib.suppress(OSError):
                 os.remove(self._map_file)
+            pid = _ipp.controller_pid(self.cluster)
+            if pid is None or not _launch.alive(pid):  # ipyparallel may write it back late
+                with contextlib.suppress(OSError):
+                    os.remove(self.cluster_file)
             if current() is None and _current is self:
                 set_current(None)
 

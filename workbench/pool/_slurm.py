@@ -105,17 +105,29 @@ def require_slurm() -> None:
 
 def job_state(job_id: str, timeout: float = QUERY) -> tuple[str, str]:
     """``(state, reason_or_nodes)`` of a job; ``("GONE", "")`` once Slurm forgot it."""
+    info = job_info(job_id, timeout)
+    return (str(info["job_state"]), info["job_reason"] or "")
+
+
+def job_info(job_id: str, timeout: float = QUERY) -> dict[str, str | None]:
+    """``job_state``, ``job_reason`` (why pending, or the nodes), ``time_left`` (as Slurm
+    writes it, e.g. ``1:23:45``; None when unknown) and ``nodes`` of a job, for the panel."""
     try:
         out = subprocess.run(
-            ["squeue", "-h", "-j", str(job_id), "-o", "%T|%R"],
+            ["squeue", "-h", "-j", str(job_id), "-o", "%T|%R|%L|%N"],
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
         ).stdout.strip()
-    except subprocess.TimeoutExpired:
-        return ("UNKNOWN", "squeue did not answer")
+    except (subprocess.TimeoutExpired, OSError):
+        return {"job_state": "UNKNOWN", "job_reason": "squeue did not answer", "time_left": None,
+                "nodes": None}  # fmt: skip
     if not out:
-        return ("GONE", "")
-    state, _, detail = out.splitlines()[0].partition("|")
-    return (state, detail)
+        return {"job_state": "GONE", "job_reason": "", "time_left": None, "nodes": None}
+    state, reason, left, nodes = [*out.splitlines()[0].split("|"), "", "", ""][:4]
+    unknown = left in ("", "INVALID", "NOT_SET", "UNLIMITED") or state != "RUNNING"
+    if reason.startswith("(") and reason.endswith(")"):  # squeue wraps a pending reason
+        reason = reason[1:-1]
+    return {"job_state": state, "job_reason": reason, "time_left": None if unknown else left,
+            "nodes": nodes or None}  # fmt: skip
