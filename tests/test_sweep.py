@@ -678,4 +678,255 @@ def test_hyperparameter_sweep_notebook(tmp_path):
     widgets = [o for c in cells for o in c.get("outputs", [])
                if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]  # fmt: skip
     assert widgets, "the live sweep table should be a widget"
+    plots = [o["data"]["text/html"] for c in cells for o in c.get("outputs", [])
+             if "workbench-sweep-plots" in str(o.get("data", {}).get("text/html", ""))]  # fmt: skip
+    assert (
+        plots and "accuracy of each finished trial" in plots[0] and "accuracy by step" in plots[0]
+    )
+    assert "optuna study 'digits-sgd'" in text and "optuna best value" in text
     assert "pool stopped" in text
+
+
+# -- analysis: Optuna export and charts -----------------------------------------------------------
+def curve_or_fail(config, report):
+    """A 9-step curve towards ``lr``; trials with ``a == 2`` fail at step 2."""
+    acc = 0.0
+    for step in range(1, 10):
+        if config["a"] == 2 and step == 2:
+            raise ValueError("a=2 breaks")
+        acc = config["lr"] * (1 - 0.5**step) + 0.01 * config["k"]
+        report(step=step, acc=acc)
+    return acc
+
+
+ANALYSIS_SPACE = {"a": grid([1, 2, 3]), "lr": loguniform(1e-3, 1.0), "k": randint(1, 4),
+                  "x": uniform(-1.0, 1.0), "act": choice(["relu", "tanh"]), "fixed": 7}  # fmt: skip
+
+
+def test_to_optuna_and_plot_show_every_finished_trial(live_pool, tmp_path):
+    import optuna
+    import optuna.visualization as vis
+
+    r = sweep(curve_or_fail, ANALYSIS_SPACE, n_trials=12, strategy="random", metric="acc",
+              scheduler=ASHA(max_resource=9), max_failures=0, storage=str(tmp_path / "s.db"),
+              show=False, seed=3)  # fmt: skip
+    states = Counter(str(t["state"]) for t in r.trials)
+    assert states["failed"] and states["done"] and states["pruned"], states
+    study = r.to_optuna()
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    by_id = {t.user_attrs["workbench_trial"]: t for t in study.trials}
+    assert sorted(by_id) == [t["id"] for t in r.trials]  # every trial finished here
+    expected = {"done": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
+    for t in r.trials:
+        o = by_id[t["id"]]
+        assert o.state.name == expected[str(t["state"])], t["id"]
+        assert o.params == {k: t["config"][k] for k in ("a", "lr", "k", "x", "act")}
+        assert o.user_attrs["fixed"] == 7
+        assert o.value == (t["value"] if t["state"] == "done" else None)
+        assert o.intermediate_values == {int(s): v for s, v in r.curves[t["id"]]}
+        if t["state"] == "failed":
+            assert "a=2 breaks" in o.user_attrs["error"]
+    dists = study.trials[0].distributions
+    assert dists["lr"] == optuna.distributions.FloatDistribution(1e-3, 1.0, log=True)
+    assert dists["x"] == optuna.distributions.FloatDistribution(-1.0, 1.0)
+    assert dists["k"] == optuna.distributions.IntDistribution(1, 3)
+    assert dists["a"] == optuna.distributions.CategoricalDistribution([1, 2, 3])
+    assert dists["act"] == optuna.distributions.CategoricalDistribution(["relu", "tanh"])
+    assert study.best_value == pytest.approx(r.best_value)
+    assert study.best_trial.user_attrs["workbench_trial"] == r.best["id"]
+    for plot in (vis.plot_optimization_history, vis.plot_parallel_coordinate,
+                 vis.plot_param_importances, vis.plot_intermediate_values):  # fmt: skip
+        assert plot(study).data, plot.__name__
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    r.to_optuna(storage=url)
+    stored = optuna.load_study(study_name=r.name, storage=url)
+    assert len(stored.trials) == len(study.trials) and stored.best_value == study.best_value
+    with pytest.raises(ValueError, match=r"already exists.*study_name="):
+        r.to_optuna(storage=url)
+
+    html = r.plot()
+    page = html._repr_html_()
+    assert page.count("<svg") == 7  # history, 5 parameters, learning curves
+    for title in ("acc of each finished trial", "best acc", "acc against lr", "log10 lr",
+                  "acc against act", "0 relu, 1 tanh", "acc by step"):  # fmt: skip
+        assert title in page, title
+    curves = page[page.index("acc by step") :]
+    assert all(c in curves for c in ("#2ca02c", "#ff7f0e", "#d62728"))  # done, pruned, failed
+
+
+def test_analysis_without_a_space_and_without_optuna(monkeypatch):
+    from workbench.errors import MissingDependencyError
+    from workbench.sweep import SweepResult
+
+    rows = [{"id": i, "state": TrialState.DONE, "config": {"lr": 0.1 * (i + 1), "n": i,
+             "opt": "ab"[i % 2], "fixed": 1}, "value": float(i), "values": None, "started": 1.0,
+             "finished": 2.0 + i, "error": None, "attempt": 1} for i in range(4)]  # fmt: skip
+    r = SweepResult("s", ":memory:", "m", "min", rows, {0: [(0.5, 1.0), (1.5, 0.5)]})
+    study = r.to_optuna()
+    d = study.trials[0].distributions
+    assert set(d) == {"lr", "n", "opt"} and d["n"].low == 0 and d["n"].high == 3
+    assert study.best_value == 0.0 and study.trials[0].intermediate_values == {0: 1.0, 1: 0.5}
+    assert r.plot().data.count("<svg") == 5  # history, lr, n, opt, the curve of trial 0
+    assert "no finished trial" in SweepResult("e", ":memory:", "m", "max", [], {}).plot().data
+    monkeypatch.setitem(sys.modules, "optuna", None)  # as if it were not installed
+    with pytest.raises(MissingDependencyError, match="pip install optuna"):
+        r.to_optuna()
+
+
+# -- several objectives ---------------------------------------------------------------------------
+def tradeoff(config, report):
+    """Accuracy grows with ``x``, latency with ``x`` squared plus ``c``: a Pareto front."""
+    acc, ms = config["x"], 10 * config["x"] ** 2 + config["c"]
+    report(step=1, acc=acc * 0.5, ms=ms)
+    report(step=2, acc=acc)  # the last report of each metric counts
+    return {"ms": ms}
+
+
+def _front_by_hand(trials):
+    pts = {t["id"]: (t["values"]["acc"], t["values"]["ms"]) for t in trials}
+
+    def dominated(a):
+        return any(b[0] >= a[0] and b[1] <= a[1] and b != a for b in pts.values())
+
+    return sorted(i for i, p in pts.items() if not dominated(p))
+
+
+MULTI = {"acc": "max", "ms": "min"}
+
+
+@pytest.mark.parametrize("strategy", ["random", "grid", "tpe", "nsga2"])
+def test_multi_objective_sweep_records_every_objective_and_its_pareto_front(
+    live_pool, tmp_path, strategy
+):
+    import optuna
+    import optuna.visualization as vis
+
+    db = str(tmp_path / "s.db")
+    space = ({"x": grid([0.2, 0.5, 0.9]), "c": grid([0.0, 1.0, 3.0])} if strategy == "grid"
+             else {"x": uniform(0.0, 1.0), "c": uniform(0.0, 3.0)})  # fmt: skip
+    r = sweep(tradeoff, space, n_trials=12, strategy=strategy, metrics=MULTI, storage=db,
+              show=False, seed=2)  # fmt: skip
+    assert r.metric == "acc" and r.metrics == MULTI
+    trials = _done_once(db, "tradeoff", 9 if strategy == "grid" else 12)
+    for t in trials:
+        c = t["config"]
+        assert t["state"] == "done" and t["value"] == c["x"]
+        assert t["values"] == {"acc": c["x"], "ms": pytest.approx(10 * c["x"] ** 2 + c["c"])}
+    front = [t["id"] for t in r.pareto_front()]
+    assert front == _front_by_hand(trials) and front
+    if strategy == "grid":  # c = 0 is never dominated, c > 0 always is
+        assert sorted(t["config"]["c"] for t in r.pareto_front()) == [0.0] * 3
+    study = r.to_optuna()
+    assert study.directions == [optuna.study.StudyDirection.MAXIMIZE,
+                                optuna.study.StudyDirection.MINIMIZE]  # fmt: skip
+    assert study.metric_names == ["acc", "ms"]
+    assert sorted(t.user_attrs["workbench_trial"] for t in study.best_trials) == front
+    assert vis.plot_pareto_front(study).data
+    page = r.plot().data
+    assert "Pareto front" in page and "acc (higher is better) against ms" in page
+    assert "on the Pareto front" in r.show(widgets=True).header.value
+    with pytest.raises(ValueError, match=r"other settings.*metrics"):
+        sweep(tradeoff, space, n_trials=12, strategy=strategy, storage=db, show=False,
+              metrics={"acc": "max", "ms": "max"})  # fmt: skip
+
+
+def some_report_ms(config, report):
+    """Reports ``ms`` only for odd ``a``."""
+    if config["a"] % 2:
+        report(step=1, acc=float(config["a"]), ms=1.0)
+    else:
+        report(step=1, acc=float(config["a"]))
+    return float(config["a"])
+
+
+def test_a_metric_reported_only_sometimes_fails_those_trials_naming_it(live_pool, tmp_path):
+    db = str(tmp_path / "s.db")
+    space = {"a": grid([1, 2, 3, 4])}
+    r = sweep(some_report_ms, space, metrics=MULTI, storage=db, show=False, max_failures=2)
+    by_a = {t["config"]["a"]: t for t in r.trials}
+    assert [by_a[a]["state"] for a in (1, 2, 3, 4)] == ["done", "failed", "done", "failed"]
+    bad = by_a[2]
+    assert bad["failures"] == 1 and bad["attempt"] == 1  # not retried: it would end the same
+    assert f"trial {bad['id']} ended without a value of metric 'ms'" in bad["error"]
+    assert "it gave: acc" in bad["error"] and "report(step=..., acc=..., ms=...)" in bad["error"]
+    assert [t["config"]["a"] for t in r.pareto_front()] == [3]
+    store = SweepStore(db)  # intact: every trial and its values readable, resume runs nothing
+    try:
+        assert [t["values"] for t in store.trials("some_report_ms")] == [
+            {"acc": 1.0, "ms": 1.0}, None, {"acc": 3.0, "ms": 1.0}, None]  # fmt: skip
+    finally:
+        store.close()
+    again = sweep(some_report_ms, space, metrics=MULTI, storage=db, show=False)
+    assert [t["attempt"] for t in again.trials] == [1, 1, 1, 1]
+
+
+class _OneMetricStrategy(__import__("workbench.sweep", fromlist=["Strategy"]).Strategy):
+    def suggest(self, trial_id):
+        return {"x": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"metrics": {"acc": "up"}}, ValueError, r"metrics\['acc'\] = 'up'.*'max'.*'min'"),
+        ({"metrics": {"acc": "max"}, "metric": "acc"}, ValueError, "not both"),
+        ({"metrics": {"acc": "max", "ms": "min"}, "mode": "min"}, ValueError, "not both"),
+        ({"metrics": ["acc", "ms"]}, TypeError, "non-empty dict"),
+        ({"metrics": {}}, TypeError, "non-empty dict"),
+        ({"metrics": MULTI, "scheduler": "asha"}, ValueError,
+         "ASHA stops trials by comparing one metric.*2 objectives \\(acc, ms\\).*scheduler=None"),
+        ({"metrics": MULTI, "scheduler": MedianStopping()}, ValueError,
+         "MedianStopping stops trials by comparing one metric"),
+        ({"metrics": MULTI, "strategy": _OneMetricStrategy()}, ValueError,
+         "_OneMetricStrategy optimises one metric"),
+    ],
+)  # fmt: skip
+def test_bad_multi_objective_arguments_fail_before_any_engine_is_used(tmp_path, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        sweep(tradeoff, {"x": uniform(0, 1), "c": 0.0}, n_trials=2, storage=str(tmp_path / "s.db"),
+              pool=None, **kwargs)  # fmt: skip
+
+
+def test_a_store_from_before_trial_values_opens_unchanged(tmp_path):
+    from workbench.sweep._store import _SCHEMA
+
+    db = tmp_path / "old.db"
+    old_schema = _SCHEMA[: _SCHEMA.index("CREATE TABLE IF NOT EXISTS trial_values")]
+    with sqlite3.connect(db) as con:
+        con.executescript(old_schema)
+        con.execute("INSERT INTO sweeps VALUES ('s', '{}', 0)")
+        con.execute("INSERT INTO trials (sweep, id, state, config, value) "
+                    "VALUES ('s', 0, 'done', '{}', 0.5)")  # fmt: skip
+    store = SweepStore(db)
+    try:
+        (row,) = store.trials("s")
+        assert row["value"] == 0.5 and row["values"] is None
+        store.update("s", 0, "done", values={"a": 1.0, "b": 2.0})
+        assert store.trials("s")[0]["values"] == {"a": 1.0, "b": 2.0}
+    finally:
+        store.close()
+
+
+def test_widget_draws_the_pareto_front_with_dominated_trials_faded():
+    from workbench.widgets.sweep_table import SweepWidget, TextSweepView
+
+    rows = _rows(["done", "done", "done", "running"])
+    for r, (acc, ms) in zip(rows, [(0.9, 5.0), (0.8, 6.0), (0.7, 1.0), (0.0, 0.0)], strict=True):
+        r["value"], r["values"] = acc, ({"acc": acc, "ms": ms} if r["state"] == "done" else None)
+    w = SweepWidget("acc", "max", controls=False, metrics=MULTI)
+    w.update(rows, {})
+    assert "2 on the Pareto front" in w.header.value
+    chart = w.chart.value
+    assert "acc (higher is better) against ms: Pareto front" in chart
+    front = chart[chart.index("trial 0: acc 0.9") - 200 : chart.index("trial 0: acc 0.9")]
+    assert "#1f77b4" in front  # on the front: coloured
+    faded = chart[chart.index("trial 1: acc 0.8") - 200 : chart.index("trial 1: acc 0.8")]
+    assert "#c7c7c7" in faded  # dominated by trial 0: faded
+    labels = [c["label"] for c in w.table.columns]
+    assert labels[labels.index("acc") + 1] == "ms"
+    by_id = {r["id"]: r["cells"] for r in w.table.rows}
+    assert by_id[2][labels.index("ms")][0] == "1"
+    buf = io.StringIO()
+    TextSweepView("acc", "max", stream=buf, metrics=MULTI).update(rows, {}, final=True)
+    assert "2 on the Pareto front" in buf.getvalue() and " ms " in buf.getvalue()

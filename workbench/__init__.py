@@ -22,6 +22,7 @@ __all__ = [
     "allreduce_async",
     "choice",
     "grid",
+    "joblib",
     "load_ipython_extension",
     "loguniform",
     "progress",
@@ -60,6 +61,16 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+def joblib(pool: Any = None, **options: Any) -> Any:
+    """``with wb.joblib():`` runs joblib's ``n_jobs`` (scikit-learn's) on the engines of
+    ``pool`` (default: the current pool) inside the block; ``options`` (``n_jobs``,
+    ``min_bytes``, ``progress``) as for :func:`workbench.joblib_backend.use`."""
+    from workbench.joblib_backend import use
+    from workbench.pool import require
+
+    return use(require(pool), **options)
 
 
 def load_ipython_extension(ipython: Any) -> None:

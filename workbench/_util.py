@@ -2,7 +2,8 @@
 
 Setting parsers (``parse_bytes``, ``parse_bool``, ``parse_seconds``) name the setting and what
 is allowed when a value is bad; ``format_ranks`` writes rank lists the way every message does;
-``new_key`` names data placed on the engines.
+``new_key`` names data placed on the engines; ``non_dominated`` finds a Pareto front (the
+sweep's result and its widget both need it).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import itertools
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from workbench.errors import InvalidValueError
 
@@ -19,6 +20,7 @@ __all__ = [
     "engines",
     "format_ranks",
     "new_key",
+    "non_dominated",
     "parse_bool",
     "parse_bytes",
     "parse_seconds",
@@ -93,3 +95,25 @@ def format_ranks(ranks: Iterable[int]) -> str:
 def new_key(prefix: str) -> str:
     """A fresh name for data placed on the engines, e.g. ``array-1f2e3d4c``."""
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+_PARETO_BLOCK = 512  # rows compared at once: memory stays at block * n * objectives booleans
+
+
+def non_dominated(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -> list[bool]:
+    """For each point (one value per objective), True if no other point dominates it: at
+    least as good in every objective and better in one. ``maximize[k]`` says whether a
+    larger value of objective ``k`` is better. Equal points do not dominate each other."""
+    import numpy as np
+
+    if not len(points):
+        return []
+    signs = np.where(np.asarray(maximize, dtype=bool), 1.0, -1.0)
+    scores = np.asarray(points, dtype=float) * signs  # larger is better everywhere
+    keep = np.ones(len(scores), dtype=bool)
+    for lo in range(0, len(scores), _PARETO_BLOCK):
+        block = scores[lo : lo + _PARETO_BLOCK, None, :]  # (b, 1, k) against (1, n, k)
+        geq = (scores[None, :, :] >= block).all(axis=2)
+        gt = (scores[None, :, :] > block).any(axis=2)
+        keep[lo : lo + _PARETO_BLOCK] = ~(geq & gt).any(axis=1)
+    return keep.tolist()

@@ -23,14 +23,16 @@ from workbench.cli._args import add_start_arguments, parse_ranks, positive_secon
 
 __all__ = ["WorkbenchMagics", "register"]
 
-_ACTIONS = ("start", "attach", "status", "restart", "stop")
+_ACTIONS = ("start", "attach", "status", "restart", "stop", "joblib")
 
 
 def _wb_parser() -> MagicArgumentParser:
     parser = MagicArgumentParser(prog="%wb", description="Control the pool of MPI engines.")
     parser.add_argument("action", choices=_ACTIONS, help="what to do with the pool")
     parser.add_argument(
-        "cluster_file", nargs="?", help="attach: the cluster file (default: newest)"
+        "cluster_file",
+        nargs="?",
+        help="attach: the cluster file (default: newest); joblib: on or off",
     )
     add_start_arguments(parser)
     return parser
@@ -45,9 +47,10 @@ class WorkbenchMagics(Magics):
 
     @line_magic
     def wb(self, line: str) -> None:
-        """Pool: ``%wb start [-n N] [--slurm] | attach [FILE] | status | restart | stop``."""
+        """Pool: ``%wb start [-n N] [--slurm] | attach [FILE] | status | restart | stop``;
+        ``%wb joblib on|off`` runs joblib's ``n_jobs`` (scikit-learn's) on the engines."""
         args = _WB.parse_argstring(line)
-        if args.cluster_file and args.action != "attach":
+        if args.cluster_file and args.action not in ("attach", "joblib"):
             raise UsageError(f"%wb {args.action} takes no file argument (only `%wb attach FILE`)")
         starting = [a for a in ("n", "detach", "slurm") if getattr(args, a)]
         if starting and args.action != "start":
@@ -69,6 +72,22 @@ class WorkbenchMagics(Magics):
         except ValueError as e:
             raise UsageError(str(e)) from None
         print(f"workbench: started {engines(pool.size)} (cluster file {pool.cluster_file})")
+
+    def _joblib(self, args: argparse.Namespace) -> None:
+        from workbench import joblib_backend
+
+        if args.cluster_file == "on":
+            backend = joblib_backend.enable(_pool.require())
+            print(
+                f"workbench: joblib runs on the {engines(backend.pool.size)} (n_jobs=-1 or None:"
+                " all of them) until `%wb joblib off`"
+            )
+        elif args.cluster_file == "off":
+            was = joblib_backend.disable()
+            print("workbench: joblib runs in the notebook again" if was
+                  else "workbench: joblib was not running on the engines")  # fmt: skip
+        else:
+            raise UsageError(f"use `%wb joblib on` or `%wb joblib off`, not {args.cluster_file!r}")
 
     def _attach(self, args: argparse.Namespace) -> None:
         pool = _pool.Pool.attach(args.cluster_file, profile=args.profile)

@@ -372,6 +372,14 @@ class Pool:
         self.ensure_alive()
         return scatter_rows(self, x, key=key)
 
+    def joblib(self, **options: Any) -> Any:
+        """``with pool.joblib():`` runs joblib's ``n_jobs`` (scikit-learn's) on these engines
+        inside the block; ``options`` (``n_jobs``, ``min_bytes``, ``progress``) as for
+        :func:`workbench.joblib_backend.use`."""
+        from workbench.joblib_backend import use
+
+        return use(self, **options)
+
     def broadcast(self, obj: Any, *, key: str | None = None) -> Any:
         """Put ``obj`` on every rank, once; returns a :class:`Broadcast` handle."""
         from workbench.data import broadcast

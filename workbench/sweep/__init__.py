@@ -7,11 +7,14 @@
 >>> result = sweep(objective, {"lr": loguniform(1e-4, 1e-1), "act": choice(["relu", "tanh"])},
 ...                n_trials=50, scheduler=ASHA(max_resource=27), metric="accuracy")
 >>> result.best, result.to_pandas(), result.show()
+>>> result.plot(), result.to_optuna()              # inline SVG charts; an optuna.Study
+>>> sweep(objective, space, n_trials=50, metrics={"accuracy": "max", "ms": "min"}).pareto_front()
 
 Everything a user names lives here (this is the one place to import from):
 
 - :func:`sweep` runs a sweep and returns a :class:`SweepResult` (every trial as a dict, the
-  best one, learning curves, ``to_pandas()``, ``show()``). ``workbench.sweep`` as an
+  best one, learning curves, ``pareto_front()`` of several objectives (``metrics=``),
+  ``to_pandas()``, ``plot()``, ``to_optuna()``, ``show()``). ``workbench.sweep`` as an
   attribute of the top package (``wb.sweep``) is this function; ``from workbench.sweep
   import X`` imports from this module.
 - Search spaces: :func:`choice`, :func:`grid`, :func:`uniform`, :func:`loguniform`,
@@ -20,7 +23,7 @@ Everything a user names lives here (this is the one place to import from):
   :class:`RandInt` (all :class:`Domain`); :class:`Space` is a checked ``{name: domain or
   value}`` dict, what a strategy samples from.
 - Strategies (``strategy=``): :class:`GridStrategy` ("grid"), :class:`RandomStrategy`
-  ("random", seeded), :class:`OptunaStrategy` ("tpe" or any Optuna sampler), all behind
+  ("random", seeded), :class:`OptunaStrategy` ("tpe", "nsga2" or any Optuna sampler), all behind
   :class:`Strategy`; :func:`get_strategy` turns a name into one.
 - Schedulers (``scheduler=``): :class:`FIFO` (None: no early stopping), :class:`ASHA`
   ("asha"), :class:`MedianStopping` ("median"), all behind :class:`Scheduler`, whose

@@ -24,7 +24,9 @@ class Plan:
     dead engines; ``decision_timeout``: seconds a trial waits for a decision at a
     milestone; ``control_dir``: the folder of the decision files; ``timeout``: seconds
     for the whole sweep (None: no limit); ``poll``: seconds between two looks at the
-    running trials; ``depth``: trials in flight per group of engines.
+    running trials; ``depth``: trials in flight per group of engines; ``metrics``: the
+    objectives of a multi-objective sweep, name -> mode (``metric``/``mode`` are then the
+    first of them), None for one objective.
     """
 
     name: str
@@ -43,6 +45,7 @@ class Plan:
     timeout: float | None
     poll: float
     depth: int = 2  # trials in flight per group: the next one waits on the engine, no round trip
+    metrics: dict[str, str] | None = None
 
     def better(self, a: float, b: float) -> float:
         """The better of two metric values ``a`` and ``b``."""

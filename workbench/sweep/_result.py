@@ -1,11 +1,17 @@
-"""What a sweep returns: every trial as a dict, the best one, a pandas view, the widget."""
+"""What a sweep returns: every trial as a dict, the best one, the Pareto front of several
+objectives, a pandas view, charts, an Optuna study, the widget."""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import TYPE_CHECKING, Any
 
+from workbench._util import non_dominated
 from workbench.errors import MissingDependencyError
 from workbench.sweep._state import TrialState
+
+if TYPE_CHECKING:
+    from workbench.sweep._space import Domain, Space
 
 __all__ = ["SweepResult"]
 
@@ -22,15 +28,23 @@ class SweepResult:
     storage
         The store's path (or ``":memory:"``).
     metric
-        The optimised metric (None: the objective's return value).
+        The optimised metric (None: the objective's return value); with several objectives,
+        the first of ``metrics``.
     mode
-        ``"max"`` or ``"min"``.
+        ``"max"`` or ``"min"`` (of ``metric``).
     trials
         Every trial as a dict (rows of :meth:`SweepStore.trials`): ``id``, ``state`` (a
-        :class:`TrialState`), ``config``, ``value``, ``best``, ``step``, ``attempt``,
-        ``failures``, ``ranks``, ``error``, ``started``, ``finished``.
+        :class:`TrialState`), ``config``, ``value``, ``values`` (metric -> value, with
+        several objectives), ``best``, ``step``, ``attempt``, ``failures``, ``ranks``,
+        ``error``, ``started``, ``finished``.
     curves
         Trial id -> the ``(step, metric value)`` it reported, in order.
+    space
+        The sweep's checked :class:`~workbench.sweep.Space` (None when not known: Optuna
+        distributions are then inferred from the values tried).
+    metrics
+        The objectives of a multi-objective sweep, name -> ``"max"`` or ``"min"``, in order;
+        None for one objective.
     """
 
     def __init__(
@@ -41,10 +55,84 @@ class SweepResult:
         mode: str,
         trials: list[dict[str, Any]],
         curves: dict[int, list[tuple[float, float]]],
+        *,
+        space: Space | None = None,
+        metrics: dict[str, str] | None = None,
     ) -> None:
         self.name, self.storage, self.metric, self.mode = name, storage, metric, mode
         self.trials = trials
         self.curves = curves
+        self.space = space
+        self.metrics = dict(metrics) if metrics else None
+
+    @property
+    def objectives(self) -> dict[str, str]:
+        """Every objective, name -> ``"max"``/``"min"``: ``metrics``, or the one ``metric``
+        (``"value"`` when the objective's return value is optimised)."""
+        return dict(self.metrics) if self.metrics else {self.metric or "value": self.mode}
+
+    @property
+    def domains(self) -> dict[str, Domain]:
+        """The searched parameters of the space (empty when the space is not known)."""
+        return {} if self.space is None else self.space.domains
+
+    def objective_values(self, trial: dict[str, Any]) -> list[float] | None:
+        """The value of each objective of ``trial`` (a row of :attr:`trials`), in the order
+        of :attr:`objectives`; None when any is missing or not a finite number."""
+        if self.metrics:
+            got = trial.get("values") or {}
+            values = [got.get(m) for m in self.metrics]
+        else:
+            values = [trial.get("value")]
+        if any(v is None or not math.isfinite(v) for v in values):
+            return None
+        return [float(v) for v in values]
+
+    def pareto_front(self) -> list[dict[str, Any]]:
+        """The non-dominated finished (``done``) trials, by id: no other done trial is at
+        least as good in every objective and better in one. With one objective, the
+        trials with the best value."""
+        done = [t for t in self.trials if t["state"] == TrialState.DONE]
+        scored = [(t, v) for t in done if (v := self.objective_values(t)) is not None]
+        keep = non_dominated([v for _, v in scored], [m == "max" for m in self.objectives.values()])
+        return [t for (t, _), k in zip(scored, keep, strict=True) if k]
+
+    def to_optuna(self, storage: str | Any | None = None, *, study_name: str | None = None) -> Any:
+        """An ``optuna.Study`` holding every finished trial, for Optuna's analysis tools.
+
+        Parameters with the distributions of the sweep's space (uniform/loguniform ->
+        ``FloatDistribution(log=...)``, randint -> ``IntDistribution``, choice/grid ->
+        ``CategoricalDistribution``; fixed values go to each trial's ``user_attrs``, with
+        ``workbench_trial``, the id here), the value of every objective, the learning curve
+        of ``metric`` as intermediate values, the state (done -> COMPLETE, pruned ->
+        PRUNED, failed -> FAIL), the direction(s) from the mode(s). So
+        ``optuna.visualization.plot_optimization_history(study)``,
+        ``plot_parallel_coordinate``, ``plot_param_importances``,
+        ``plot_intermediate_values`` and, with several objectives, ``plot_pareto_front``
+        work on it (they need plotly).
+
+        Parameters
+        ----------
+        storage
+            None: an in-memory study. An Optuna storage URL such as
+            ``"sqlite:///optuna.db"`` (or storage object): the study is written there, and
+            ``optuna-dashboard sqlite:///optuna.db`` shows it.
+        study_name
+            The study's name (default: the sweep's name); it must not exist in ``storage``.
+        """
+        from workbench.sweep._export import to_optuna
+
+        return to_optuna(self, storage, study_name=study_name)
+
+    def plot(self) -> Any:
+        """The common views of the sweep as inline SVG charts (no plotting library needed):
+        each finished trial's value with the best so far, each searched parameter against
+        the metric, the learning curves coloured by final state and, with several
+        objectives, the Pareto front. Returns an IPython ``HTML`` display object (a notebook
+        shows it; ``.data`` is the HTML)."""
+        from workbench.sweep._plots import sweep_plots
+
+        return sweep_plots(self)
 
     @property
     def best(self) -> dict[str, Any] | None:
@@ -95,7 +183,9 @@ class SweepResult:
         with False, None picks (a widget in a notebook front end, text elsewhere)."""
         from workbench.widgets.sweep_table import make_sweep_view
 
-        view = make_sweep_view(self.metric, self.mode, widgets=widgets, controls=False)
+        view = make_sweep_view(
+            self.metric, self.mode, widgets=widgets, controls=False, metrics=self.metrics
+        )
         view.update(self.trials, self.curves, final=True)
         return view
 

@@ -64,6 +64,7 @@ class _Running:
     reports: list[Any] = field(default_factory=list)
     index: int | None = None  # position in its task's batch, None when alone in its task
     streamed: int = 0  # reports taken from the live stream so far
+    lasts: dict[str, float] = field(default_factory=dict)  # latest value of each objective
 
 
 class Runner:
@@ -301,7 +302,7 @@ class Runner:
         self.rows[trial_id] = {"id": trial_id, "state": TrialState.PENDING, "config": config,
                                "attempt": 0, "failures": 0, "ranks": None, "step": None,
                                "value": None, "best": None, "error": None, "started": None,
-                               "finished": None}  # fmt: skip
+                               "finished": None, "values": None}  # fmt: skip
         return trial_id
 
     def _fill(self) -> None:
@@ -381,6 +382,8 @@ class Runner:
             while r.next_milestone < len(milestones) and step >= milestones[r.next_milestone]:
                 crossing, r.next_milestone = True, r.next_milestone + 1
             r.step = step
+            if self.plan.metrics:
+                r.lasts.update((m, metrics[m]) for m in self.plan.metrics if m in metrics)
             value = metrics.get(self.plan.metric) if self.plan.metric else None
             action = None
             if value is not None:
@@ -431,6 +434,11 @@ class Runner:
         ran, avg = res["seconds"], self.trial_seconds  # done or pruned: failures can be quick
         self.trial_seconds = ran if avg is None else 0.8 * avg + 0.2 * ran
         value = self._final_value(r, res)
+        if self.plan.metrics and state == TrialState.DONE:
+            values = self._final_values(r, res, value)
+            if values is not None:
+                self._final(r, state, value, None, values=values)
+            return
         if state == TrialState.DONE and value is None:
             what = "a metric value" if self.plan.metric is None else f"metric {self.plan.metric!r}"
             self._failed(
@@ -443,6 +451,31 @@ class Runner:
             return
         detail = f"stopped by the {r.stopped_by}" if state == TrialState.PRUNED else None
         self._final(r, state, value, detail)
+
+    def _final_values(
+        self, r: _Running, res: dict[str, Any], value: float | None
+    ) -> dict[str, float] | None:
+        """Each objective's value of a done trial: from the returned dict, else the last
+        report (a returned number is the first objective's). A trial that has no value of
+        some objective fails (not retried: it would end the same way)."""
+        returned = res.get("value")
+        got = dict(returned) if isinstance(returned, dict) else {}
+        values = {m: got.get(m, r.lasts.get(m)) for m in self.plan.metrics or {}}
+        values[self.plan.metric or ""] = value  # the first objective, as value
+        missing = [m for m, v in values.items() if v is None]
+        if not missing:
+            return values
+        seen = sorted(set(r.lasts) | set(got)) or ["none"]
+        wanted = ", ".join(f"{m}=..." for m in self.plan.metrics or {})
+        self._failed(
+            r,
+            f"ValueError: trial {r.trial} ended without a value of metric {missing[0]!r} "
+            f"(objectives: {', '.join(self.plan.metrics or {})}; it gave: {', '.join(seen)}). "
+            f"Every trial must report each objective (report(step=..., {wanted})) or return "
+            "a dict holding all of them",
+            retry=False,
+        )
+        return None
 
     def _final_value(self, r: _Running, res: dict[str, Any]) -> float | None:
         v = res.get("value")
@@ -476,12 +509,21 @@ class Runner:
         state: TrialState,
         value: float | None,
         detail: str | None,
+        *,
+        values: dict[str, float] | None = None,
         **extra: Any,
     ) -> None:
         self._record_reports(r)
+        if values is not None:
+            extra["values"] = values
         self._set(r.trial, state, detail, value=value, best=r.best, step=r.step,
                   finished=time.time(), **extra)  # fmt: skip
-        self.plan.strategy.complete(r.trial, self.rows[r.trial]["config"], state, value)
+        config = self.rows[r.trial]["config"]
+        if self.plan.metrics:  # a strategy of one objective is never called with values=
+            ordered = None if values is None else [values[m] for m in self.plan.metrics]
+            self.plan.strategy.complete(r.trial, config, state, value, values=ordered)
+        else:
+            self.plan.strategy.complete(r.trial, config, state, value)
         self.plan.scheduler.on_complete(r.trial, state, value)
         with contextlib.suppress(FileNotFoundError):
             os.remove(r.control)

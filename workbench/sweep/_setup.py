@@ -82,6 +82,49 @@ def _open(store: SweepStore, name: str, settings: dict[str, Any], resume: bool) 
     return True
 
 
+def _objectives(
+    metrics: Mapping[str, str] | None, metric: str | None, mode: str | None
+) -> dict[str, str] | None:
+    """``metrics`` checked: name -> "max"/"min", in order (None when not given)."""
+    if metrics is None:
+        return None
+    if metric is not None or mode is not None:
+        raise InvalidValueError(
+            "pass either metric=/mode= (one objective) or metrics={name: 'max' or 'min', ...}"
+            f" (several), not both: got metric={metric!r}, mode={mode!r} and metrics={metrics!r}"
+        )
+    if not isinstance(metrics, Mapping) or not metrics:
+        raise InvalidTypeError(
+            "metrics must be a non-empty dict {metric name: 'max' or 'min'}, e.g. "
+            f"{{'accuracy': 'max', 'latency_ms': 'min'}}; got {metrics!r}"
+        )
+    for name, direction in metrics.items():
+        if not isinstance(name, str) or not name:
+            raise InvalidTypeError(f"metrics keys must be metric names (strings), got {name!r}")
+        if direction not in ("max", "min"):
+            raise InvalidValueError(
+                f"metrics[{name!r}] = {direction!r}: each direction must be 'max' (larger is "
+                "better) or 'min' (smaller is better)"
+            )
+    return dict(metrics)
+
+
+def _check_multi(metrics: dict[str, str], strat: Strategy, sched: Scheduler) -> None:
+    """Several objectives: the strategy and the scheduler must know what to do with them."""
+    names = ", ".join(metrics)
+    if not getattr(sched, "multi_objective", False):
+        raise InvalidValueError(
+            f"scheduler {type(sched).__name__} stops trials by comparing one metric, but this "
+            f"sweep has {len(metrics)} objectives ({names}); use scheduler=None (every trial "
+            "runs to its end), or optimise one of them with metric=/mode="
+        )
+    if not getattr(strat, "multi_objective", False):
+        raise InvalidValueError(
+            f"strategy {type(strat).__name__} optimises one metric, but this sweep has "
+            f"{len(metrics)} objectives ({names}); use 'random', 'grid', 'tpe' or 'nsga2'"
+        )
+
+
 def sweep(
     objective: Callable[..., Any],
     space: Mapping[str, Any],
@@ -90,7 +133,8 @@ def sweep(
     strategy: str | Strategy | Any | None = None,
     scheduler: str | Scheduler | None = None,
     metric: str | None = None,
-    mode: str = "max",
+    mode: str | None = None,
+    metrics: Mapping[str, str] | None = None,
     storage: str | os.PathLike[str] = "sweeps.db",
     name: str | None = None,
     resume: bool = True,
@@ -107,9 +151,11 @@ def sweep(
 
     One trial per group of ``trial_ranks`` engines, started as soon as a group is free.
     ``report(step=..., **metrics)`` records metrics and applies the ``scheduler``'s decision;
-    ``metric``/``mode`` say what is optimised. Everything is recorded in the SQLite
-    ``storage``; with ``resume=True`` calling again with the same ``name`` continues a sweep
-    (finished trials are kept, unfinished ones rerun). Every argument is checked here, in
+    ``metric``/``mode`` say what is optimised (``metrics={name: mode, ...}`` for several
+    objectives at once: ``result.pareto_front()`` then gives the best trade-offs).
+    Everything is recorded in the SQLite ``storage``; with ``resume=True`` calling again
+    with the same ``name`` continues a sweep (finished trials are kept, unfinished ones
+    rerun). Every argument is checked here, in
     the notebook, before an engine is used.
 
     Parameters
@@ -122,7 +168,9 @@ def sweep(
         propagate). An objective with a ``comm`` parameter gets the trial's communicator
         (size ``trial_ranks``), also at ``report.comm``. The return value is the trial's
         value: a number, or a dict holding ``metric``; if it returns neither, the last
-        reported ``metric`` counts.
+        reported ``metric`` counts. With ``metrics``, each objective's value is the one in
+        the returned dict, else the last one reported; a trial that ends without a value
+        of every objective is recorded ``failed`` with a message naming the metric.
     space
         ``{name: domain or fixed value}``: domains from :func:`choice`, :func:`grid`,
         :func:`uniform`, :func:`loguniform`, :func:`randint`; fixed values (numbers,
@@ -141,7 +189,15 @@ def sweep(
     metric
         The name of the reported metric to optimise (None: the objective's return value).
     mode
-        ``"max"`` or ``"min"``: whether a larger or a smaller ``metric`` is better.
+        ``"max"`` or ``"min"``: whether a larger or a smaller ``metric`` is better
+        (None: ``"max"``).
+    metrics
+        Several objectives at once, instead of ``metric``/``mode``: ``{name: "max" or
+        "min", ...}`` (e.g. ``{"accuracy": "max", "latency_ms": "min"}``). Every one is
+        recorded per trial (``trial["values"]``); the first is the one shown as the trial's
+        value and learning curve. Random and grid strategies take it as it is; ``"tpe"``
+        and ``"nsga2"`` use Optuna's multi-objective samplers. Schedulers that stop trials
+        by one metric (ASHA, median stopping) refuse it.
     storage
         The SQLite file that records the sweep (created if missing), or ``":memory:"``.
     name
@@ -182,6 +238,12 @@ def sweep(
 
     pass_comm = _takes_comm(objective)
     space_ = Space(space)
+    metrics_ = _objectives(metrics, metric, mode)
+    if metrics_ is not None:
+        metric, mode = next(iter(metrics_.items()))  # the first: value, curves, table
+        if len(metrics_) == 1:
+            metrics_ = None  # one objective: as metric=/mode=
+    mode = "max" if mode is None else mode
     if mode not in ("max", "min"):
         raise InvalidValueError(f"mode must be 'max' or 'min', got {mode!r}")
     if metric is not None and (not isinstance(metric, str) or not metric):
@@ -195,6 +257,8 @@ def sweep(
             f"scheduler {type(sched).__name__} decides on a reported metric: pass metric= "
             "(the name your objective gives to report(step=..., name=value))"
         )
+    if metrics_ is not None:
+        _check_multi(metrics_, strat, sched)
     pool = require(pool)
     if trial_ranks > pool.size:
         raise InvalidValueError(
@@ -208,9 +272,14 @@ def sweep(
     try:
         settings = {"metric": metric, "mode": mode, "space": space_.describe(), "seed": seed,
                     "strategy": type(strat).__name__, "trial_ranks": trial_ranks}  # fmt: skip
+        if metrics_ is not None:  # absent for one objective: stores of before still match
+            settings["metrics"] = metrics_
         if _open(store, name, settings, resume):
             seed = store.settings(name)["seed"]
-        strat.setup(space_, metric=metric or "value", mode=mode, seed=seed)
+        if metrics_ is None:  # strategies written before several objectives keep working
+            strat.setup(space_, metric=metric or "value", mode=mode, seed=seed)
+        else:
+            strat.setup(space_, metric=metric or "value", mode=mode, seed=seed, metrics=metrics_)
         sched.setup(metric=metric or "value", mode=mode)
         limit = strat.limit()
         if n_trials is None:
@@ -223,13 +292,21 @@ def sweep(
         plan = Plan(name, objective, pass_comm, metric, mode, n_trials, strat, sched,
                     trial_ranks, max_failures, max_restarts, float(decision_timeout),
                     _control_dir(storage, name), timeout,
-                    0.02 if sched.milestones or not isinstance(sched, FIFO) else 0.05)  # fmt: skip
+                    0.02 if sched.milestones or not isinstance(sched, FIFO) else 0.05,
+                    metrics=metrics_)  # fmt: skip
         curves = _restore(store, plan)
-        view = make_sweep_view(metric, mode, widgets=show) if show is not False else None
+        view = (
+            make_sweep_view(metric, mode, widgets=show, metrics=metrics_)
+            if show is not False
+            else None
+        )
         runner = Runner(plan, pool, store, view)
         runner.curves.update(curves)
         runner.run()
-        return SweepResult(name, storage, metric, mode, store.trials(name), runner.curves)
+        return SweepResult(
+            name, storage, metric, mode, store.trials(name), runner.curves, space=space_,
+            metrics=metrics_,
+        )  # fmt: skip
     finally:
         store.close()
 

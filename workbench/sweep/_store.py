@@ -3,6 +3,11 @@
 Only the notebook-side runner writes (engines never touch the file), so there is no lock
 contention; readers (another notebook, ``result`` objects) may read while it runs. Every
 state change of a trial is a row in ``events``; every report is a row in ``reports``.
+
+The final value of every objective of a multi-objective sweep is a row in ``trial_values``
+(``trials.value`` keeps the first one). That table is new: ``CREATE TABLE IF NOT EXISTS``
+adds it to a store written before it existed, whose trials simply have no such rows, so
+old stores open unchanged (no migration).
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ CREATE INDEX IF NOT EXISTS reports_by_trial ON reports (sweep, id, attempt);
 CREATE TABLE IF NOT EXISTS events (
     sweep TEXT NOT NULL, id INTEGER NOT NULL, attempt INTEGER NOT NULL, state TEXT NOT NULL,
     detail TEXT, t REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS trial_values (
+    sweep TEXT NOT NULL, id INTEGER NOT NULL, metric TEXT NOT NULL, value REAL,
+    PRIMARY KEY (sweep, id, metric));
 """
 
 _FIELDS = ("attempt", "failures", "ranks", "step", "value", "best", "error", "started", "finished")
@@ -113,8 +121,10 @@ class SweepStore:
     ) -> None:
         """Move trial ``trial_id`` of sweep ``name`` to ``state`` and set ``fields`` (columns
         of the ``trials`` table: attempt, failures, ranks, step, value, best, error, started,
-        finished) in one transaction, with an event carrying ``detail``."""
+        finished; and ``values``, a dict metric -> final value of a multi-objective trial,
+        kept in ``trial_values``) in one transaction, with an event carrying ``detail``."""
         state = TrialState(state).value  # checked; the plain value is what the file holds
+        values = fields.pop("values", None)
         bad = set(fields) - set(_FIELDS)
         if bad:
             raise InvalidTypeError(f"unknown trial fields {sorted(bad)}")
@@ -126,6 +136,14 @@ class SweepStore:
                 f"UPDATE trials SET state = ?{sets} WHERE sweep = ? AND id = ?",
                 (state, *fields.values(), name, trial_id),
             )
+            if values is not None:
+                self.db.execute(
+                    "DELETE FROM trial_values WHERE sweep = ? AND id = ?", (name, trial_id)
+                )
+                self.db.executemany(
+                    "INSERT INTO trial_values VALUES (?, ?, ?, ?)",
+                    [(name, trial_id, m, v) for m, v in values.items()],
+                )
             self.db.execute(
                 "INSERT INTO events SELECT sweep, id, attempt, state, ?, ? FROM trials "
                 "WHERE sweep = ? AND id = ?",
@@ -142,7 +160,8 @@ class SweepStore:
             )
 
     def trials(self, name: str) -> list[dict[str, Any]]:
-        """Every trial of sweep ``name`` as a dict, by id."""
+        """Every trial of sweep ``name`` as a dict, by id; ``values`` is the dict metric ->
+        final value of a multi-objective trial (None for other trials)."""
         cur = self.db.execute(
             f"SELECT id, state, config, {', '.join(_FIELDS)} FROM trials "
             "WHERE sweep = ? ORDER BY id",
@@ -150,12 +169,23 @@ class SweepStore:
         )
         cols = [c[0] for c in cur.description]
         rows = []
-        for values in cur:
-            row = dict(zip(cols, values, strict=True))
+        for fields in cur:
+            row = dict(zip(cols, fields, strict=True))
             row["state"] = TrialState(row["state"])
             row["config"] = json.loads(row["config"])
             row["ranks"] = json.loads(row["ranks"]) if row["ranks"] else None
+            row["values"] = None
             rows.append(row)
+        by_id = {row["id"]: row for row in rows}
+        cur = self.db.execute(
+            "SELECT id, metric, value FROM trial_values WHERE sweep = ? ORDER BY rowid", (name,)
+        )
+        for trial_id, metric, value in cur:
+            row = by_id.get(trial_id)
+            if row is not None:
+                if row["values"] is None:
+                    row["values"] = {}
+                row["values"][metric] = value
         return rows
 
     def reports(self, name: str, trial_id: int | None = None) -> list[dict[str, Any]]:

@@ -19,11 +19,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from workbench._util import non_dominated
 from workbench.widgets.live_controls import LiveControls
 from workbench.widgets.metric_plot import Series, svg_chart
 from workbench.widgets.rank_progress import _in_widget_frontend
 
-__all__ = ["SweepWidget", "TextSweepView", "best_so_far", "make_sweep_view", "shown_rows"]
+__all__ = [
+    "SweepWidget",
+    "TextSweepView",
+    "best_so_far",
+    "make_sweep_view",
+    "pareto_chart",
+    "shown_rows",
+]
 
 _STATES = ("running", "queued", "pending", "done", "pruned", "failed")
 _MAX_ROWS = 200  # table rows sent: running trials, the best, then the latest
@@ -125,20 +133,69 @@ def shown_rows(rows: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
     return sorted(picked.values(), key=lambda r: r["id"])
 
 
-def _summary(rows: list[dict[str, Any]], metric: str | None, mode: str) -> str:
+def _front(
+    rows: list[dict[str, Any]], metrics: dict[str, str]
+) -> tuple[list[dict[str, Any]], list[bool]]:
+    """The done rows with a value of every metric, and whether each is on the Pareto front
+    of ``metrics`` (name -> "max"/"min")."""
+    scored = [r for r in rows if _state(r) == "done" and r.get("values")
+              and all(isinstance(r["values"].get(m), (int, float)) for m in metrics)]  # fmt: skip
+    points = [[float(r["values"][m]) for m in metrics] for r in scored]
+    return scored, non_dominated(points, [d == "max" for d in metrics.values()])
+
+
+def pareto_chart(rows: list[dict[str, Any]], metrics: dict[str, str]) -> str:
+    """A scatter of the first two of ``metrics`` (name -> "max"/"min") over the done
+    ``rows`` (their ``values``): the Pareto front (over every metric) in colour, the
+    dominated trials faded."""
+    names = list(metrics)[:2]
+    if len(names) < 2:
+        return ""
+    scored, keep = _front(rows, metrics)
+    if not scored:
+        return ""
+    y, x = names
+    series = []
+    for label, on, color in (("dominated", False, "#c7c7c7"), ("Pareto front", True, "#1f77b4")):
+        picked = [r for r, k in zip(scored, keep, strict=True) if k == on]
+        points = [(float(r["values"][x]), float(r["values"][y])) for r in picked]
+        titles = [
+            f"trial {r['id']}: " + ", ".join(f"{m} {_fmt(r['values'][m])}" for m in metrics)
+            for r in picked
+        ]
+        series.append(Series(label, points, style="points", color=color, titles=titles))
+    arrows = {"max": "higher is better", "min": "lower is better"}
+    return svg_chart(
+        f"{y} ({arrows[metrics[y]]}) against {x}: Pareto front",
+        series,
+        x_label=f"{x} ({arrows[metrics[x]]})",
+    )
+
+
+def _summary(
+    rows: list[dict[str, Any]], metric: str | None, mode: str, metrics: dict[str, str] | None = None
+) -> str:
     c = counts(rows)
     text = ", ".join(f"{n} {s}" for s, n in c.items() if n)
+    if metrics and len(metrics) > 1:
+        front = sum(_front(rows, metrics)[1])
+        return f"{len(rows)} trials ({text or 'none yet'}); {front} on the Pareto front"
     top = _best_row(rows, mode)
     best = f"; best {metric or 'value'} {_fmt(top['value'])} (trial {top['id']})" if top else ""
     return f"{len(rows)} trials ({text or 'none yet'}){best}"
 
 
 def table_content(
-    rows: list[dict[str, Any]], metric: str | None, mode: str
+    rows: list[dict[str, Any]],
+    metric: str | None,
+    mode: str,
+    metrics: dict[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int, str]:
     """``(columns, rows, best id, caption)`` of the trial table (see
     :class:`~workbench.widgets.trial_table.TrialTable`): id, state, one column per
-    parameter, step, the metric, the best report, ranks and failures."""
+    parameter, step, the metric (and every other of ``metrics``, name -> "max"/"min"),
+    the best report, ranks and failures."""
+    others = [m for m in (metrics or {}) if m != metric]
     params = _param_names(rows)
     name = metric or "value"
     columns = [
@@ -149,6 +206,8 @@ def table_content(
         {"key": "step", "label": "step", "numeric": True, "title": "last step reported"},
         {"key": "value", "label": name, "numeric": True,
          "title": f"{name} of the trial: what the sweep ranks trials by"},
+        *({"key": f"values.{m}", "label": m, "numeric": True,
+           "title": f"{m} of the trial (objective)"} for m in others),
         {"key": "best", "label": "best report", "numeric": True,
          "title": f"the trial's best {name} at any reported step"},
         {"key": "ranks", "label": "ranks"},
@@ -159,7 +218,9 @@ def table_content(
         cells = [_cell(r["id"]), [_state(r), _state(r), _STATES.index(_state(r))]
                  if _state(r) in _STATES else _cell(_state(r))]  # fmt: skip
         cells += [_cell(r["config"].get(p)) for p in params]
-        cells += [_cell(r.get(k)) for k in ("step", "value", "best")]
+        cells += [_cell(r.get(k)) for k in ("step", "value")]
+        cells += [_cell((r.get("values") or {}).get(m)) for m in others]
+        cells.append(_cell(r.get("best")))
         cells.append(_cell(",".join(map(str, r.get("ranks") or [])) or None))
         cells.append(_cell(r.get("failures") or None))
         body.append({"id": r["id"], "state": _state(r), "cells": cells,
@@ -191,11 +252,21 @@ class SweepWidget:
     """ipywidgets view of a sweep, built on the first update and then changed in place.
 
     ``metric`` names the objective's value (``mode``: ``"max"`` or ``"min"``); with
-    ``controls`` a Stop button and a stop-trial picker are shown.
+    ``controls`` a Stop button and a stop-trial picker are shown. ``metrics`` (name ->
+    "max"/"min") are the objectives of a multi-objective sweep: their columns and the
+    Pareto front are shown too.
     """
 
-    def __init__(self, metric: str | None, mode: str, *, controls: bool = True) -> None:
+    def __init__(
+        self,
+        metric: str | None,
+        mode: str,
+        *,
+        controls: bool = True,
+        metrics: dict[str, str] | None = None,
+    ) -> None:
         self.metric, self.mode, self.controls = metric, mode, controls
+        self.metrics = dict(metrics) if metrics and len(metrics) > 1 else None
         self.on_stop: Callable[[], None] | None = None
         self.on_stop_trial: Callable[[int], None] | None = None
         self.box: Any = None
@@ -260,11 +331,13 @@ class SweepWidget:
         curve = best_so_far(rows, self.mode)
         self.best_value = curve[-1][1] if curve else None
         state = "finished" if final else ("stopping" if self.stop_requested else "running")
-        self.header.value = (
-            f"<b>sweep</b> ({state}) &middot; {html.escape(_summary(rows, self.metric, self.mode))}"
+        self.header.value = f"<b>sweep</b> ({state}) &middot; " + html.escape(
+            _summary(rows, self.metric, self.mode, self.metrics)
         )
-        self.table.set(*table_content(rows, self.metric, self.mode))
+        self.table.set(*table_content(rows, self.metric, self.mode, self.metrics))
         charts = [_history_chart(rows, self.metric, self.mode)]
+        if self.metrics:
+            charts.insert(0, pareto_chart(rows, self.metrics))
         recent = sorted(t for t, c in curves.items() if c)[-_MAX_CURVES:]
         lines = [Series(f"trial {t}", curves[t]) for t in recent]
         if sum(len(s.points) for s in lines) >= 2:
@@ -294,13 +367,21 @@ class SweepWidget:
 class TextSweepView:
     """Text fallback: a line when the counts change (at most every ``interval`` s), a table last.
 
-    ``metric``/``mode`` as for :class:`SweepWidget`; lines go to ``stream`` (default stdout).
+    ``metric``/``mode``/``metrics`` as for :class:`SweepWidget`; lines go to ``stream``
+    (default stdout).
     """
 
     def __init__(
-        self, metric: str | None, mode: str, *, stream: Any = None, interval: float = 2.0
+        self,
+        metric: str | None,
+        mode: str,
+        *,
+        stream: Any = None,
+        interval: float = 2.0,
+        metrics: dict[str, str] | None = None,
     ) -> None:
         self.metric, self.mode, self.stream, self.interval = metric, mode, stream, interval
+        self.metrics = dict(metrics) if metrics and len(metrics) > 1 else None
         self.on_stop: Callable[[], None] | None = None
         self.on_stop_trial: Callable[[int], None] | None = None
         self.last_line = ""
@@ -316,13 +397,13 @@ class TextSweepView:
         """Print the summary line of ``rows`` when it changed and is due; the table when
         ``final`` (``curves`` are not drawn in text)."""
         out = self.stream or sys.stdout
-        line = _summary(rows, self.metric, self.mode)
+        line = _summary(rows, self.metric, self.mode, self.metrics)
         now = time.monotonic()
         if final or (line != self.last_line and now - self.last_time >= self.interval):
             self.last_line, self.last_time = line, now
             print(f"[sweep] {line}", file=out, flush=True)
         if final:
-            columns, body, _, caption = table_content(rows, self.metric, self.mode)
+            columns, body, _, caption = table_content(rows, self.metric, self.mode, self.metrics)
             keep = [i for i, c in enumerate(columns) if c["key"] not in ("ranks", "failures")]
             table = [[columns[i]["label"] for i in keep]]
             table += [[row["cells"][i][0] for i in keep] for row in body]
@@ -339,9 +420,17 @@ class TextSweepView:
 
 
 def make_sweep_view(
-    metric: str | None, mode: str, *, widgets: bool | None = None, controls: bool = True
+    metric: str | None,
+    mode: str,
+    *,
+    widgets: bool | None = None,
+    controls: bool = True,
+    metrics: dict[str, str] | None = None,
 ) -> SweepWidget | TextSweepView:
     """A widget in a notebook front end (or when ``widgets=True``), text otherwise, showing
-    ``metric`` (best by ``mode``); ``controls`` adds the widget's stop buttons."""
+    ``metric`` (best by ``mode``) and, for a multi-objective sweep, every one of
+    ``metrics`` with the Pareto front; ``controls`` adds the widget's stop buttons."""
     use = _in_widget_frontend() if widgets is None else widgets
-    return SweepWidget(metric, mode, controls=controls) if use else TextSweepView(metric, mode)
+    if use:
+        return SweepWidget(metric, mode, controls=controls, metrics=metrics)
+    return TextSweepView(metric, mode, metrics=metrics)

@@ -20,9 +20,12 @@ class Scheduler:
     (ASHA's rungs); at other steps decisions are applied at the trial's next report.
     A subclass overrides :meth:`on_report` (and :meth:`on_complete`, :meth:`forget` when it
     keeps state per trial); the runner calls them in the notebook, one at a time.
+    ``multi_objective`` says whether it makes sense in a sweep with several objectives
+    (it then sees the first one): false for schedulers that compare trials by one metric.
     """
 
     milestones: tuple[float, ...] = ()
+    multi_objective: bool = False
     metric: str = ""
     mode: str = "max"
 

@@ -8,4 +8,7 @@ __all__ = ["FIFO"]
 
 
 class FIFO(Scheduler):
-    """Let every trial finish (the reports are still recorded and shown)."""
+    """Let every trial finish (the reports are still recorded and shown); any number of
+    objectives."""
+
+    multi_objective = True

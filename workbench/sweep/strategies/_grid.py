@@ -10,10 +10,13 @@ __all__ = ["GridStrategy"]
 
 
 class GridStrategy(Strategy):
-    """Trial ``i`` is the ``i``-th grid point (last parameter varies fastest)."""
+    """Trial ``i`` is the ``i``-th grid point (last parameter varies fastest); any number of
+    objectives."""
 
-    def setup(self, space: Any, *, metric: str, mode: str, seed: int) -> None:
-        super().setup(space, metric=metric, mode=mode, seed=seed)
+    multi_objective = True
+
+    def setup(self, space: Any, *, metric: str, mode: str, seed: int, **kw: Any) -> None:
+        super().setup(space, metric=metric, mode=mode, seed=seed, **kw)
         self.points = list(space.grid_points())
 
     def limit(self) -> int:

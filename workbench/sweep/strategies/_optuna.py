@@ -1,8 +1,10 @@
 """Optuna samplers (TPE and others) as a workbench strategy, through Optuna's ask-and-tell API.
 
 Trials run in parallel, so TPE is built with ``constant_liar=True``: running trials count as
-bad results, which keeps parallel suggestions apart. The Optuna study lives in memory; the
-workbench store stays the durable record, and a resumed sweep replays it into the study.
+bad results, which keeps parallel suggestions apart. With several objectives the study has
+one direction per metric: TPE is then Optuna's multi-objective TPE, ``"nsga2"`` NSGA-II.
+The Optuna study lives in memory; the workbench store stays the durable record, and a
+resumed sweep replays it into the study.
 """
 
 from __future__ import annotations
@@ -46,24 +48,29 @@ class OptunaStrategy(Strategy):
     Parameters
     ----------
     sampler
-        ``"tpe"`` (Optuna's ``TPESampler`` seeded by the sweep, with ``constant_liar=True``)
-        or an Optuna sampler instance, used as it is.
+        ``"tpe"`` (Optuna's ``TPESampler`` seeded by the sweep, with ``constant_liar=True``),
+        ``"nsga2"`` (``NSGAIISampler`` seeded by the sweep: a genetic algorithm for several
+        objectives) or an Optuna sampler instance, used as it is.
     """
 
-    NAMES = ("tpe",)
+    NAMES = ("tpe", "nsga2")
+    multi_objective = True
 
     def __init__(self, sampler: Any = "tpe") -> None:
         self.sampler = sampler
 
-    def setup(self, space: Any, *, metric: str, mode: str, seed: int) -> None:
-        super().setup(space, metric=metric, mode=mode, seed=seed)
+    def setup(self, space: Any, *, metric: str, mode: str, seed: int, **kw: Any) -> None:
+        super().setup(space, metric=metric, mode=mode, seed=seed, **kw)
         optuna = _optuna()
         sampler = self.sampler
         if sampler == "tpe":
             sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+        elif sampler == "nsga2":
+            sampler = optuna.samplers.NSGAIISampler(seed=seed)
         self.optuna = optuna
+        modes = list(self.metrics.values()) if self.metrics else [mode]
         self.study = optuna.create_study(
-            direction="maximize" if mode == "max" else "minimize", sampler=sampler
+            directions=["maximize" if m == "max" else "minimize" for m in modes], sampler=sampler
         )
         self.dists = {k: _distribution(optuna, k, v) for k, v in space.domains.items()}
         self.asked: dict[int, Any] = {}
@@ -74,22 +81,31 @@ class OptunaStrategy(Strategy):
         return {k: trial.params.get(k, v) for k, v in self.space.items.items()}
 
     def complete(
-        self, trial_id: int, config: dict[str, Any], state: TrialState, value: float | None
+        self,
+        trial_id: int,
+        config: dict[str, Any],
+        state: TrialState,
+        value: float | None,
+        *,
+        values: list[float] | None = None,
     ) -> None:
         states = self.optuna.trial.TrialState
-        ok = state == TrialState.DONE and value is not None
+        told = values if self.metrics else (None if value is None else [value])
+        ok = state == TrialState.DONE and told is not None
         pruned = state == TrialState.PRUNED
         final = states.COMPLETE if ok else states.PRUNED if pruned else states.FAIL
+        if self.metrics and pruned:
+            final = states.FAIL  # Optuna cannot prune a multi-objective trial
         trial = self.asked.pop(trial_id, None)
         if trial is not None:
-            self.study.tell(trial, value if ok else None, state=final)
+            self.study.tell(trial, told if ok else None, state=final)
             return
         params = {k: config[k] for k in self.dists if k in config}
         self.study.add_trial(  # a trial from an earlier session of a resumed sweep
             self.optuna.trial.create_trial(
                 params=params,
                 distributions=self.dists,
-                value=value if ok else None,
+                values=told if ok else None,
                 state=final,
             )
         )

@@ -14,7 +14,10 @@ __all__ = ["RandomStrategy"]
 
 
 class RandomStrategy(Strategy):
-    """Independent uniform draws from every domain (a ``wb.grid`` is drawn like a choice)."""
+    """Independent uniform draws from every domain (a ``wb.grid`` is drawn like a choice);
+    any number of objectives."""
+
+    multi_objective = True
 
     def suggest(self, trial_id: int) -> dict[str, Any]:
         import numpy as np
