@@ -23,7 +23,9 @@ from conftest import outputs_text, run_template
 
 from workbench.sweep import (
     ASHA,
+    EXPLOIT,
     FIFO,
+    PBT,
     MedianStopping,
     SweepStore,
     TrialPruned,
@@ -176,10 +178,11 @@ def test_random_is_reproducible_with_a_seed_and_order_free():
 
 
 # -- schedulers: one contract, every implementation -----------------------------------------------
-SCHEDULERS = [FIFO, lambda: ASHA(max_resource=9), lambda: MedianStopping(min_trials=1)]
+SCHEDULERS = [FIFO, lambda: ASHA(max_resource=9), lambda: MedianStopping(min_trials=1),
+              lambda: PBT(perturbation_interval=2, seed=0)]  # fmt: skip
 
 
-@pytest.mark.parametrize("make", SCHEDULERS, ids=["fifo", "asha", "median"])
+@pytest.mark.parametrize("make", SCHEDULERS, ids=["fifo", "asha", "median", "pbt"])
 def test_scheduler_contract(make):
     s = make()
     s.setup(metric="acc", mode="max")
@@ -187,7 +190,9 @@ def test_scheduler_contract(make):
     for t in range(6):
         for step in range(1, 10):
             action = s.on_report(t, step, t * 0.1 + step * 0.01)
-            assert action in (CONTINUE, STOP)
+            assert action in (CONTINUE, STOP, EXPLOIT)
+            if action == EXPLOIT:  # PBT: copy a better trial (the runner asks which)
+                assert s.target(t) in range(t)
             if action == STOP:
                 break
         s.on_complete(t, "done" if action == CONTINUE else "pruned", t * 0.1)

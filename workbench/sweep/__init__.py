@@ -26,9 +26,14 @@ Everything a user names lives here (this is the one place to import from):
   ("random", seeded), :class:`OptunaStrategy` ("tpe", "nsga2" or any Optuna sampler), all behind
   :class:`Strategy`; :func:`get_strategy` turns a name into one.
 - Schedulers (``scheduler=``): :class:`FIFO` (None: no early stopping), :class:`ASHA`
-  ("asha"), :class:`MedianStopping` ("median"), all behind :class:`Scheduler`, whose
-  ``on_report`` returns :data:`CONTINUE` or :data:`STOP`; :func:`get_scheduler` turns a name
-  into one.
+  ("asha"), :class:`MedianStopping` ("median"), :class:`PBT` ("pbt": population-based
+  training on checkpoints), all behind :class:`Scheduler`, whose ``on_report`` returns
+  :data:`CONTINUE` or :data:`STOP` (PBT also :data:`EXPLOIT`); :func:`get_scheduler` turns
+  a name into one.
+- Checkpoints: an objective with a ``checkpoint`` parameter gets a :class:`Checkpoint`
+  (``path``: the trial's folder next to the store, ``step``: the step saved there or None,
+  ``save(step)``); a trial run again (dead engine, stopped sweep resumed, PBT exploit)
+  resumes from it, and every step is recorded once.
 - Trials: :class:`TrialState` (a ``str`` enum: pending, running, queued, done, pruned,
   failed; equal to the plain names), :class:`Report` (the ``report`` callback an objective
   gets), :class:`TrialPruned` (what ``report`` raises when the trial is stopped).
@@ -41,6 +46,7 @@ package is light: numpy only; optuna, pandas and ipyparallel load on use.
 
 from __future__ import annotations
 
+from workbench.sweep._checkpoint import Checkpoint
 from workbench.sweep._result import SweepResult
 from workbench.sweep._setup import sweep
 from workbench.sweep._space import (
@@ -57,10 +63,10 @@ from workbench.sweep._space import (
     randint,
     uniform,
 )
-from workbench.sweep._state import CONTINUE, STOP, TrialState
+from workbench.sweep._state import CONTINUE, EXPLOIT, STOP, TrialState
 from workbench.sweep._store import SweepStore
 from workbench.sweep._trial import Report, TrialPruned
-from workbench.sweep.schedulers import ASHA, FIFO, MedianStopping, Scheduler, get_scheduler
+from workbench.sweep.schedulers import ASHA, FIFO, PBT, MedianStopping, Scheduler, get_scheduler
 from workbench.sweep.strategies import (
     GridStrategy,
     OptunaStrategy,
@@ -72,8 +78,11 @@ from workbench.sweep.strategies import (
 __all__ = [
     "ASHA",
     "CONTINUE",
+    "EXPLOIT",
     "FIFO",
+    "PBT",
     "STOP",
+    "Checkpoint",
     "Choice",
     "Domain",
     "Grid",

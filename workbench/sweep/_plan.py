@@ -26,7 +26,8 @@ class Plan:
     for the whole sweep (None: no limit); ``poll``: seconds between two looks at the
     running trials; ``depth``: trials in flight per group of engines; ``metrics``: the
     objectives of a multi-objective sweep, name -> mode (``metric``/``mode`` are then the
-    first of them), None for one objective.
+    first of them), None for one objective; ``checkpoint_dir``: the folder of the trials'
+    checkpoint folders when the objective takes ``checkpoint`` (None otherwise).
     """
 
     name: str
@@ -46,6 +47,7 @@ class Plan:
     poll: float
     depth: int = 2  # trials in flight per group: the next one waits on the engine, no round trip
     metrics: dict[str, str] | None = None
+    checkpoint_dir: str | None = None
 
     def better(self, a: float, b: float) -> float:
         """The better of two metric values ``a`` and ``b``."""

@@ -4,10 +4,11 @@ objectives, a pandas view, charts, an Optuna study, the widget."""
 from __future__ import annotations
 
 import math
+import os
 from typing import TYPE_CHECKING, Any
 
 from workbench._util import non_dominated
-from workbench.errors import MissingDependencyError
+from workbench.errors import InvalidValueError, MissingDependencyError
 from workbench.sweep._state import TrialState
 
 if TYPE_CHECKING:
@@ -45,6 +46,9 @@ class SweepResult:
     metrics
         The objectives of a multi-objective sweep, name -> ``"max"`` or ``"min"``, in order;
         None for one objective.
+    checkpoints
+        The folder of the trials' checkpoint folders (None when the objective takes no
+        ``checkpoint``); :meth:`checkpoint_path` names a trial's.
     """
 
     def __init__(
@@ -58,12 +62,22 @@ class SweepResult:
         *,
         space: Space | None = None,
         metrics: dict[str, str] | None = None,
+        checkpoints: str | None = None,
     ) -> None:
         self.name, self.storage, self.metric, self.mode = name, storage, metric, mode
         self.trials = trials
         self.curves = curves
         self.space = space
         self.metrics = dict(metrics) if metrics else None
+        self.checkpoints = checkpoints
+
+    def checkpoint_path(self, trial_id: int) -> str:
+        """The checkpoint folder of trial ``trial_id`` (e.g. of ``result.best["id"]``)."""
+        if self.checkpoints is None:
+            raise InvalidValueError(
+                f"sweep {self.name!r} has no checkpoints: its objective takes no `checkpoint`"
+            )
+        return os.path.join(self.checkpoints, f"trial-{trial_id}")
 
     @property
     def objectives(self) -> dict[str, str]:
@@ -161,7 +175,9 @@ class SweepResult:
         return out
 
     def to_pandas(self) -> Any:
-        """A DataFrame with one row per trial; configuration values in ``config.<name>``."""
+        """A DataFrame with one row per trial; configuration values in ``config.<name>``.
+        With PBT, ``lineage`` lists each trial's exploits (``{"from", "step", "old",
+        "new", ...}``) and ``from`` says the last one as ``"<trial>@<step>"``."""
         try:
             import pandas as pd
         except ImportError:
@@ -171,6 +187,9 @@ class SweepResult:
         rows = []
         for t in self.trials:
             row = {k: v for k, v in t.items() if k != "config"}
+            if t.get("lineage"):  # PBT: the last trial it copied, at which step
+                last = t["lineage"][-1]
+                row["from"] = f"{last['from']}@{last['step']:g}"
             row["state"] = str(t["state"])  # the plain name: DataFrames get written to files
             row.update({f"config.{k}": v for k, v in t["config"].items()})
             if t.get("started") and t.get("finished"):

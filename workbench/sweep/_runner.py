@@ -26,7 +26,8 @@ from workbench import _timeouts, engine_store
 from workbench._util import new_key
 from workbench.errors import PoolError, RankError, SetupError
 from workbench.progress import KEY
-from workbench.sweep._state import CONTINUE, SKIP, STOP, TrialState
+from workbench.sweep._resume import Checkpoints
+from workbench.sweep._state import CONTINUE, EXPLOIT, SKIP, STOP, TrialState
 from workbench.sweep._store import SweepStore
 from workbench.sweep._trial import run_batch, run_trial, split_world, write_decision
 from workbench.sweep.schedulers import FIFO
@@ -65,6 +66,8 @@ class _Running:
     index: int | None = None  # position in its task's batch, None when alone in its task
     streamed: int = 0  # reports taken from the live stream so far
     lasts: dict[str, float] = field(default_factory=dict)  # latest value of each objective
+    curve0: list[Any] = field(default_factory=list)  # (step, value) up to its checkpoint
+    donor: int | None = None  # PBT: the trial whose checkpoint it copies when it stops
 
 
 class Runner:
@@ -102,7 +105,9 @@ class Runner:
         self.t0 = time.monotonic()
         self._stop_asks: queue.SimpleQueue[int] = queue.SimpleQueue()
         # batching needs no decision mid-trial and one engine per trial
-        self.batchable = isinstance(plan.scheduler, FIFO) and k == 1
+        self.batchable = isinstance(plan.scheduler, FIFO) and k == 1 and not plan.checkpoint_dir
+        ck = plan.checkpoint_dir
+        self.checkpoints = Checkpoints(ck, store, plan.name) if ck else None
         self.trial_seconds: float | None = None  # running average of how long trials ran
         os.makedirs(plan.control_dir, exist_ok=True)
         if view is not None:
@@ -302,7 +307,7 @@ class Runner:
         self.rows[trial_id] = {"id": trial_id, "state": TrialState.PENDING, "config": config,
                                "attempt": 0, "failures": 0, "ranks": None, "step": None,
                                "value": None, "best": None, "error": None, "started": None,
-                               "finished": None, "values": None}  # fmt: skip
+                               "finished": None, "values": None, "lineage": None}  # fmt: skip
         return trial_id
 
     def _fill(self) -> None:
@@ -341,24 +346,30 @@ class Runner:
             control = self._control(trial_id, attempt)
             with contextlib.suppress(FileNotFoundError):
                 os.remove(control)
+            checkpoint, carried = None, None
+            if self.checkpoints is not None:  # resumes after its checkpoint, if it has one
+                checkpoint, carried = self.checkpoints.prepare(trial_id, row["attempt"], attempt)
             self._set(trial_id, TrialState.RUNNING, attempt=attempt, ranks=self.groups[group],
                       started=time.time(), step=None, value=None, best=None)  # fmt: skip
             self.curves[trial_id] = []
-            items.append((trial_id, row["config"], control, attempt))
+            items.append((trial_id, row["config"], control, attempt, checkpoint, carried))
         view = self.views[group]
         if len(items) == 1:
-            trial_id, config, control, _ = items[0]
-            ar = view.apply_async(run_trial, trial_id, config, dict(self.spec, control=control))
+            trial_id, config, control, _, checkpoint, _ = items[0]
+            spec = dict(self.spec, control=control, checkpoint=checkpoint)
+            ar = view.apply_async(run_trial, trial_id, config, spec)
         else:
             ar = view.apply_async(run_batch, [item[:3] for item in items], self.spec)
         # the raw metadata dict of rank 0's task (ar.data re-parses dates on every access);
         # the AsyncResult keeps this same object after it leaves client.metadata
         metadata = self.pool.client.metadata[ar.msg_ids[0]]
-        for i, (trial_id, _, control, attempt) in enumerate(items):
+        for i, (trial_id, _, control, attempt, _, carried) in enumerate(items):
             index = i if len(items) > 1 else None
-            self.running.append(
-                _Running(trial_id, attempt, group, ar, control, metadata, index=index)
-            )
+            r = _Running(trial_id, attempt, group, ar, control, metadata, index=index)
+            self.running.append(r)
+            if carried:  # resumed from its checkpoint: its curve up to it, not recorded again
+                self._take_reports(r, carried, replay=True)
+                r.curve0 = list(self.curves[trial_id])
 
     def _read_reports(self, r: _Running) -> None:
         """Take the reports a trial streamed since the last look."""
@@ -373,9 +384,11 @@ class Runner:
         r.streamed += len(new)
         self._take_reports(r, [(s, m, now) for s, m in new])
 
-    def _take_reports(self, r: _Running, new: list[Any]) -> None:
-        """Record reports ``(step, metrics, time)`` and apply the scheduler's decisions."""
-        r.reports.extend(new)
+    def _take_reports(self, r: _Running, new: list[Any], *, replay: bool = False) -> None:
+        """Record reports ``(step, metrics, time)`` and apply the scheduler's decisions
+        (``replay``: the scheduler sees them, nothing is recorded or decided)."""
+        if not replay:
+            r.reports.extend(new)
         milestones = self.plan.scheduler.milestones
         for step, metrics, _ in new:
             crossing = False
@@ -391,6 +404,10 @@ class Runner:
                 r.best = value if r.best is None else self.plan.better(value, r.best)
                 self.curves[r.trial].append((step, value))
                 action = self.plan.scheduler.on_report(r.trial, step, value)
+            if replay:
+                continue
+            if action == EXPLOIT:
+                action = self._exploit_decision(r)
             if action == STOP and not r.stop_sent:
                 r.stop_sent = True
                 write_decision(r.control, step, STOP)
@@ -423,7 +440,7 @@ class Runner:
         r.reports = reports  # the record: exactly what the trial reported, engine times
         if self.plan.metric:
             m = self.plan.metric
-            self.curves[r.trial] = [(s, x[m]) for s, x, _ in reports if m in x]
+            self.curves[r.trial] = r.curve0 + [(s, x[m]) for s, x, _ in reports if m in x]
         if res["state"] == SKIP:
             self._requeue(r, "not started", "the sweep was stopped")
             return
@@ -449,8 +466,39 @@ class Runner:
                 retry=False,
             )
             return
+        if state == TrialState.PRUNED and r.donor is not None:
+            self._exploit(r)
+            return
         detail = f"stopped by the {r.stopped_by}" if state == TrialState.PRUNED else None
         self._final(r, state, value, detail)
+
+    # -- population-based training -------------------------------------------------------------
+    def _exploit_decision(self, r: _Running) -> str:
+        """PBT says trial ``r`` should copy a better one: stop it, if that one has a
+        checkpoint to copy (else go on)."""
+        donor = self.plan.scheduler.target(r.trial)  # type: ignore[attr-defined]
+        if r.stop_sent or self.checkpoints is None or self.checkpoints.saved_step(donor) is None:
+            return CONTINUE
+        r.donor, r.stopped_by = donor, "exploit"
+        return STOP
+
+    def _exploit(self, r: _Running) -> None:
+        """Trial ``r`` stopped to exploit ``r.donor``: copy its checkpoint, explore from its
+        configuration, record the lineage; the trial runs again from the copied step."""
+        assert self.checkpoints is not None and r.donor is not None
+        self._record_reports(r)
+        row = self.rows[r.trial]
+        explore = self.plan.scheduler.explore  # type: ignore[attr-defined]
+        entry = self.checkpoints.exploit(
+            r.trial, r.donor, row["config"], explore(self.rows[r.donor]["config"])
+        )
+        if entry is None:
+            why = f"trial {r.donor}'s checkpoint could not be copied; going on from its own"
+            self._requeue(r, "exploit skipped", why)
+            return
+        row.update(config=entry["new"], state=TrialState.PENDING,
+                   lineage=[*(row.get("lineage") or []), entry])  # fmt: skip
+        bisect.insort(self.pending, r.trial)
 
     def _final_values(
         self, r: _Running, res: dict[str, Any], value: float | None

@@ -16,9 +16,10 @@ from workbench import _timeouts
 from workbench.errors import InvalidTypeError, InvalidValueError
 from workbench.sweep._plan import Plan
 from workbench.sweep._result import SweepResult
+from workbench.sweep._resume import checkpoint_root
 from workbench.sweep._space import Space
 from workbench.sweep._store import SweepStore
-from workbench.sweep.schedulers import FIFO, Scheduler, get_scheduler
+from workbench.sweep.schedulers import FIFO, PBT, Scheduler, get_scheduler
 from workbench.sweep.strategies import Strategy, get_strategy
 
 if TYPE_CHECKING:
@@ -31,6 +32,16 @@ def _count(value: Any, what: str, low: int) -> int:
     if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
         raise InvalidValueError(f"{what} must be an integer >= {low}, got {value!r}")
     return int(value)
+
+
+def _takes(objective: Callable[..., Any]) -> tuple[bool, bool]:
+    """Whether ``objective`` takes ``comm`` and whether it takes ``checkpoint``."""
+    comm = _takes_comm(objective)
+    try:
+        params = inspect.signature(objective).parameters
+    except (TypeError, ValueError):
+        return comm, False
+    return comm, "checkpoint" in params
 
 
 def _takes_comm(objective: Callable[..., Any]) -> bool:
@@ -48,8 +59,8 @@ def _takes_comm(objective: Callable[..., Any]) -> bool:
     if len(positional) < 2 and not any(p.kind == p.VAR_POSITIONAL for p in params.values()):
         raise InvalidTypeError(
             f"objective {getattr(objective, '__name__', objective)!r} must accept (config, report)"
-            " (and optionally comm): it gets the configuration and a report(step=..., **metrics)"
-            " callback"
+            " (and optionally comm, checkpoint): it gets the configuration and a "
+            "report(step=..., **metrics) callback"
         )
     return "comm" in params
 
@@ -162,7 +173,13 @@ def sweep(
     ----------
     objective
         ``objective(config, report)`` or ``objective(config, report, comm)``, run on the
-        engines (define it in the notebook, or in a module the engines can import).
+        engines (define it in the notebook, or in a module the engines can import). An
+        objective with a ``checkpoint`` parameter gets a :class:`Checkpoint`: its trial's
+        folder next to ``storage`` (``<name>.checkpoints/trial-<id>/``) and the step saved
+        there (``checkpoint.step``, None at first); it writes its state there and calls
+        ``checkpoint.save(step)``. A trial run again (dead engine, failure, a stopped sweep
+        resumed, a PBT exploit) resumes from that step; reports up to it are not recorded
+        twice.
         ``config`` is a dict of parameter values; ``report(step=..., name=value, ...)``
         records metrics and raises :class:`TrialPruned` when the trial is stopped (let it
         propagate). An objective with a ``comm`` parameter gets the trial's communicator
@@ -184,8 +201,10 @@ def sweep(
         parameter is a :func:`grid`, else random.
     scheduler
         Which running trials stop early: None or ``"fifo"`` (none), ``"asha"``,
-        ``"median"``, or a :class:`Scheduler` such as ``ASHA(max_resource=27)``. Any
-        scheduler other than FIFO needs ``metric``.
+        ``"median"``, or a :class:`Scheduler` such as ``ASHA(max_resource=27)``;
+        ``PBT(...)`` (population-based training) makes bottom trials copy top trials'
+        checkpoints and perturb their configuration (the objective must take
+        ``checkpoint``). Any scheduler other than FIFO needs ``metric``.
     metric
         The name of the reported metric to optimise (None: the objective's return value).
     mode
@@ -236,7 +255,7 @@ def sweep(
     from workbench.sweep._runner import Runner
     from workbench.widgets.sweep_table import make_sweep_view
 
-    pass_comm = _takes_comm(objective)
+    pass_comm, pass_checkpoint = _takes(objective)
     space_ = Space(space)
     metrics_ = _objectives(metrics, metric, mode)
     if metrics_ is not None:
@@ -259,6 +278,15 @@ def sweep(
         )
     if metrics_ is not None:
         _check_multi(metrics_, strat, sched)
+    if getattr(sched, "needs_checkpoint", False) and not pass_checkpoint:
+        raise InvalidValueError(
+            f"scheduler {type(sched).__name__} copies checkpoints between trials, but objective "
+            f"{getattr(objective, '__name__', objective)!r} has no `checkpoint` parameter: "
+            "define it as objective(config, report, checkpoint), save the trial's state in "
+            "checkpoint.path with checkpoint.save(step), and resume from checkpoint.step"
+        )
+    if isinstance(sched, PBT):  # checks its mutations against the space
+        sched.bind(space_, seed if seed is not None else 0)
     pool = require(pool)
     if trial_ranks > pool.size:
         raise InvalidValueError(
@@ -268,6 +296,8 @@ def sweep(
     name = name or getattr(objective, "__name__", "sweep")
     storage = os.fspath(storage)
     seed = int.from_bytes(os.urandom(4), "little") if seed is None else int(seed)
+    # checked before the store is touched: a folder that is not writable changes nothing
+    checkpoints = checkpoint_root(storage, name) if pass_checkpoint else None
     store = SweepStore(storage)
     try:
         settings = {"metric": metric, "mode": mode, "space": space_.describe(), "seed": seed,
@@ -281,6 +311,8 @@ def sweep(
         else:
             strat.setup(space_, metric=metric or "value", mode=mode, seed=seed, metrics=metrics_)
         sched.setup(metric=metric or "value", mode=mode)
+        if isinstance(sched, PBT):
+            sched.bind(space_, seed)  # the sweep's seed, kept in the store
         limit = strat.limit()
         if n_trials is None:
             if limit is None:
@@ -293,7 +325,7 @@ def sweep(
                     trial_ranks, max_failures, max_restarts, float(decision_timeout),
                     _control_dir(storage, name), timeout,
                     0.02 if sched.milestones or not isinstance(sched, FIFO) else 0.05,
-                    metrics=metrics_)  # fmt: skip
+                    metrics=metrics_, checkpoint_dir=checkpoints)  # fmt: skip
         curves = _restore(store, plan)
         view = (
             make_sweep_view(metric, mode, widgets=show, metrics=metrics_)
@@ -305,7 +337,7 @@ def sweep(
         runner.run()
         return SweepResult(
             name, storage, metric, mode, store.trials(name), runner.curves, space=space_,
-            metrics=metrics_,
+            metrics=metrics_, checkpoints=checkpoints,
         )  # fmt: skip
     finally:
         store.close()

@@ -7,18 +7,21 @@ and reads the plain values, so stores written before the enum existed open uncha
 
 Decisions travel from the notebook to a running trial through its decision file:
 ``CONTINUE`` and ``STOP`` are what a :class:`~workbench.sweep.Scheduler` returns, ``SKIP``
-tells a trial still queued on its engines to return without running.
+tells a trial still queued on its engines to return without running. ``EXPLOIT`` is what
+population-based training returns for a trial that should copy a better trial's checkpoint
+(the runner stops it, copies, and runs it again with a perturbed configuration).
 """
 
 from __future__ import annotations
 
 import enum
 
-__all__ = ["CONTINUE", "SKIP", "STOP", "TrialState"]
+__all__ = ["CONTINUE", "EXPLOIT", "SKIP", "STOP", "TrialState"]
 
 CONTINUE = "continue"
 STOP = "stop"
 SKIP = "skip"
+EXPLOIT = "exploit"
 
 
 class TrialState(str, enum.Enum):

@@ -7,7 +7,9 @@ state change of a trial is a row in ``events``; every report is a row in ``repor
 The final value of every objective of a multi-objective sweep is a row in ``trial_values``
 (``trials.value`` keeps the first one). That table is new: ``CREATE TABLE IF NOT EXISTS``
 adds it to a store written before it existed, whose trials simply have no such rows, so
-old stores open unchanged (no migration).
+old stores open unchanged (no migration). ``lineage`` (the exploits of population-based
+training: which trial copied which one's checkpoint, at which step, old and new
+configuration) is new in the same way.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS trial_values (
     sweep TEXT NOT NULL, id INTEGER NOT NULL, metric TEXT NOT NULL, value REAL,
     PRIMARY KEY (sweep, id, metric));
+CREATE TABLE IF NOT EXISTS lineage (
+    sweep TEXT NOT NULL, id INTEGER NOT NULL, attempt INTEGER NOT NULL, step REAL NOT NULL,
+    donor INTEGER NOT NULL, old TEXT NOT NULL, new TEXT NOT NULL, t REAL NOT NULL);
 """
 
 _FIELDS = ("attempt", "failures", "ranks", "step", "value", "best", "error", "started", "finished")
@@ -159,9 +164,80 @@ class SweepStore:
                 [(name, trial_id, attempt, s, json.dumps(m), t) for s, m, t in rows],
             )
 
+    def reports_of(self, name: str, trial_id: int, attempt: int) -> list[tuple[Any, ...]]:
+        """Reports ``[(step, metrics, t), ...]`` of attempt ``attempt`` of trial ``trial_id``."""
+        cur = self.db.execute(
+            "SELECT step, metrics, t FROM reports WHERE sweep = ? AND id = ? AND attempt = ? "
+            "ORDER BY rowid",
+            (name, trial_id, attempt),
+        )
+        return [(s, json.loads(m), t) for s, m, t in cur]
+
+    def carry_reports(self, name: str, trial_id: int, old: int, new: int, rows: list[Any]) -> None:
+        """A trial resumed from a checkpoint: its attempt ``new`` starts with the reports
+        ``rows`` ``[(step, metrics, t), ...]`` (those up to the checkpoint); the reports of
+        attempt ``old`` (after the checkpoint, made again by the new attempt) go, so the
+        trial has each step once. One transaction."""
+        with self.db:
+            self.db.execute(
+                "DELETE FROM reports WHERE sweep = ? AND id = ? AND attempt = ?",
+                (name, trial_id, old),
+            )
+            self.db.executemany(
+                "INSERT INTO reports VALUES (?, ?, ?, ?, ?, ?)",
+                [(name, trial_id, new, s, json.dumps(m), t) for s, m, t in rows],
+            )
+
+    def exploit(
+        self,
+        name: str,
+        trial_id: int,
+        *,
+        step: float,
+        donor: int,
+        config: dict[str, Any],
+        detail: str,
+    ) -> None:
+        """Trial ``trial_id`` copied trial ``donor``'s checkpoint of ``step`` and goes on with
+        ``config``: record the lineage, set the configuration, make it pending again (with
+        an event carrying ``detail``), in one transaction."""
+        ((attempt, old),) = self.db.execute(
+            "SELECT attempt, config FROM trials WHERE sweep = ? AND id = ?", (name, trial_id)
+        )
+        now = time.time()
+        with self.db:
+            self.db.execute(
+                "INSERT INTO lineage VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, trial_id, attempt, step, donor, old, json.dumps(config), now),
+            )
+            self.db.execute(
+                "UPDATE trials SET config = ?, state = ? WHERE sweep = ? AND id = ?",
+                (json.dumps(config), TrialState.PENDING.value, name, trial_id),
+            )
+            self.db.execute(
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
+                (name, trial_id, attempt, TrialState.PENDING.value, detail, now),
+            )
+
+    def lineage(self, name: str) -> list[dict[str, Any]]:
+        """Every exploit of sweep ``name``, in order: ``{"id", "attempt", "step", "from",
+        "old", "new", "t"}`` (trial ``id`` copied trial ``from``'s checkpoint of ``step``,
+        its configuration went from ``old`` to ``new``)."""
+        cur = self.db.execute(
+            "SELECT id, attempt, step, donor, old, new, t FROM lineage WHERE sweep = ? "
+            "ORDER BY rowid",
+            (name,),
+        )
+        return [
+            {"id": i, "attempt": a, "step": s, "from": d, "old": json.loads(o),
+             "new": json.loads(n), "t": t}
+            for i, a, s, d, o, n, t in cur
+        ]  # fmt: skip
+
     def trials(self, name: str) -> list[dict[str, Any]]:
         """Every trial of sweep ``name`` as a dict, by id; ``values`` is the dict metric ->
-        final value of a multi-objective trial (None for other trials)."""
+        final value of a multi-objective trial (None for other trials); ``lineage`` the
+        list of its exploits (rows of :meth:`lineage`; None when it has none)."""
         cur = self.db.execute(
             f"SELECT id, state, config, {', '.join(_FIELDS)} FROM trials "
             "WHERE sweep = ? ORDER BY id",
@@ -175,8 +251,13 @@ class SweepStore:
             row["config"] = json.loads(row["config"])
             row["ranks"] = json.loads(row["ranks"]) if row["ranks"] else None
             row["values"] = None
+            row["lineage"] = None
             rows.append(row)
         by_id = {row["id"]: row for row in rows}
+        for exploit in self.lineage(name):
+            row = by_id.get(exploit["id"])
+            if row is not None:
+                row["lineage"] = [*(row["lineage"] or []), exploit]
         cur = self.db.execute(
             "SELECT id, metric, value FROM trial_values WHERE sweep = ? ORDER BY rowid", (name,)
         )

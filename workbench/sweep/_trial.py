@@ -20,6 +20,7 @@ from typing import Any
 
 from workbench.errors import WorkbenchError
 from workbench.progress import check_report, progress
+from workbench.sweep._checkpoint import Checkpoint
 from workbench.sweep._state import CONTINUE, SKIP, STOP, TrialState
 
 __all__ = [
@@ -111,11 +112,17 @@ class Report:
         self._path = spec["control"]
         self._milestones = sorted(spec["milestones"])
         self._timeout = float(spec["decision_timeout"])
-        self._next = 0
+        # a trial resumed from a checkpoint: steps up to it are recorded already
+        resumed = (spec.get("checkpoint") or {}).get("step")
+        self.resumed: float | None = None if resumed is None else float(resumed)
+        self._next = sum(1 for m in self._milestones if self.resumed is not None and m <= resumed)
 
     def __call__(self, step: float, **metrics: float | str) -> None:
         """Record ``metrics`` (name=number) at ``step``; raises :class:`TrialPruned` when the
-        trial was told to stop."""
+        trial was told to stop. After a resume from a checkpoint, steps up to the
+        checkpoint's are ignored (the store has them already)."""
+        if self.resumed is not None and step <= self.resumed:
+            return
         action = None
         if self.rank == 0:
             numeric = _metrics(step, metrics)
@@ -187,9 +194,13 @@ def run_trial(
         return {"state": SKIP, "seconds": 0.0, "reports": []}
     report = Report(trial_id, comm, spec, stream=stream)
     args = (config, report, comm) if spec["pass_comm"] else (config, report)
+    kwargs = {}
+    if spec.get("checkpoint"):  # the objective takes checkpoint=
+        ck = spec["checkpoint"]
+        kwargs["checkpoint"] = Checkpoint(ck["path"], ck["step"], report)
     start = time.perf_counter()
     try:
-        result = {"state": TrialState.DONE, "value": _plain(objective(*args))}
+        result = {"state": TrialState.DONE, "value": _plain(objective(*args, **kwargs))}
     except TrialPruned as e:
         result = {"state": TrialState.PRUNED, "error": str(e)}
     except Exception as e:

@@ -185,6 +185,14 @@ def _summary(
     return f"{len(rows)} trials ({text or 'none yet'}){best}"
 
 
+def _exploit_text(e: dict[str, Any]) -> str:
+    changed = ", ".join(
+        f"{k} {_fmt(e['old'].get(k))} -> {_fmt(v)}" for k, v in e["new"].items()
+        if e["old"].get(k) != v
+    )  # fmt: skip
+    return f"copied trial {e['from']} at step {e['step']:g}: {changed or 'same config'}"
+
+
 def table_content(
     rows: list[dict[str, Any]],
     metric: str | None,
@@ -194,8 +202,11 @@ def table_content(
     """``(columns, rows, best id, caption)`` of the trial table (see
     :class:`~workbench.widgets.trial_table.TrialTable`): id, state, one column per
     parameter, step, the metric (and every other of ``metrics``, name -> "max"/"min"),
-    the best report, ranks and failures."""
+    the best report, ranks and failures; with population-based training, ``from``: the
+    trial whose checkpoint it last copied, at which step (the whole lineage in the row's
+    hover title)."""
     others = [m for m in (metrics or {}) if m != metric]
+    pbt = any(r.get("lineage") for r in rows)
     params = _param_names(rows)
     name = metric or "value"
     columns = [
@@ -213,6 +224,9 @@ def table_content(
         {"key": "ranks", "label": "ranks"},
         {"key": "failures", "label": "fail", "numeric": True, "title": "failed attempts"},
     ]  # fmt: skip
+    if pbt:
+        title = "PBT: the trial whose checkpoint it copied last, @ the step copied"
+        columns.append({"key": "from", "label": "from", "title": title})
     body = []
     for r in shown_rows(rows, mode):
         cells = [_cell(r["id"]), [_state(r), _state(r), _STATES.index(_state(r))]
@@ -223,8 +237,13 @@ def table_content(
         cells.append(_cell(r.get("best")))
         cells.append(_cell(",".join(map(str, r.get("ranks") or [])) or None))
         cells.append(_cell(r.get("failures") or None))
-        body.append({"id": r["id"], "state": _state(r), "cells": cells,
-                     "title": (r.get("error") or "")[-400:]})  # fmt: skip
+        title = (r.get("error") or "")[-400:]
+        if pbt:
+            lineage = r.get("lineage") or []
+            last = lineage[-1] if lineage else None
+            cells.append(_cell(None if last is None else f"{last['from']}@{last['step']:g}"))
+            title = "\n".join([*map(_exploit_text, lineage), title]).strip()
+        body.append({"id": r["id"], "state": _state(r), "cells": cells, "title": title})
     more = len(rows) - len(body)
     caption = f"{more} more trials in result.to_pandas()" if more > 0 else ""
     top = _best_row(rows, mode)

@@ -1,21 +1,33 @@
 """Trial schedulers: should a running trial go on after this report?
 
-FIFO (none), :class:`ASHA` and :class:`MedianStopping`, one module each behind the small
+FIFO (none), :class:`ASHA`, :class:`MedianStopping` and :class:`PBT` (population-based
+training, on trial checkpoints), one module each behind the small
 :class:`Scheduler` interface (Optuna's ``pruners/`` layout); :func:`get_scheduler` turns what
 a user passed to ``sweep(scheduler=...)`` into one. A scheduler returns ``CONTINUE`` or
-``STOP`` from :meth:`Scheduler.on_report`.
+``STOP`` from :meth:`Scheduler.on_report` (PBT also ``EXPLOIT``).
 """
 
 from __future__ import annotations
 
 from workbench.errors import InvalidValueError
-from workbench.sweep._state import CONTINUE, STOP
+from workbench.sweep._state import CONTINUE, EXPLOIT, STOP
 from workbench.sweep.schedulers._asha import ASHA
 from workbench.sweep.schedulers._base import Scheduler
 from workbench.sweep.schedulers._fifo import FIFO
 from workbench.sweep.schedulers._median import MedianStopping
+from workbench.sweep.schedulers._pbt import PBT
 
-__all__ = ["ASHA", "CONTINUE", "FIFO", "STOP", "MedianStopping", "Scheduler", "get_scheduler"]
+__all__ = [
+    "ASHA",
+    "CONTINUE",
+    "EXPLOIT",
+    "FIFO",
+    "PBT",
+    "STOP",
+    "MedianStopping",
+    "Scheduler",
+    "get_scheduler",
+]
 
 _NAMED: dict[str | None, type[Scheduler]] = {
     None: FIFO,
@@ -23,17 +35,18 @@ _NAMED: dict[str | None, type[Scheduler]] = {
     "none": FIFO,
     "asha": ASHA,
     "median": MedianStopping,
+    "pbt": PBT,
 }
 
 
 def get_scheduler(scheduler: str | Scheduler | None) -> Scheduler:
-    """A :class:`Scheduler` from ``scheduler``: None/"fifo"/"none", "asha", "median" (each
+    """A :class:`Scheduler` from ``scheduler``: None/"fifo"/"none", "asha", "median", "pbt" (each
     with its default settings) or a Scheduler instance (returned as it is)."""
     if isinstance(scheduler, Scheduler):
         return scheduler
     if isinstance(scheduler, (str, type(None))) and scheduler in _NAMED:
         return _NAMED[scheduler]()
     raise InvalidValueError(
-        f"unknown scheduler {scheduler!r}: use None/'fifo', 'asha', 'median', or an instance "
-        "such as workbench.sweep.ASHA(max_resource=...)"
+        f"unknown scheduler {scheduler!r}: use None/'fifo', 'asha', 'median', 'pbt', or an "
+        "instance such as workbench.sweep.ASHA(max_resource=...)"
     )
