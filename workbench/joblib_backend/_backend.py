@@ -54,6 +54,8 @@ class _Call:
         self.kept: dict[int, set[str]] = {r: set() for r in ranks}  # keys each engine holds
         self.arrays: dict[str, dict[str, int]] = {}  # key -> its bytes, engines it went to
         self.tasks = 0
+        self.sent: list[Any] = []  # the AsyncResults of the batches in flight
+        self.aborted = False  # after abort_everything nothing more is sent
 
 
 class PoolBackend(AutoBatchingMixin, ParallelBackendBase):
@@ -181,6 +183,9 @@ class PoolBackend(AutoBatchingMixin, ParallelBackendBase):
             if call is None:
                 fut.set_exception(SetupError("the joblib call already ended"))
                 return fut
+            if call.aborted:  # joblib may still dispatch from a completion callback
+                fut.cancel()
+                return fut
             call.queue.append((items, fut))
             call.tasks += len(items)
             sends = self._take(call)
@@ -197,19 +202,23 @@ class PoolBackend(AutoBatchingMixin, ParallelBackendBase):
         if call is None:
             return
         with self._lock:
+            call.aborted = True
             queued, call.queue = call.queue, []
             busy = [r for r, n in call.busy.items() if n]
+            sent = [ar for ar in call.sent if not ar.ready()]
         for _, fut in queued:
             fut.cancel()
         if busy and not self.pool.stopped:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # batches an engine has not begun: dropped
+                self.pool.client.abort([m for ar in sent for m in ar.msg_ids], block=False)
+            with contextlib.suppress(Exception):  # the running ones: interrupted
                 self.pool.interrupt(busy)
 
     # -- scheduling ----------------------------------------------------------------------------
     def _take(self, call: _Call) -> list[tuple[int, list[Any], cf.Future[Any]]]:
         """Under the lock: pair queued batches with idle engines (lowest rank first)."""
         sends = []
-        while call.queue:
+        while call.queue and not call.aborted:
             idle = [r for r, n in call.busy.items() if n == 0]
             if not idle:
                 break
@@ -244,6 +253,8 @@ class PoolBackend(AutoBatchingMixin, ParallelBackendBase):
                 "engines are other processes: pass functions and objects that pickle"
             ) from None
         ar = self._views[rank].apply_async(run_items, blob, new)
+        with self._lock:
+            call.sent = [a for a in call.sent if not a.ready()] + [ar]
         ar.add_done_callback(lambda ar: self._finished(call, rank, len(items), ar, fut))
 
     def _sub(self, call: _Call, value: Any, rank: int, new: dict[str, Any], depth: int = 0) -> Any:
