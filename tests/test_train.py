@@ -7,6 +7,7 @@ Single-process references and input checks run in the test process.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -356,6 +357,58 @@ def test_checkpoint_resume_equals_uninterrupted(live_pool, n, tmp_path):
             "params": True,
         }
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"ckpt-{n}.pkl", f"rng-{n}.pkl"]
+
+
+class _Stopped(Exception):
+    """The allocation ended (simulated: every rank stops at the same step)."""
+
+
+def _mid_epoch_run(n, folder, at):
+    """Train 2 epochs straight; then again, asked to checkpoint (as the pool does when its
+    Slurm job ends soon) during step ``at`` and stopped at the next; then resume from it."""
+    import signal
+
+    comm = _comm(n)
+    X, y = _data(np.float32)
+    kw = {"batch_size": BATCH, "lr": 0.1, "progress": False, "comm": comm}
+    straight = wt.MLP([D, 16, CLASSES], seed=0)
+    wt.fit(straight, X, y, epochs=2, **kw)
+
+    class Ending(wt.MLP):
+        calls = 0
+
+        def loss_and_grad(self, Xb, yb):
+            Ending.calls += 1
+            if Ending.calls == at and comm.rank == 0:  # one rank is told, as by a signal
+                os.kill(os.getpid(), signal.SIGUSR1)
+            if Ending.calls == at + 1:
+                raise _Stopped
+            return super().loss_and_grad(Xb, yb)
+
+    path = os.path.join(folder, f"ckpt-{n}.pkl")
+    with contextlib.suppress(_Stopped):
+        wt.fit(Ending([D, 16, CLASSES], seed=0), X, y, epochs=2, checkpoint=path, **kw)
+    saved = wt.load_checkpoint(path, comm=comm)
+    resumed = wt.MLP([D, 16, CLASSES], seed=7)  # overwritten by the checkpoint
+    history = wt.fit(resumed, X, y, epochs=2, checkpoint=path, **kw)
+    return {
+        "saved": (saved["epoch"], saved["extra"].get("batch")),
+        "resumed_from": history.resumed_from,
+        "steps": history.steps,
+        "same": _digest(straight.params) == _digest(resumed.params),
+    }
+
+
+@pytest.mark.parametrize("n", RANKS)
+def test_checkpoint_when_asked_mid_epoch_resumes_equal_to_uninterrupted(live_pool, n, tmp_path):
+    """The request reaches fit through the engines' SIGUSR1 handler (installed when the pool
+    connected); the ranks agree on the step, write it mid-epoch, and a new run resumes
+    there and ends with the same weights as one that was never stopped."""
+    per_epoch = N // BATCH
+    at = per_epoch + 3  # in the second epoch
+    results = _on(live_pool, n, _mid_epoch_run, str(tmp_path), at)
+    for r in results:
+        assert r == {"saved": (1, 3), "resumed_from": at, "steps": 2 * per_epoch, "same": True}
 
 
 @pytest.mark.parametrize("n", RANKS)

@@ -11,6 +11,9 @@ name                   seconds  what waits
 ``ATTACH``             30       engines of a running pool answering ``Pool.attach``
 ``QUERY``              10       one question to Slurm (``squeue``) or a shell thread
 ``CONTROLLER``         5        one request to the pool's controller (status, queue, stop)
+``PING``               2        engines on other nodes answering a liveness ping (status, losses)
+``HEARTBEAT``          2        the controller's heartbeat period for Slurm pools; an engine
+                                silent for ``HEARTBEAT_MISSES`` + 1 periods is declared dead
 ``ENGINES_EXIT``       15       engine processes exiting after a stop or restart
 ``INTERRUPT_GRACE``    5        engines stopping their work after Ctrl-C or a timeout
 ``TRANSFER``           3600     one block of data moving between the notebook, dask and the ranks
@@ -35,8 +38,11 @@ __all__ = [
     "ENGINES_EXIT",
     "ENGINE_START",
     "EXIT_CLEANUP",
+    "HEARTBEAT",
+    "HEARTBEAT_MISSES",
     "INTERRUPT_GRACE",
     "KERNEL_START",
+    "PING",
     "QUERY",
     "SLURM_START",
     "STORE_LOCK",
@@ -49,6 +55,9 @@ SLURM_START = 600
 ATTACH = 30
 QUERY = 10
 CONTROLLER = 5
+PING = 2
+HEARTBEAT = 2
+HEARTBEAT_MISSES = 5  # (a count, not seconds): ~12 s of silence unregisters an engine
 ENGINES_EXIT = 15
 INTERRUPT_GRACE = 5
 TRANSFER = 3600

@@ -193,12 +193,33 @@ class PoolTimeoutError(WorkbenchError, TimeoutError):
 
 
 class EngineDiedError(PoolError):
-    """An engine process died while it was running work."""
+    """Engine processes died (or their node was lost) while running work.
 
-    def __init__(self, ranks: dict[int, str]) -> None:
+    ``ranks`` maps each dead rank to why we think so. ``by_node``, when given, says the same
+    one clause per node, lost nodes first (``rank 3 on node2 (lost: ...)``: see
+    :func:`workbench.pool._health.by_node`), so that a lost compute node reads as one; ``note``
+    adds a sentence (e.g. which live ranks did not stop when interrupted). ``nodes`` maps each
+    node named in ``by_node`` to its dead ranks (empty without it).
+    """
+
+    def __init__(
+        self,
+        ranks: dict[int, str],
+        *,
+        by_node: list[tuple[str, list[int], str]] | None = None,
+        note: str = "",
+    ) -> None:
         self.ranks = sorted(ranks)
-        detail = "; ".join(f"rank {r}: {why}" for r, why in sorted(ranks.items()))
+        self.reasons = dict(ranks)
+        self.nodes = {host: list(on_host) for host, on_host, _ in by_node or []}
+        if by_node and len(self.ranks) == 1:
+            head = "engine for " + by_node[0][2].replace(" (", " died (", 1)
+        elif by_node:
+            head = "engines died: " + "; ".join(clause for *_, clause in by_node)
+        else:
+            detail = "; ".join(f"rank {r}: {why}" for r, why in sorted(ranks.items()))
+            head = f"engine for rank {self.ranks[0]} died ({detail})"
         super().__init__(
-            f"engine for rank {self.ranks[0]} died ({detail}). "
-            "The MPI job is broken: run `%wb restart` (or pool.restart()) to get a working pool."
+            f"{head}.{' ' + note if note else ''} The MPI job is broken: run `%wb restart` "
+            "(or pool.restart()) to get a working pool."
         )

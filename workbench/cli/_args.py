@@ -55,7 +55,16 @@ def parse_ranks(text: str) -> list[int]:
     return sorted(ranks)
 
 
-_SLURM_ONLY = ("partition", "time", "account", "nodes", "extra", "launcher", "controller_ip")
+_SLURM_ONLY = (
+    "partition",
+    "time",
+    "account",
+    "nodes",
+    "extra",
+    "launcher",
+    "controller_ip",
+    "warn_before",
+)
 
 
 def add_start_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,6 +97,13 @@ def add_start_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="address the nodes reach the controller on (default: this host's)",
     )
+    slurm.add_argument(
+        "--warn-before",
+        type=positive_seconds,
+        default=None,
+        help="seconds before the time limit to warn and ask the engines to checkpoint "
+        "(default 300)",
+    )
 
 
 def start_pool(args: argparse.Namespace) -> Any:
@@ -101,8 +117,9 @@ def start_pool(args: argparse.Namespace) -> Any:
         return Pool.local(args.n, detach=args.detach, profile=args.profile)
     if args.n is None:
         raise InvalidValueError("--slurm needs -n N, the number of engines to ask Slurm for")
+    warn = {} if args.warn_before is None else {"warn_before": args.warn_before}
     return Pool.slurm(
         args.n, partition=args.partition, time=args.time, account=args.account,
         nodes=args.nodes, extra=args.extra, launcher=args.launcher or "mpiexec",
-        controller_ip=args.controller_ip, detach=args.detach, profile=args.profile,
+        controller_ip=args.controller_ip, detach=args.detach, profile=args.profile, **warn,
     )  # fmt: skip

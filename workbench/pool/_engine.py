@@ -3,10 +3,44 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from typing import Any
 
-__all__ = ["bootstrap", "call_and_flush"]
+__all__ = [
+    "CHECKPOINT_SIGNAL",
+    "bootstrap",
+    "call_and_flush",
+    "checkpoint_requested",
+    "checkpoint_requests",
+]
+
+#: What the notebook sends the engines when their Slurm job ends soon (see ``_timelimit``).
+CHECKPOINT_SIGNAL = signal.SIGUSR1
+_checkpoint = {"received": 0, "cleared": 0}
+
+
+def _on_checkpoint_signal(signum: int, frame: Any) -> None:
+    _checkpoint["received"] += 1
+
+
+def checkpoint_requests() -> int:
+    """How many times the notebook asked this engine to checkpoint (each warning that the
+    pool's Slurm job ends soon counts once). Ranks get the signal at slightly different
+    moments: compare counts (e.g. the max over ranks), not a flag, to act once per request."""
+    return _checkpoint["received"]
+
+
+def checkpoint_requested(*, clear: bool = False) -> bool:
+    """True on an engine once the notebook warned that the pool's Slurm job ends soon
+    (``warn_before`` seconds before its time limit) and the request was not cleared: a long
+    loop should save its state. ``clear=True`` marks the requests so far as handled.
+    ``wb.train.fit(checkpoint=...)`` uses :func:`checkpoint_requests` instead, agreeing on
+    the step with the other ranks."""
+    requested = _checkpoint["received"] > _checkpoint["cleared"]
+    if clear:
+        _checkpoint["cleared"] = _checkpoint["received"]
+    return requested
 
 
 def bootstrap() -> dict[str, Any]:
@@ -23,6 +57,8 @@ def bootstrap() -> dict[str, Any]:
 
         if flush not in shell.events.callbacks["post_execute"]:
             shell.events.register("post_execute", flush)
+        # (bootstrap runs in the engine's main thread, where handlers can be installed)
+        signal.signal(CHECKPOINT_SIGNAL, _on_checkpoint_signal)
     return {
         "rank": comm.rank,
         "size": comm.size,

@@ -21,6 +21,7 @@ __all__ = [
     "child_metadata",
     "controller_pid",
     "engines_with_outstanding_requests",
+    "ping",
 ]
 
 
@@ -81,3 +82,26 @@ def engines_with_outstanding_requests(client: ipp.Client) -> set[int]:
         if eid is not None:
             busy.add(eid)
     return busy
+
+
+def ping(client: ipp.Client, engine_ids: list[int], timeout: float) -> set[int]:
+    """The engines of ``engine_ids`` that answer a ``kernel_info_request`` on their control
+    channel within ``timeout`` seconds (all together). Busy engines answer too (ipykernel
+    serves the control channel from a thread of its own); an engine whose node is down or
+    cut off does not. Engines no longer registered are left out.
+
+    Reads ``Client._engines`` (engine id -> uuid) and ``Client._control_stream``; sends with
+    ``Client._send`` as ipyparallel's own control requests (``send_signal``) do.
+    """
+    import time
+
+    engines = getattr(client, "_engines", {})
+    futures = {}
+    for eid in engine_ids:
+        uuid = engines.get(eid)
+        if uuid is not None:
+            futures[eid] = client._send(
+                client._control_stream, "kernel_info_request", content={}, ident=uuid.encode()
+            )
+    deadline = time.monotonic() + timeout
+    return {eid for eid, f in futures.items() if f.wait(max(0.0, deadline - time.monotonic()))}

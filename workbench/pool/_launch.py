@@ -20,6 +20,7 @@ import ipyparallel as ipp
 import psutil
 from traitlets.config import Config
 
+from workbench import _timeouts
 from workbench._util import engines
 from workbench.errors import InvalidValueError, PoolError
 from workbench.pool import _logs
@@ -43,6 +44,7 @@ __all__ = [
     "stop_quietly",
     "wait_gone",
     "wait_registered",
+    "wait_started",
 ]
 
 log = logging.getLogger(__name__)
@@ -202,16 +204,20 @@ def wait_registered(
     n: int,
     timeout: float,
     feedback: StartFeedback,
+    *,
+    ignore: frozenset[int] = frozenset(),
 ) -> None:
     """Wait until ``n`` engines registered, showing each new count (``1/2 engines
     registered``); :class:`PoolError` when the engines exit first or after ``timeout`` s.
+    Engines of ``ignore`` (those of a restarted job that the controller has not yet
+    declared dead) do not count.
 
     Replaces ``client.wait_for_engines``, whose progress bar (tqdm, a widget in a notebook)
     is not what a person should see.
     """
     deadline = time.monotonic() + timeout
     while True:
-        count = len(client.ids)
+        count = len(set(client.ids) - ignore)
         if count:
             feedback.state(f"{count}/{n} engines registered")
         if count >= n:
@@ -260,6 +266,12 @@ def slurm_cluster(
         raise PoolError(str(e)) from None
     ip = controller_ip or default_controller_ip()
     cluster = _cluster(n, "slurm", ip, detach, profile, timeout)
+    # engines on other nodes are known dead only by their heartbeats: a silent node is
+    # declared dead after ~12 s instead of ipyparallel's ~33 s (see _timeouts)
+    cluster.controller_args = [
+        f"--HeartMonitor.period={int(_timeouts.HEARTBEAT * 1000)}",
+        f"--HeartMonitor.max_heartmonitor_misses={_timeouts.HEARTBEAT_MISSES}",
+    ]
     cluster.config.SlurmEngineSetLauncher.batch_template = batch_template(opts, find_mpiexec())
     # the batch script goes with the cluster's files, not into the user's working folder
     script = _batch_file(cluster.profile_dir, cluster.cluster_id)
@@ -287,8 +299,31 @@ def slurm_job_id(cluster: ipp.Cluster) -> str | None:
     return None
 
 
+def wait_started(
+    cluster: ipp.Cluster,
+    client: ipp.Client,
+    n: int,
+    timeout: float,
+    feedback: StartFeedback,
+    *,
+    ignore: frozenset[int] = frozenset(),
+) -> None:
+    """Wait for ``n`` engines besides ``ignore`` (a restart): :func:`wait_registered`, or
+    for a Slurm pool the queue first (see :func:`slurm_cluster`)."""
+    if slurm_job_id(cluster):
+        _wait_in_queue(cluster, client, n, timeout, feedback, ignore=ignore)
+    else:
+        wait_registered(cluster, client, n, timeout, feedback, ignore=ignore)
+
+
 def _wait_in_queue(
-    cluster: ipp.Cluster, client: ipp.Client, n: int, timeout: float, feedback: StartFeedback
+    cluster: ipp.Cluster,
+    client: ipp.Client,
+    n: int,
+    timeout: float,
+    feedback: StartFeedback,
+    *,
+    ignore: frozenset[int] = frozenset(),
 ) -> None:
     """Show each change of the job's state (pending, running, engines registered).
 
@@ -298,14 +333,15 @@ def _wait_in_queue(
     job = slurm_job_id(cluster)
     deadline = time.monotonic() + timeout
     state, detail, asked = "UNKNOWN", "", -1.0
-    while len(client.ids) < n:
+    while len(set(client.ids) - ignore) < n:
         now = time.monotonic()
         if job and now - asked >= 1.0:
             state, detail = job_state(job)
             asked = now
         line = f"slurm job {job}: {state.lower()}" + (f" ({detail})" if detail else "")
         if state == "RUNNING":
-            line = f"slurm job {job}: running on {detail}; engines registered {len(client.ids)}/{n}"
+            count = len(set(client.ids) - ignore)
+            line = f"slurm job {job}: running on {detail}; engines registered {count}/{n}"
         feedback.state(line)
         if state in ("GONE", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"):
             raise PoolError(
@@ -314,7 +350,7 @@ def _wait_in_queue(
             )
         if now > deadline:
             raise PoolError(
-                f"{len(client.ids)}/{n} engines registered after {timeout:g} s "
+                f"{len(set(client.ids) - ignore)}/{n} engines registered after {timeout:g} s "
                 f"(slurm job {job}: {state}); the job was cancelled"
             )
         time.sleep(0.1)

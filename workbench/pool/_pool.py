@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import signal
 import socket
@@ -20,14 +21,18 @@ from typing import Any
 import ipyparallel as ipp
 
 from workbench import _timeouts
+from workbench._timeouts import PING
 from workbench.errors import ControllerGoneError, InvalidValueError, NoPoolError, PoolError
-from workbench.pool import _binding, _engine, _globals, _ipp, _launch
+from workbench.pool import _binding, _engine, _globals, _health, _ipp, _launch
 from workbench.pool._feedback import StartFeedback
-from workbench.pool._slurm import SlurmOptions, job_state
+from workbench.pool._slurm import SlurmOptions, format_duration, job_info
 from workbench.pool._status import EngineInfo, PoolStatus
+from workbench.pool._timelimit import DEFAULT_WARN_BEFORE, TimeLeft
 from workbench.pool._wait import wait_for
 
 __all__ = ["EngineInfo", "Pool", "PoolStatus", "current", "require", "set_current"]
+
+log = logging.getLogger(__name__)
 
 _current: Pool | None = None
 
@@ -84,6 +89,10 @@ class Pool:
         self.engines: list[EngineInfo] = []
         self._handles: dict[str, Any] = {}  # data placed on the engines, by key
         self._job_checked: tuple[float, str | None] = (-1e9, None)
+        self._ended: dict[int, str] | None = None  # why each rank died with the job
+        #: A Slurm pool's time left (from the job checks); it warns once ``warn_before``
+        #: seconds before the end (:attr:`warn_before`).
+        self.time_left = TimeLeft()
         if cluster.cluster_file and os.path.exists(cluster.cluster_file):
             os.chmod(cluster.cluster_file, 0o600)  # it names the connection files: keep private
         self._connect(reuse=reuse_map)
@@ -140,6 +149,7 @@ class Pool:
         profile: str | None = None,
         timeout: float = _timeouts.SLURM_START,
         progress: bool = True,
+        warn_before: float = DEFAULT_WARN_BEFORE,
     ) -> Pool:
         """Start ``n`` MPI engines as one Slurm job (``sbatch``); the controller stays here.
 
@@ -160,8 +170,13 @@ class Pool:
         profile: IPython profile whose folder holds the cluster files.
         timeout: seconds for the job to queue, start and register every engine.
         progress: show the job queueing and the engines registering (False: print nothing).
+        warn_before: seconds before the job's time limit when a running cell (or ``%wb
+            status``) warns once and the engines are asked to checkpoint (see
+            :func:`workbench.pool.checkpoint_requested`); default 5 minutes.
         """
         opts = SlurmOptions(partition, time, account, nodes, extra, launcher)
+        if not warn_before >= 0:
+            raise InvalidValueError(f"warn_before must be seconds >= 0, got {warn_before!r}")
         cluster, client = _launch.slurm_cluster(
             n,
             opts,
@@ -171,7 +186,9 @@ class Pool:
             timeout=timeout,
             feedback=StartFeedback(show=progress),
         )
-        return cls._adopt(cluster, client, owner=not detach)
+        pool = cls._adopt(cluster, client, owner=not detach)
+        pool.warn_before = warn_before
+        return pool
 
     @classmethod
     def _adopt(cls, cluster: ipp.Cluster, client: ipp.Client, *, owner: bool) -> Pool:
@@ -226,15 +243,16 @@ class Pool:
         set_current(pool)
         return pool
 
-    def _connect(self, *, reuse: bool = False) -> None:
-        """Map engines to MPI ranks and define comm/rank/size on every engine.
+    def _connect(self, *, reuse: bool = False, ids: list[int] | None = None) -> None:
+        """Map engines (``ids``, default all registered) to MPI ranks and define
+        comm/rank/size on every engine.
 
         With ``reuse``, the map saved by the process that started the pool is taken when it
         still matches the registered engines, so attaching does not queue behind busy engines.
         """
         if reuse and self._load_engine_map():
             return
-        view = self.client[:]
+        view = self.client[ids] if ids else self.client[:]
         infos = view.apply_async(_engine.bootstrap).get(timeout=_timeouts.ENGINE_START)
         self.engines = sorted(
             (
@@ -413,20 +431,47 @@ class Pool:
             self.client.send_signal(signal.SIGINT, targets=live, block=False)
 
     def dead_ranks(self, ranks: Sequence[int] | None = None) -> dict[int, str]:
-        """Ranks whose engine is gone, with why we think so."""
+        """Ranks whose engine is gone, with why we think so.
+
+        On a Slurm pool, once any rank is found dead, its job is asked again and the
+        remaining engines pinged (bounded by ``PING``), so that a lost node is told apart
+        from the ranks that exited after it (see :mod:`workbench.pool._health`).
+        """
         here = socket.gethostname()
         registered = set(self.client.ids)
         job_ended = self._job_ended()
         dead: dict[int, str] = {}
-        for rank in self._ranks(ranks):
-            e = self._engine(rank)
+        for e in self.engines:
             if job_ended:
-                dead[rank] = job_ended
+                dead[e.rank] = job_ended
             elif e.host == here and not _launch.alive(e.pid):
-                dead[rank] = f"process {e.pid} on {e.host} exited"
+                dead[e.rank] = f"process {e.pid} on {e.host} exited"
             elif e.engine_id not in registered:
-                dead[rank] = f"engine {e.engine_id} on {e.host} unregistered (missed heartbeats)"
-        return dead
+                dead[e.rank] = (
+                    f"engine {e.engine_id} on {e.host} unregistered (it exited, or missed "
+                    "heartbeats)"
+                )
+        if dead and self.job_id is not None:
+            if self._ended is None:
+                self._job_checked = (-1e9, None)  # ask Slurm now
+                job_ended = self._job_ended()
+                found = _health.classify(self.client, self.engines, job_ended, PING)
+                if job_ended:
+                    self._ended = found  # final: the job is over
+                dead = found or dead
+            else:
+                dead = self._ended
+        wanted = self._ranks(ranks)
+        return {r: dead[r] for r in wanted if r in dead}
+
+    def unreachable(self, ranks: Sequence[int] | None = None) -> dict[int, str]:
+        """Ranks on other nodes whose engine is registered but does not answer a ping within
+        ``PING`` seconds (their node is down or cut off), with why; bounded. They may come
+        back (a network outage) or, once the controller misses their heartbeats for about
+        12 s, show as dead."""
+        wanted = set(self._ranks(ranks)) if ranks is None or ranks else set()
+        engines = [e for e in self.engines if e.rank in wanted]
+        return _health.unreachable(self.client, engines, socket.gethostname(), PING)
 
     @property
     def job_id(self) -> str | None:
@@ -434,16 +479,61 @@ class Pool:
         return _launch.slurm_job_id(self.cluster)
 
     def _job_ended(self) -> str | None:
-        """For a Slurm pool, why its job is over (checked at most every 2 s), else None."""
+        """For a Slurm pool, why its job is over (checked at most every 2 s, which also
+        updates :attr:`time_left`), else None."""
         job = self.job_id
         if job is None:
             return None
         now = time.monotonic()
         if now - self._job_checked[0] >= 2.0:
-            state, _ = job_state(job)
-            ended = state not in ("RUNNING", "COMPLETING", "UNKNOWN")
-            self._job_checked = (now, f"slurm job {job} is {state.lower()}" if ended else None)
+            info = job_info(job)
+            state = str(info["job_state"])
+            if state == "RUNNING":
+                self.time_left.update(info["time_left"])
+            why = None
+            if state not in ("RUNNING", "COMPLETING", "UNKNOWN"):
+                left = self.time_left.seconds()  # (Slurm may forget a job within seconds)
+                at_limit = state == "TIMEOUT" or (left is not None and left < 30)
+                why = f"slurm job {job} " + (
+                    "reached its time limit" if at_limit else f"is {state.lower()}"
+                )
+            self._job_checked = (now, why)
         return self._job_checked[1]
+
+    @property
+    def warn_before(self) -> float:
+        """Seconds before a Slurm pool's time limit when it warns (once) and asks the
+        engines to checkpoint; settable."""
+        return self.time_left.warn_before
+
+    @warn_before.setter
+    def warn_before(self, seconds: float) -> None:
+        self.time_left.warn_before = float(seconds)
+
+    def time_warning(self) -> str | None:
+        """Once, when this Slurm pool's job has :attr:`warn_before` seconds or less left:
+        ask the engines to checkpoint (:meth:`request_checkpoint`) and return the line to
+        show; else None. ``%%distributed`` cells and ``%wb status`` call it."""
+        if self.job_id is None or self.time_left.warned or self._job_ended():
+            return None
+        if not self.time_left.due():
+            return None
+        with contextlib.suppress(Exception):  # engines that cannot be told still get the line
+            self.request_checkpoint()
+        left = format_duration(self.time_left.seconds() or 0.0)
+        return (
+            f"workbench: slurm job {self.job_id} ends in {left} (time limit): save your work; "
+            "wb.train.fit checkpoints now"
+        )
+
+    def request_checkpoint(self, ranks: Sequence[int] | None = None) -> None:
+        """Ask the engines of ``ranks`` (default all) to checkpoint: sets the flag that
+        :func:`workbench.pool.checkpoint_requested` reads there (a signal through
+        ipyparallel's control channel; busy engines get it too)."""
+        ids = [self._engine(r).engine_id for r in self._ranks(ranks)]
+        live = [i for i in ids if i in self.client.ids]
+        if live:
+            self.client.send_signal(int(_engine.CHECKPOINT_SIGNAL), targets=live, block=False)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _gone_message(self) -> str:
@@ -476,6 +566,10 @@ class Pool:
                 "`workbench pool stop` or ipyparallel's STOP button, or it died)"
             )
         dead = self.dead_ranks()
+        warning = self.time_warning()
+        cut_off = {} if self.job_id is None else self.unreachable([
+            e.rank for e in self.engines if e.rank not in dead
+        ])  # fmt: skip
         try:
             busy = self._busy_engines()
         except ControllerGoneError as e:
@@ -486,6 +580,7 @@ class Pool:
         rows = []
         for e in self.engines:
             state = "dead" if e.rank in dead else ("busy" if e.engine_id in busy else "idle")
+            state = "unreachable" if e.rank in cut_off else state
             rows.append(
                 {
                     "rank": e.rank,
@@ -493,11 +588,17 @@ class Pool:
                     "host": e.host,
                     "pid": e.pid,
                     "state": state,
-                    "memory": _launch.rss(e) if state != "dead" else None,
+                    "memory": _launch.rss(e) if state in ("busy", "idle") else None,
                 }
             )
         backend = f"slurm job {self.job_id}" if self.job_id else "local"
         data = [h.describe() for h in self.handles]
+        hosts = {e.rank: e.host for e in self.engines}
+        notes = [warning] if warning else []
+        left = None if dead else self.time_left.describe()
+        notes += [f"time left: {left}"] if left else []
+        for what, found in (("unreachable", cut_off), ("dead", dead)):
+            notes += [f"{what}: {c}" for *_, c in _health.by_node(found, hosts)]
         return PoolStatus(
             rows,
             self.cluster_file,
@@ -505,6 +606,7 @@ class Pool:
             backend,
             log_file=self.log_file,
             engine_output=_launch.output_files(self.cluster),
+            notes=notes,
         )
 
     def _busy_engines(self) -> set[int]:
@@ -519,11 +621,19 @@ class Pool:
         """
         c = self.client
         busy = _ipp.engines_with_outstanding_requests(c)
-        listed = [e for e, q in c.queue_status().items() if isinstance(q, dict) and q["queue"]]
+        known = set(c.ids)  # (the controller may still list engines that unregistered)
+        listed = [
+            e
+            for e, q in c.queue_status().items()
+            if isinstance(q, dict) and q["queue"] and e in known
+        ]
         if not listed:
             return busy
         mine = set(c.history)
-        queues = c.queue_status(targets=listed, verbose=True)
+        try:
+            queues = c.queue_status(targets=listed, verbose=True)
+        except (KeyError, IndexError):  # an engine unregistered meanwhile: ask next time
+            return busy
         foreign = {m: e for e in listed for m in queues[e]["queue"] if m not in mine}
         if not foreign:
             return busy
@@ -540,21 +650,38 @@ class Pool:
                 busy.add(eid)
         return busy
 
-    def restart(self, *, timeout: float = _timeouts.ENGINE_START) -> None:
-        """Stop the engines and start the same number again (same controller)."""
+    def restart(self, *, timeout: float | None = None) -> None:
+        """Stop the engines and start the same number again on the same controller (for a
+        Slurm pool: a new job). ``timeout``: seconds for the new engines to register
+        (default ``ENGINE_START``, ``SLURM_START`` for Slurm)."""
         self.ensure_alive()
         n = self.size
-        self.cluster.stop_engines_sync()
+        if timeout is None:
+            timeout = _timeouts.SLURM_START if self.job_id else _timeouts.ENGINE_START
+        old = frozenset(self.client.ids) | {e.engine_id for e in self.engines}
+        try:
+            self.cluster.stop_engines_sync()
+        except Exception as e:  # e.g. scancel of a job Slurm has already forgotten
+            log.warning("restart of pool %s: stopping its engines: %s", self.cluster.cluster_id, e)
         _launch.wait_gone(self.engines, timeout=_timeouts.ENGINES_EXIT)
-        deadline = time.monotonic() + _timeouts.QUERY
-        while self.client.ids and time.monotonic() < deadline:
+        # engines of a lost node stay registered until the controller misses their
+        # heartbeats; the controller reuses the ids of engines gone, so wait for them
+        # (bounded), and leave out any still there when the new engines come
+        silent = _timeouts.HEARTBEAT * (_timeouts.HEARTBEAT_MISSES + 2)
+        deadline = time.monotonic() + (silent if self.job_id else _timeouts.QUERY)
+        while set(self.client.ids) & old and time.monotonic() < deadline:
             time.sleep(0.1)
+        old = frozenset(self.client.ids) & old
         for handle in self.handles:
             handle.freed = True  # the engines that held it are gone
         self._handles.clear()
+        self._job_checked, self._ended = (-1e9, None), None
+        self.time_left = TimeLeft(self.warn_before)
         self.cluster.start_engines_sync(n)
-        _launch.wait_registered(self.cluster, self.client, n, timeout, StartFeedback(show=False))
-        self._connect()
+        _launch.wait_started(
+            self.cluster, self.client, n, timeout, StartFeedback(show=False), ignore=old
+        )
+        self._connect(ids=sorted(set(self.client.ids) - old)[:n])
 
     def stop(self) -> None:
         """Stop the engines and the controller, and remove the cluster file; on a pool found

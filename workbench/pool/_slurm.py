@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from workbench._timeouts import QUERY
 from workbench.errors import InvalidValueError, SetupError
 
-__all__ = ["SlurmOptions", "batch_template", "job_state", "require_slurm"]
+__all__ = [
+    "SlurmOptions",
+    "batch_template",
+    "format_duration",
+    "job_state",
+    "parse_duration",
+    "require_slurm",
+]
 
 _TIME = re.compile(r"^(\d+|\d+:\d{2}(:\d{2})?|\d+-\d+(:\d{2}(:\d{2})?)?)$")
 _NAME = re.compile(r"^[A-Za-z0-9_.,\-]+$")
@@ -131,3 +138,29 @@ def job_info(job_id: str, timeout: float = QUERY) -> dict[str, str | None]:
         reason = reason[1:-1]
     return {"job_state": state, "job_reason": reason, "time_left": None if unknown else left,
             "nodes": nodes or None}  # fmt: skip
+
+
+def parse_duration(text: str | None) -> float | None:
+    """Seconds in a duration as ``squeue`` writes time left (``0:59``, ``4:59``,
+    ``1:02:03``, ``2-03:04:05``); None for None or anything else."""
+    if not text:
+        return None
+    days, dash, rest = text.rpartition("-")
+    try:
+        parts = [int(p) for p in rest.split(":")]
+        n_days = int(days) if dash else 0
+    except ValueError:
+        return None
+    if not 1 <= len(parts) <= 3 or min(parts) < 0:
+        return None
+    # after a day count the fields are hours[:minutes[:seconds]], else [[hours:]minutes:]seconds
+    h, m, sec = [*parts, 0, 0][:3] if dash else [0, 0, *parts][-3:]
+    return float(((n_days * 24 + h) * 60 + m) * 60 + sec)
+
+
+def format_duration(seconds: float) -> str:
+    """``4:59``, ``1:02:03`` (hours only when there are any), as Slurm writes time left."""
+    whole = max(0, int(seconds))
+    h, rest = divmod(whole, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"

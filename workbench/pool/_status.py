@@ -38,6 +38,9 @@ class PoolStatus:
     backend: str = "local"
     log_file: str = ""  # where the pool's cluster logs (Pool.log_file)
     engine_output: list[str] = dataclasses.field(default_factory=list)  # ipyparallel's files
+    #: What needs saying about the pool: the time left of a Slurm job (and its warning),
+    #: ranks unreachable or dead and why, grouped by node.
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     def _files(self) -> list[str]:
         """The lines naming the pool's log file and the engines' output files."""
@@ -86,6 +89,7 @@ class PoolStatus:
         lines = ["  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths, strict=True))]
         lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
         lines += self._nodes_line()
+        lines += self.notes
         lines.append(f"{self.backend} pool, cluster file: {self.cluster_file}")
         lines += [f"data: {d}" for d in self.data]
         lines += self._files()
@@ -104,7 +108,8 @@ class PoolStatus:
                     f'<td rowspan="{span[r["host"]]}">{html.escape(row[2])}</td>' if row[2] else ""
                 )
             body += "<tr>" + "".join(tds) + "</tr>"
-        notes = [*self._nodes_line(), f"{self.backend} pool, cluster file: {self.cluster_file}"]
+        notes = [*self._nodes_line(), *self.notes]
+        notes.append(f"{self.backend} pool, cluster file: {self.cluster_file}")
         notes += [f"data: {d}" for d in self.data] + self._files()
         small = "<br>".join(f"<small>{html.escape(n)}</small>" for n in notes)
         return f"<table><tr>{head}</tr>{body}</table>{small}"

@@ -21,8 +21,10 @@ from workbench.errors import (
     RankFailure,
     RanksInterrupted,
 )
+from workbench.pool._health import by_node
 from workbench.pool._ipp import child_metadata
 from workbench.pool._output import RankOutput
+from workbench.pool._status import EngineInfo
 from workbench.pool._traceback import renumber_cells, running_cell_number
 from workbench.progress import KEY, ProgressTracker
 
@@ -38,12 +40,18 @@ _DEATH_CHECK = 0.5  # seconds between checks for dead engines
 class Engines(Protocol):
     """What :func:`wait_for` needs from the engines it waits on (a :class:`Pool` is one)."""
 
+    engines: list[EngineInfo]
+
     def dead_ranks(self, ranks: Sequence[int] | None = None) -> dict[int, str]:
         """Ranks whose engine is gone, with why."""
         ...
 
     def interrupt(self, ranks: Sequence[int] | None = None) -> None:
         """Send SIGINT to the engines of ``ranks``."""
+        ...
+
+    def time_warning(self) -> str | None:
+        """A line to show once when the pool's Slurm job is about to end, else None."""
         ...
 
 
@@ -111,10 +119,14 @@ def wait_for(
                 raise PoolTimeoutError(msg)
             if now >= next_check and not ar.ready():
                 next_check = now + _DEATH_CHECK
+                warning = pool.time_warning()
+                if warning:
+                    print(warning, flush=True)
                 dead = pool.dead_ranks(ranks)
                 if dead:
+                    stuck = _stop_survivors(ar, pool, ranks, dead)
                     finish({r: "failed" if r in dead else "interrupted" for r in ranks})
-                    raise EngineDiedError(dead)
+                    raise _died(dead, pool, stuck)
     except KeyboardInterrupt:
         stuck = _interrupt(ar, pool, ranks)
         finish(dict.fromkeys(ranks, "interrupted"))
@@ -135,10 +147,50 @@ def wait_for(
     died = {f.rank: "its engine died while running the task" for f in failures
             if f.ename == "EngineError"}  # fmt: skip
     if died:  # ipyparallel noticed first (unregistration); say which processes are gone
-        raise EngineDiedError({**died, **pool.dead_ranks(ranks)})
+        raise _died({**died, **pool.dead_ranks(ranks)}, pool, [])
     if failures:
         raise RankError(failures, size=len(ranks))
     return list(values)
+
+
+def _died(dead: dict[int, str], pool: Engines, stuck: list[int]) -> EngineDiedError:
+    """The error naming the dead ranks by node, and the live ones that did not stop."""
+    hosts = {e.rank: e.host for e in pool.engines}
+    note = ""
+    if stuck:
+        s = "s" if len(stuck) > 1 else ""
+        note = (
+            f"Rank{s} {format_ranks(stuck)} did not stop when interrupted (blocked in MPI with "
+            "a dead peer)."
+        )
+    return EngineDiedError(dead, by_node=by_node(dead, hosts), note=note)
+
+
+def _stop_survivors(
+    ar: AsyncResult, pool: Engines, ranks: list[int], dead: dict[int, str]
+) -> list[int]:
+    """Interrupt the ranks still alive after others died (the MPI job is broken: those in a
+    collective with a dead peer would wait for ever); return those that did not stop
+    within ``INTERRUPT_GRACE`` (blocked in MPI: ``%wb restart`` ends them)."""
+    alive = [r for r in ranks if r not in dead]
+    if not alive:
+        return []
+    children = dict(zip(ranks, _as_list(ar.metadata, len(ranks)), strict=False))
+
+    def running() -> list[int]:
+        return [r for r in alive if not (children.get(r) or {}).get("completed")]
+
+    if not running():
+        return []
+    try:
+        pool.interrupt(running())
+    except Exception:  # (a broken pool may refuse even that; the error says restart)
+        return running()
+    deadline = time.monotonic() + INTERRUPT_GRACE
+    while running() and time.monotonic() < deadline:
+        ar.wait(_POLL)
+        children = dict(zip(ranks, _as_list(ar.metadata, len(ranks)), strict=False))
+    return running()
 
 
 def _interrupt(ar: AsyncResult, pool: Engines, ranks: list[int]) -> list[int]:

@@ -18,7 +18,7 @@ import numpy as np
 from workbench.errors import CheckpointError, InvalidValueError
 from workbench.train._params import resolve_comm
 
-__all__ = ["load_checkpoint", "resume", "save_checkpoint"]
+__all__ = ["load_checkpoint", "restore", "resume", "save_checkpoint"]
 
 _FORMAT = 1
 
@@ -123,10 +123,25 @@ def resume(
     Returns the number of completed epochs, i.e. the epoch to continue from; with
     ``missing_ok`` a missing file returns 0 and leaves everything untouched.
     """
+    state = restore(path, model, optimizer, rng=rng, missing_ok=missing_ok, comm=comm)
+    return 0 if state is None else int(state["epoch"])
+
+
+def restore(
+    path: str | os.PathLike[str],
+    model: Any,
+    optimizer: Any,
+    *,
+    rng: np.random.Generator | None = None,
+    missing_ok: bool = False,
+    comm: Any = None,
+) -> dict[str, Any] | None:
+    """:func:`resume`, returning the whole checkpoint (``epoch``, ``extra``...) instead of
+    the epoch; None for a missing file with ``missing_ok``."""
     comm = resolve_comm(comm)
     exists = comm.bcast(os.path.exists(os.fspath(path)) if comm.Get_rank() == 0 else None)
     if not exists and missing_ok:
-        return 0
+        return None
     state = load_checkpoint(path, comm=comm)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
@@ -139,4 +154,4 @@ def resume(
                 f"number of ranks ({comm.Get_size()} now) or leave rng out"
             )
         rng.bit_generator.state = saved[comm.Get_rank()]
-    return int(state["epoch"])
+    return state

@@ -10,8 +10,9 @@ import numpy as np
 
 from workbench.comm import allreduce
 from workbench.errors import InvalidValueError
+from workbench.pool import checkpoint_requests
 from workbench.progress import progress as report
-from workbench.train._checkpoint import resume, save_checkpoint
+from workbench.train._checkpoint import restore, save_checkpoint
 from workbench.train._data import ShardSampler, shard
 from workbench.train._optimizer import SGD, DistributedOptimizer
 from workbench.train._params import broadcast_parameters, resolve_comm
@@ -28,6 +29,9 @@ class History:
     accuracy: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
     steps: int = 0
+    #: The step training continued from (0: from scratch); with ``checkpoint=`` it is
+    #: where the checkpoint left off, also in the middle of an epoch.
+    resumed_from: int = 0
 
 
 def evaluate(model: Any, X: Any, y: Any, *, comm: Any = None) -> float:
@@ -80,7 +84,10 @@ def fit(
     reshuffled each epoch with ``seed``. Rank 0's initial weights are broadcast first.
     Each step reports ``loss`` and ``accuracy`` (this rank's batch) through
     :func:`workbench.progress` (unless ``progress=False``). With ``checkpoint``, training
-    resumes from that file when it exists and rewrites it after every epoch.
+    resumes from that file when it exists and rewrites it after every epoch, and also at
+    the step after the pool warned that its Slurm job ends soon
+    (:func:`workbench.pool.checkpoint_requests`; the ranks agree on the step through one
+    small allreduce per step), so that a new allocation resumes from there, mid-epoch.
 
     ``epochs`` passes over the data; ``lr``, ``momentum`` and ``weight_decay`` configure the
     :class:`SGD` update; ``bucket_bytes`` and ``overlap`` are those of
@@ -99,21 +106,32 @@ def fit(
         overlap=overlap,
         comm=comm,
     )
-    start = 0 if checkpoint is None else resume(checkpoint, model, opt, missing_ok=True, comm=comm)
+    state = None
+    if checkpoint is not None:
+        state = restore(checkpoint, model, opt, missing_ok=True, comm=comm)
+    start = 0 if state is None else int(state["epoch"])
+    skip = 0 if state is None else int(state["extra"].get("batch", 0))
     history = History()
+    handled = [0]  # requests to checkpoint acted on (see _asked_to_checkpoint)
     total = epochs * len(sampler)
-    step = start * len(sampler)
+    step = history.resumed_from = start * len(sampler) + skip
     try:
         for epoch in range(start, epochs):
             sampler.set_epoch(epoch)
             sums = np.zeros(3)  # loss, accuracy, steps of this rank
-            for idx in sampler:
+            for batch, idx in enumerate(sampler):
+                if batch < skip:  # done before the checkpoint this run resumed from
+                    continue
                 loss, acc = model.loss_and_grad(X[idx], y[idx])
                 opt.step()
                 step += 1
                 sums += (loss, acc, 1)
                 if progress:
                     report(step, total=total, loss=loss, accuracy=acc, epoch=epoch + 1)
+                if checkpoint is not None and _asked_to_checkpoint(comm, handled):
+                    done = (epoch + 1, 0) if batch + 1 == len(sampler) else (epoch, batch + 1)
+                    _save_now(checkpoint, model, opt, done, f"{step} of {total}", comm)
+            skip = 0
             sums = allreduce(sums, "sum", comm=comm)
             history.epochs.append(epoch + 1)
             history.loss.append(float(sums[0] / sums[2]))
@@ -128,3 +146,26 @@ def fit(
         opt.close()
     history.steps = step
     return history
+
+
+def _asked_to_checkpoint(comm: Any, handled: list[int]) -> bool:
+    """Whether a request to checkpoint arrived since the last one handled (``handled[0]``,
+    updated): the most requests any rank received, so every rank answers the same at the
+    same step and a request reaching the ranks at different steps is acted on once."""
+    mine = np.array([checkpoint_requests()], dtype=np.int64)
+    most = int(allreduce(mine, "max", comm=comm)[0])
+    if most > handled[0]:
+        handled[0] = most
+        return True
+    return False
+
+
+def _save_now(
+    path: str | os.PathLike[str], model: Any, opt: Any, done: tuple[int, int], at: str, comm: Any
+) -> None:
+    """Checkpoint in the middle of an epoch: ``done`` is (epochs, batches of the next)."""
+    extra = {"batch": done[1], "why": "time limit"}
+    save_checkpoint(path, model, opt, epoch=done[0], extra=extra, comm=comm)
+    if comm.Get_rank() == 0:
+        print(f"wb.train.fit: the job ends soon: checkpoint written to {os.fspath(path)} at "
+              f"step {at}", flush=True)  # fmt: skip
