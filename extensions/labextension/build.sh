@@ -8,8 +8,10 @@
 #
 # Needs Node.js >= 18 and npm, and a Python with jupyterlab (PYTHON, default ../../.venv/bin/python).
 set -euo pipefail
-cd "$(dirname "$0")"
-PY=${PYTHON:-../../.venv/bin/python}
+here=$(cd "$(dirname "$0")" && pwd)
+PY=${PYTHON:-$here/../../.venv/bin/python}
+case "$PY" in /*) ;; *) PY="$PWD/$PY" ;; esac   # relative to where it was called from
+cd "$here"
 OUT=../../workbench/labextension
 
 sources_hash() {
