@@ -638,6 +638,17 @@ def test_trial_table_has_a_column_per_parameter_and_agrees_with_the_header():
     assert "&amp;" not in str(w.table.rows) and "&quot;" not in str(w.table.rows)
 
 
+def test_finished_sweep_greys_its_stop_button_and_says_finished():
+    from workbench.widgets.sweep_table import SweepWidget
+
+    w = SweepWidget("acc", "max")
+    w.update(_rows(["running"]), {})
+    assert w.stop_button.button_style == "warning" and not w.stop_button.disabled
+    w.update(_rows(["done"]), {}, final=True)
+    assert w.stop_button.disabled and w.stop_button.button_style == ""
+    assert w.stop_button.description == "Finished"
+
+
 def test_history_chart_has_a_dot_per_finished_trial_and_a_best_step_line():
     from workbench.widgets.sweep_table import SweepWidget
 

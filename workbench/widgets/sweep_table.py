@@ -370,10 +370,10 @@ class SweepWidget:
                 if chosen in {i for _, i in running}:
                     self.trial_pick.value = chosen
             if final:
-                with self._lock:
+                with self._lock:  # grey, and saying why: an orange button looks pressable
                     self.stop_button.disabled = self.stop_trial_button.disabled = True
-                    if self.stop_requested:
-                        self.stop_button.description = "Stopped"
+                    self.stop_button.button_style = ""
+                    self.stop_button.description = "Stopped" if self.stop_requested else "Finished"
                 self.close()
 
     def close(self) -> None:
