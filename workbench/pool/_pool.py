@@ -698,8 +698,13 @@ class Pool:
             _launch.wait_gone(engines, timeout=_timeouts.ENGINES_EXIT)
             with contextlib.suppress(OSError):
                 os.remove(self._map_file)
+            # ipyparallel may write the cluster file back while its controller exits: once it
+            # is gone (bounded wait), the file goes too, so nothing finds a stopped pool
             pid = _ipp.controller_pid(self.cluster)
-            if pid is None or not _launch.alive(pid):  # ipyparallel may write it back late
+            deadline = time.monotonic() + _timeouts.ENGINES_EXIT
+            while pid is not None and _launch.alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if pid is None or not _launch.alive(pid):
                 with contextlib.suppress(OSError):
                     os.remove(self.cluster_file)
             if current() is None and _current is self:
