@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -45,6 +46,8 @@ def test_detached_pool_outlives_its_starter_and_is_attachable(shell, live_pool, 
         set_current(live_pool)
     assert stopped.returncode == 0, stopped.stderr
     assert not os.path.exists(cluster_file)
+    time.sleep(3)  # this process attached too: its copy of the cluster must not write it back
+    assert not os.path.exists(cluster_file), "a stopped pool's cluster file came back"
     assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids)
 
 

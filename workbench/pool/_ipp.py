@@ -21,6 +21,7 @@ __all__ = [
     "child_metadata",
     "controller_pid",
     "engines_with_outstanding_requests",
+    "honest_cluster_file",
     "ping",
 ]
 
@@ -105,3 +106,22 @@ def ping(client: ipp.Client, engine_ids: list[int], timeout: float) -> set[int]:
             )
     deadline = time.monotonic() + timeout
     return {eid for eid, f in futures.items() if f.wait(max(0.0, deadline - time.monotonic()))}
+
+
+def honest_cluster_file(cluster: ipp.Cluster, alive: Callable[[int], bool]) -> None:
+    """Make ``cluster`` rewrite its cluster file only while its controller process runs
+    (``alive(pid)``), and remove it otherwise. ipyparallel rewrites the file from every
+    process holding the cluster whenever a launcher reports a change, so a notebook that
+    attached to a pool wrote the file back after ``workbench pool stop`` removed it, and the
+    stopped pool was then found as the newest one."""
+
+    def update_cluster_file() -> None:
+        if not cluster.cluster_file:
+            return
+        pid = controller_pid(cluster)
+        if cluster._is_running() and pid is not None and alive(pid):
+            cluster.write_cluster_file()
+        else:
+            cluster.remove_cluster_file()
+
+    cluster.update_cluster_file = update_cluster_file

@@ -23,7 +23,7 @@ from traitlets.config import Config
 from workbench import _timeouts
 from workbench._util import engines
 from workbench.errors import InvalidValueError, PoolError
-from workbench.pool import _logs
+from workbench.pool import _ipp, _logs
 from workbench.pool._feedback import StartFeedback
 from workbench.pool._slurm import SlurmOptions, batch_template, job_state, require_slurm
 from workbench.pool._status import EngineInfo
@@ -142,6 +142,7 @@ def load_cluster(cluster_file: str) -> ipp.Cluster:
         config.BatchSystemLauncher.output_file = next(o for o in outputs if o)
         config.BatchSystemLauncher.batch_file_name = _batch_file(profile_dir, cluster_id)
     cluster = ipp.Cluster.from_dict(state, log=log, cluster_file=cluster_file, config=config)
+    _ipp.honest_cluster_file(cluster, alive)
     if state.get("engines", {}).get("class") == "mpi":  # a local pool: restart like its starter
         _local_engines(cluster, int(info.get("n") or 1), local_mpiexec())
     return cluster
