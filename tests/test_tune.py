@@ -57,7 +57,8 @@ def test_auto_follows_the_table_on_every_rank(ranks: int, quick_table: tuple[Pat
     code, out = run_mpi("tune_auto", ranks, 120.0, WORKBENCH_TEST_TUNED=str(quick_table[0]))
     assert_passed(code, out, f"tune auto p={ranks}")
     assert ("MEASURED TABLE used" in out) == (ranks == 2)
-    warned = [line for line in out.splitlines() if line.startswith("TUNE WARNING")]
+    # ranks' lines may run together in mpiexec's output: find the warnings anywhere in a line
+    warned = ["TUNE WARNING" + part for part in out.split("TUNE WARNING")[1:]]
     assert len(warned) == 2, out  # one per bad file (corrupt JSON, unknown algorithm), rank 0
     assert "ignoring the allreduce tuning file" in warned[0] and "corrupt.json" in warned[0]
 
