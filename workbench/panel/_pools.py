@@ -132,7 +132,7 @@ class PoolRegistry:
             info.update(state="pending" if pending else "starting", error=None if pending
                         else str(e))  # fmt: skip
             return info
-        info["ranks"] = [{**r, "memory": r["memory"]} for r in status.rows]
+        info["ranks"] = list(status.rows)
         info["registered"] = len(status.rows)
         info["hosts"] = sorted({r["host"] for r in status.rows})
         info["log_file"] = status.log_file
