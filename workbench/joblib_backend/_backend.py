@@ -213,6 +213,9 @@ class PoolBackend(AutoBatchingMixin, ParallelBackendBase):
                 self.pool.client.abort([m for ar in sent for m in ar.msg_ids], block=False)
             with contextlib.suppress(Exception):  # the running ones: interrupted
                 self.pool.interrupt(busy)
+            deadline = time.monotonic() + _timeouts.INTERRUPT_GRACE
+            for ar in sent:  # settled before the next call can send them work
+                ar.wait(max(0.0, deadline - time.monotonic()))
 
     # -- scheduling ----------------------------------------------------------------------------
     def _take(self, call: _Call) -> list[tuple[int, list[Any], cf.Future[Any]]]:

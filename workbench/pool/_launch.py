@@ -25,7 +25,13 @@ from workbench._util import engines
 from workbench.errors import InvalidValueError, PoolError
 from workbench.pool import _ipp, _logs
 from workbench.pool._feedback import StartFeedback
-from workbench.pool._slurm import SlurmOptions, batch_template, job_state, require_slurm
+from workbench.pool._slurm import (
+    ENDED,
+    SlurmOptions,
+    batch_template,
+    job_state,
+    require_slurm,
+)
 from workbench.pool._status import EngineInfo
 
 __all__ = [
@@ -344,7 +350,7 @@ def _wait_in_queue(
             count = len(set(client.ids) - ignore)
             line = f"slurm job {job}: running on {detail}; engines registered {count}/{n}"
         feedback.state(line)
-        if state in ("GONE", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"):
+        if state in ENDED:
             raise PoolError(
                 f"slurm job {job} ended ({state}) before its engines registered"
                 f"{_job_output(cluster)}"

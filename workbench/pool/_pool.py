@@ -424,11 +424,17 @@ class Pool:
         return self._handles.get(key)
 
     def interrupt(self, ranks: Sequence[int] | None = None) -> None:
-        """Send SIGINT to the engines of ``ranks`` (through ipyparallel's control channel)."""
+        """Send SIGINT to the engines of ``ranks`` (through ipyparallel's control channel).
+
+        Returns once each engine's nanny says the signal was sent (at most ``CONTROLLER``
+        seconds): a signal still travelling could otherwise hit the next task instead.
+        """
         ids = [self._engine(r).engine_id for r in self._ranks(ranks)]
         live = [i for i in ids if i in self.client.ids]
         if live:
-            self.client.send_signal(signal.SIGINT, targets=live, block=False)
+            sent = self.client.send_signal(signal.SIGINT, targets=live, block=False)
+            with contextlib.suppress(Exception):  # a nanny that does not answer: not awaited
+                sent.result(timeout=_timeouts.CONTROLLER)
 
     def dead_ranks(self, ranks: Sequence[int] | None = None) -> dict[int, str]:
         """Ranks whose engine is gone, with why we think so.
@@ -491,7 +497,7 @@ class Pool:
             if state == "RUNNING":
                 self.time_left.update(info["time_left"])
             why = None
-            if state not in ("RUNNING", "COMPLETING", "UNKNOWN"):
+            if state not in ("RUNNING", "UNKNOWN"):  # (COMPLETING: its processes are going)
                 left = self.time_left.seconds()  # (Slurm may forget a job within seconds)
                 at_limit = state == "TIMEOUT" or (left is not None and left < 30)
                 why = f"slurm job {job} " + (

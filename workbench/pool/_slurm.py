@@ -11,6 +11,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 
 from workbench._timeouts import QUERY
@@ -116,28 +117,57 @@ def job_state(job_id: str, timeout: float = QUERY) -> tuple[str, str]:
     return (str(info["job_state"]), info["job_reason"] or "")
 
 
+_COMPLETING = 3.0  # seconds to wait for the final state of a COMPLETING job
+
+#: Job states after which a job's processes are gone (or going: COMPLETING).
+ENDED = frozenset(
+    ("GONE", "COMPLETING", "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL",
+     "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE")
+)  # fmt: skip
+
+
 def job_info(job_id: str, timeout: float = QUERY) -> dict[str, str | None]:
     """``job_state``, ``job_reason`` (why pending, or the nodes), ``time_left`` (as Slurm
-    writes it, e.g. ``1:23:45``; None when unknown) and ``nodes`` of a job, for the panel."""
-    try:
-        out = subprocess.run(
-            ["squeue", "-h", "-j", str(job_id), "-o", "%T|%R|%L|%N"],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        ).stdout.strip()
-    except (subprocess.TimeoutExpired, OSError):
+    writes it, e.g. ``1:23:45``; None when unknown) and ``nodes`` of a job, for the panel.
+
+    A job that ``squeue`` shows as COMPLETING or no longer shows is looked up with
+    ``scontrol``, which keeps ended jobs for a while: its final state (CANCELLED, TIMEOUT...)
+    says why it ended; ``GONE`` when Slurm forgot it."""
+    out = _ask(["squeue", "-h", "-j", str(job_id), "-o", "%T|%R|%L|%N"], timeout)
+    if out is None:
         return {"job_state": "UNKNOWN", "job_reason": "squeue did not answer", "time_left": None,
                 "nodes": None}  # fmt: skip
-    if not out:
-        return {"job_state": "GONE", "job_reason": "", "time_left": None, "nodes": None}
-    state, reason, left, nodes = [*out.splitlines()[0].split("|"), "", "", ""][:4]
+    state, reason, left, nodes = [*out.splitlines()[0].split("|"), "", "", ""][:4] if out else (
+        "GONE", "", "", "")  # fmt: skip
+    if state in ("GONE", "COMPLETING"):
+        final = _final_state(job_id, timeout)
+        state = final or state
     unknown = left in ("", "INVALID", "NOT_SET", "UNLIMITED") or state != "RUNNING"
     if reason.startswith("(") and reason.endswith(")"):  # squeue wraps a pending reason
         reason = reason[1:-1]
     return {"job_state": state, "job_reason": reason, "time_left": None if unknown else left,
             "nodes": nodes or None}  # fmt: skip
+
+
+def _ask(argv: list[str], timeout: float) -> str | None:
+    """A Slurm command's output (stripped); None when it did not answer in time."""
+    try:
+        run = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except (subprocess.TimeoutExpired, OSError):
+        return None
+    return run.stdout.strip()
+
+
+def _final_state(job_id: str, timeout: float) -> str | None:
+    """The state ``scontrol`` has for an ending or ended job (``CANCELLED``), if any; a
+    COMPLETING job is asked again for up to ``_COMPLETING`` seconds for its final state."""
+    deadline = time.monotonic() + _COMPLETING
+    while True:
+        out = _ask(["scontrol", "-o", "show", "job", str(job_id)], timeout) or ""
+        state = next((f[len("JobState=") :] for f in out.split() if f.startswith("JobState=")), "")
+        if state != "COMPLETING" or time.monotonic() > deadline:
+            return state or None
+        time.sleep(0.2)
 
 
 def parse_duration(text: str | None) -> float | None:
