@@ -85,15 +85,22 @@ def _write_notebook(path: Path, *sources: str) -> None:
     nbformat.write(nb, path)
 
 
+def _browser() -> str:
+    """Debian's Chromium, once Playwright is known to be importable (else skip or fail)."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _need("playwright", "pip install playwright (the Python package; no browser download)")
+    return _chromium()
+
+
 @contextlib.contextmanager
 def _page(screenshot: Path, height: int = 1800):
     """A Chromium page (Debian's browser, driven by Playwright) that saves a full-page
     ``screenshot`` when the block ends, passed or failed."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _need("playwright", "pip install playwright (the Python package; no browser download)")
-    chromium = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    chromium = _browser()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": height})
@@ -108,7 +115,10 @@ def _page(screenshot: Path, height: int = 1800):
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """A real `jupyter lab` on loopback with token auth, serving a copy of notebooks/."""
+    """A real `jupyter lab` on loopback with token auth, serving a copy of notebooks/.
+    Without a browser to drive it every test here skips (fails in CI) before starting
+    anything: a test that started a pool and then skipped would leave it running."""
+    _browser()
     work = tmp_path_factory.mktemp("lab")
     shutil.copy(ROOT / "notebooks" / "00-quickstart.ipynb", work)
     # the kernelspec goes where `workbench lab` puts it: this environment
@@ -324,12 +334,20 @@ def test_pool_stopped_from_the_ipyparallel_sidebar_answers_in_the_notebook(lab, 
 
 
 # -- the MPI pools panel ------------------------------------------------------------------------
-def _start_detached(*args: str) -> str:
-    """`workbench pool start --detach ARGS`; returns the cluster file it printed."""
+@contextlib.contextmanager
+def _detached(*args: str):
+    """`workbench pool start --detach ARGS`; yields the cluster file it printed and stops
+    the pool afterwards if the test did not (a failed test leaves nothing running)."""
     cmd = [sys.executable, "-m", "workbench.cli", "pool", "start", "--detach", *args]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True)
-    return next(line.split(": ", 1)[1] for line in out.stdout.splitlines()
-                if line.startswith("cluster file: "))  # fmt: skip
+    cluster_file = next(line.split(": ", 1)[1] for line in out.stdout.splitlines()
+                        if line.startswith("cluster file: "))  # fmt: skip
+    try:
+        yield cluster_file
+    finally:
+        if os.path.exists(cluster_file):
+            subprocess.run([sys.executable, "-m", "workbench.cli", "pool", "stop", cluster_file],
+                           capture_output=True, timeout=120)  # fmt: skip
 
 
 def _open_panel(page) -> None:
@@ -348,45 +366,75 @@ def test_pools_panel_lists_attaches_shows_busy_ranks_and_stops(lab, tmp_path):
     import psutil
 
     url, token, work = lab
-    cluster_file = _start_detached("-n", "2")
-    _write_notebook(work / "panel.ipynb", "%%distributed\nimport time\ntime.sleep(6)",
-                    "%wb status")  # fmt: skip
-    pids: list[int] = []
-    with _page(tmp_path / "panel.png", 1000) as page:
-        page.goto(f"{url}/lab/tree/panel.ipynb?reset&token={token}")
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                               timeout=90_000)  # fmt: skip
-        _choose_workbench_kernel_if_asked(page)
-        _open_panel(page)
-        node = _pool_node(page, cluster_file)
-        node.locator(".wb-rank[data-state='idle']").nth(1).wait_for(timeout=30_000)
-        rows = node.locator(".wb-rank").count()
-        pids = [int(t) for t in node.locator(".wb-rank td:nth-child(3)").all_inner_texts()]
-        page.screenshot(path=str(tmp_path / "panel-idle.png"))
-        node.locator(".wb-attach").click()
-        page.locator(".jp-OutputArea-output", has_text="attached to 2 MPI engines").wait_for()
-        status = page.locator("#workbench-statusbar")
-        page.wait_for_function("() => document.querySelector('#workbench-statusbar')"
-                               "?.textContent.includes('MPI pool · 2 ranks')")  # fmt: skip
-        page.locator(".jp-Cell").first.click()  # the %%distributed sleep
-        page.keyboard.press("Shift+Enter")
-        node.locator(".wb-rank[data-state='busy']").nth(1).wait_for(timeout=30_000)
-        busy_bar = status.inner_text()
-        page.screenshot(path=str(tmp_path / "panel-busy.png"))
-        node.locator(".wb-rank[data-state='idle']").nth(1).wait_for(timeout=60_000)
-        page.locator(".jp-Cell").nth(1).click()  # %wb status, in the attached notebook
-        page.keyboard.press("Shift+Enter")
-        page.locator(".jp-OutputArea-output", has_text="log:").first.wait_for()
-        node.locator(".wb-stop").click()
-        node.wait_for(state="detached", timeout=60_000)
-        page.screenshot(path=str(tmp_path / "panel-stopped.png"))
+    with _detached("-n", "2") as cluster_file:
+        _write_notebook(work / "panel.ipynb", "%%distributed\nimport time\ntime.sleep(6)",
+                        "%wb status")  # fmt: skip
+        pids: list[int] = []
+        with _page(tmp_path / "panel.png", 1000) as page:
+            page.goto(f"{url}/lab/tree/panel.ipynb?reset&token={token}")
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                                   timeout=90_000)  # fmt: skip
+            _choose_workbench_kernel_if_asked(page)
+            _open_panel(page)
+            node = _pool_node(page, cluster_file)
+            node.locator(".wb-rank[data-state='idle']").nth(1).wait_for(timeout=30_000)
+            rows = node.locator(".wb-rank").count()
+            pids = [int(t) for t in node.locator(".wb-rank td:nth-child(3)").all_inner_texts()]
+            page.screenshot(path=str(tmp_path / "panel-idle.png"))
+            node.locator(".wb-attach").click()
+            page.locator(".jp-OutputArea-output", has_text="attached to 2 MPI engines").wait_for()
+            status = page.locator("#workbench-statusbar")
+            page.wait_for_function("() => document.querySelector('#workbench-statusbar')"
+                                   "?.textContent.includes('MPI pool · 2 ranks')")  # fmt: skip
+            page.locator(".jp-Cell").first.click()  # the %%distributed sleep
+            page.keyboard.press("Shift+Enter")
+            node.locator(".wb-rank[data-state='busy']").nth(1).wait_for(timeout=30_000)
+            busy_bar = status.inner_text()
+            page.screenshot(path=str(tmp_path / "panel-busy.png"))
+            node.locator(".wb-rank[data-state='idle']").nth(1).wait_for(timeout=60_000)
+            page.locator(".jp-Cell").nth(1).click()  # %wb status, in the attached notebook
+            page.keyboard.press("Shift+Enter")
+            page.locator(".jp-OutputArea-output", has_text="log:").first.wait_for()
+            node.locator(".wb-stop").click()
+            node.wait_for(state="detached", timeout=60_000)
+            page.screenshot(path=str(tmp_path / "panel-stopped.png"))
+        stopped = not os.path.exists(cluster_file)  # (before the block's own clean-up)
     assert rows == 2 and len(pids) == 2
     assert "2 busy" in busy_bar, busy_bar
     deadline = time.monotonic() + 20
     while any(psutil.pid_exists(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(psutil.pid_exists(p) for p in pids), "engines still running after Stop"
-    assert not os.path.exists(cluster_file)
+    assert stopped, "the panel's Stop left the cluster file"
+
+
+def test_pools_panel_in_notebook_7_attaches_and_stops(lab, tmp_path):
+    """Notebook 7 (same server, /notebooks/ page): the panel opens from View > Left Sidebar
+    > Show MPI pools, lists the pool, Attach runs `%wb attach` in that notebook, and Stop
+    stops it. Notebook 7 has no status bar: nothing else is asked of it there."""
+    url, token, work = lab
+    with _detached("-n", "1") as cluster_file:
+        _write_notebook(work / "nb7.ipynb", "%%distributed\nprint('nb7 rank', rank)")
+        with _page(tmp_path / "nb7.png", 1000) as page:
+            page.goto(f"{url}/notebooks/nb7.ipynb?token={token}")
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                                   timeout=90_000)  # fmt: skip
+            _choose_workbench_kernel_if_asked(page)
+            page.get_by_role("menuitem", name="View", exact=True).click()
+            page.locator(".lm-Menu-item", has_text="Left Sidebar").click()
+            page.locator(".lm-Menu-item", has_text="Show MPI pools").click()
+            node = _pool_node(page, cluster_file)
+            node.locator(".wb-rank[data-state='idle']").first.wait_for(timeout=30_000)
+            node.locator(".wb-attach").click()
+            page.locator(".jp-OutputArea-output", has_text="attached to 1 MPI engine").wait_for()
+            page.locator(".jp-Cell").first.click()
+            page.keyboard.press("Shift+Enter")
+            page.locator(".jp-OutputArea-output", has_text="nb7 rank 0").wait_for()
+            page.screenshot(path=str(tmp_path / "nb7-attached.png"))
+            node.locator(".wb-stop").click()
+            node.wait_for(state="detached", timeout=60_000)
+        stopped = not os.path.exists(cluster_file)
+    assert stopped, "the panel's Stop left the cluster file"
 
 
 def test_pools_panel_shows_a_slurm_pool_pending_then_running_with_time_left(lab, tmp_path):
