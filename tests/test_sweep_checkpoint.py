@@ -214,6 +214,9 @@ def test_pbt_needs_checkpoint_and_metric(tmp_path):
     with pytest.raises(InvalidValueError, match=r"names \['nope'\], not in the sweep's space"):
         sweep(growing, {"lr": uniform(0, 1)}, n_trials=2, metric="score", storage=db,
               scheduler=PBT(hyperparam_mutations={"nope": [1, 2]}))  # fmt: skip
+    with pytest.raises(InvalidValueError, match="learns from finished trials"):
+        sweep(growing, {"lr": uniform(0, 1)}, n_trials=2, metric="score", storage=db,
+              strategy="tpe", scheduler=PBT())  # fmt: skip
     with pytest.raises(InvalidValueError, match="quantile"):
         PBT(quantile=0.9)
     assert not os.path.exists(db)  # refused before the store was made

@@ -136,6 +136,18 @@ def _check_multi(metrics: dict[str, str], strat: Strategy, sched: Scheduler) -> 
         )
 
 
+def _check_pbt(strat: Strategy) -> None:
+    """PBT rewrites running trials' configurations: a strategy that learns from finished
+    trials would learn values of configurations it never proposed."""
+    if type(strat).complete is not Strategy.complete:
+        raise InvalidValueError(
+            f"strategy {type(strat).__name__} learns from finished trials, but PBT changes a "
+            "trial's configuration while it runs (exploit and explore), so the values it "
+            "learns would belong to other configurations; with PBT use strategy='random' or "
+            "'grid' for the first population (PBT then searches by itself)"
+        )
+
+
 def sweep(
     objective: Callable[..., Any],
     space: Mapping[str, Any],
@@ -204,7 +216,8 @@ def sweep(
         ``"median"``, or a :class:`Scheduler` such as ``ASHA(max_resource=27)``;
         ``PBT(...)`` (population-based training) makes bottom trials copy top trials'
         checkpoints and perturb their configuration (the objective must take
-        ``checkpoint``). Any scheduler other than FIFO needs ``metric``.
+        ``checkpoint``; the strategy is random or grid). Any scheduler other than FIFO
+        needs ``metric``.
     metric
         The name of the reported metric to optimise (None: the objective's return value).
     mode
@@ -286,6 +299,7 @@ def sweep(
             "checkpoint.path with checkpoint.save(step), and resume from checkpoint.step"
         )
     if isinstance(sched, PBT):  # checks its mutations against the space
+        _check_pbt(strat)
         sched.bind(space_, seed if seed is not None else 0)
     pool = require(pool)
     if trial_ranks > pool.size:
