@@ -20,6 +20,7 @@ from workbench import pool as _pool
 from workbench._util import engines
 from workbench.errors import InvalidValueError, PoolError
 from workbench.pool import Pool, SlurmOptions, job_info, kernel_pools
+from workbench.pool._launch import alive
 
 __all__ = ["PoolRegistry", "cluster_files", "describe_file"]
 
@@ -44,18 +45,6 @@ def _mtime(path: str) -> float:
         return 0.0
 
 
-def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def describe_file(cluster_file: str) -> dict[str, Any]:
     """What the cluster file alone tells: ids, profile, requested ranks, backend, Slurm job,
     and whether its controller process still runs (``state``: ``running`` or ``gone``)."""
@@ -68,7 +57,8 @@ def describe_file(cluster_file: str) -> dict[str, Any]:
     profile_dir = cluster.get("profile_dir") or os.path.dirname(os.path.dirname(cluster_file))
     profile = os.path.basename(profile_dir).removeprefix("profile_")
     cluster_id = str(cluster.get("cluster_id", ""))
-    running = controller.get("state") == "running" and _pid_alive(controller.get("pid"))
+    pid = controller.get("pid")
+    running = controller.get("state") == "running" and isinstance(pid, int) and alive(pid)
     return {
         "id": f"{profile}:{cluster_id}",
         "cluster_file": cluster_file,
