@@ -14,8 +14,9 @@ Modules: ``_pool`` (the :class:`Pool`), ``_launch`` (local ``mpiexec`` and Slurm
 ``_slurm`` (batch script, job state), ``_wait`` (waiting on work: progress, Ctrl-C, dead
 engines, failures, a Slurm job's time limit), ``_output`` (the ranks' printed lines: live,
 then grouped by rank in a notebook), ``_traceback`` (rank tracebacks name the notebook's
-cell), ``_status`` (the status table), ``_engine`` (what runs on the engines when a pool
-connects and around each call), ``_globals`` (notebook names a function needs there),
+cell), ``_status`` (the status table), ``_busy`` (which engines have work in flight),
+``_engine`` (what runs on the engines when a pool connects and around each call),
+``_globals`` (notebook names a function needs there),
 ``_health`` (which ranks on other nodes are dead or unreachable, and why), ``_timelimit``
 (time left, one warning before a Slurm job's end), ``_ipp`` (the one module that reads
 ipyparallel internals). Data placed on the engines lives in :mod:`workbench.data` (the
