@@ -16,8 +16,8 @@ import time
 import pytest
 
 from workbench.errors import EngineDiedError
-from workbench.pool import Pool, set_current
-from workbench.pool._slurm import SlurmOptions, batch_template, job_state
+from workbench.pool import Pool, current, set_current
+from workbench.pool._slurm import ENDED, SlurmOptions, batch_template, job_state
 
 
 def _slurm_up() -> bool:
@@ -130,6 +130,13 @@ def test_detached_slurm_pool_from_the_cli(slurm, shell, capsys, tmp_path, monkey
         shell.run_cell_magic("distributed", "", "print('attached', rank)")
         assert "[rank 1] attached 1" in capsys.readouterr().out
         assert list(tmp_path.iterdir()) == []
+        attached = current()
+        first_job = attached.job_id
+        shell.run_line_magic("wb", "restart")  # an attached Slurm pool: a new job
+        shell.run_cell_magic("distributed", "", "print('restarted', rank)")
+        assert "[rank 1] restarted 1" in capsys.readouterr().out
+        assert attached.job_id not in (None, first_job) and attached.size == 2
+        assert job_state(first_job)[0] in ENDED
     finally:
         stopped = subprocess.run([*cli, "stop", cluster_file], capture_output=True, text=True,
                                  timeout=120)  # fmt: skip

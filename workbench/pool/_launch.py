@@ -147,6 +147,13 @@ def load_cluster(cluster_file: str) -> ipp.Cluster:
     if any(outputs):
         config.BatchSystemLauncher.output_file = next(o for o in outputs if o)
         config.BatchSystemLauncher.batch_file_name = _batch_file(profile_dir, cluster_id)
+        # ipyparallel keeps no batch template in the cluster file: without this one a
+        # restart from here (an attached notebook, the panel) would start lone engines
+        with (
+            contextlib.suppress(OSError),
+            open(_batch_file(profile_dir, cluster_id, "template")) as f,
+        ):
+            config.SlurmEngineSetLauncher.batch_template = f.read()
     cluster = ipp.Cluster.from_dict(state, log=log, cluster_file=cluster_file, config=config)
     _ipp.honest_cluster_file(cluster, alive)
     if state.get("engines", {}).get("class") == "mpi":  # a local pool: restart like its starter
@@ -160,10 +167,10 @@ def _local_engines(cluster: ipp.Cluster, n: int, mpiexec: str) -> None:
     cluster.config.MPIEngineSetLauncher.environment = {**LOCAL_MPI_ENV, **thread_caps(n)}
 
 
-def _batch_file(profile_dir: str, cluster_id: str) -> str:
-    """Where a Slurm pool's batch script goes: with the cluster's files, not into the user's
-    working folder."""
-    return os.path.join(profile_dir, "security", f"slurm-{cluster_id}.sbatch")
+def _batch_file(profile_dir: str, cluster_id: str, kind: str = "sbatch") -> str:
+    """Where a Slurm pool's batch script (``kind`` "sbatch") and its template ("template")
+    go: with the cluster's files, not into the user's working folder."""
+    return os.path.join(profile_dir, "security", f"slurm-{cluster_id}.{kind}")
 
 
 def cluster_file_of(cluster_id: str, profile: str | None) -> str:
@@ -279,10 +286,15 @@ def slurm_cluster(
         f"--HeartMonitor.period={int(_timeouts.HEARTBEAT * 1000)}",
         f"--HeartMonitor.max_heartmonitor_misses={_timeouts.HEARTBEAT_MISSES}",
     ]
-    cluster.config.SlurmEngineSetLauncher.batch_template = batch_template(opts, find_mpiexec())
-    # the batch script goes with the cluster's files, not into the user's working folder
+    template = batch_template(opts, find_mpiexec())
+    cluster.config.SlurmEngineSetLauncher.batch_template = template
+    # the batch script goes with the cluster's files, not into the user's working folder;
+    # its template too, for a restart by a process that attached (see load_cluster)
     script = _batch_file(cluster.profile_dir, cluster.cluster_id)
     cluster.config.SlurmEngineSetLauncher.batch_file_name = script
+    kept = _batch_file(cluster.profile_dir, cluster.cluster_id, "template")
+    with open(os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(template)
     feedback.say(f"starting {engines(n)} as a Slurm job (ranks started by {opts.launcher})…")
     client = None
     try:
@@ -455,3 +467,6 @@ def stop_quietly(cluster: ipp.Cluster) -> None:
         cluster.stop_cluster_sync()
     except Exception as e:  # the cluster may be half started or already gone
         log.warning("while stopping the pool %s: %s", cluster.cluster_id, e)
+    for kind in ("sbatch", "template"):  # a Slurm pool's batch script and its template
+        with contextlib.suppress(OSError):
+            os.remove(_batch_file(cluster.profile_dir, cluster.cluster_id, kind))
