@@ -1,8 +1,11 @@
-"""Shared fixtures: one real local MPI pool for the whole session, and an IPython shell."""
+"""Shared fixtures: one real local MPI pool for the whole session, an IPython shell, and the
+single-node Slurm of tests/slurm/ when it runs."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import tempfile
 
 import pytest
@@ -98,3 +101,19 @@ def cell_text(cell) -> str:
 def outputs_text(nb) -> str:
     """Everything the code cells of ``nb`` printed, one cell per line block."""
     return "\n".join(cell_text(c) for c in nb.cells if c.cell_type == "code")
+
+
+def _slurm_up() -> bool:
+    if not shutil.which("sinfo"):
+        return False
+    done = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20)
+    return done.returncode == 0 and any(s.startswith(("idle", "mix")) for s in done.stdout.split())
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """The single-node Slurm of tests/slurm/ (skips without it; in CI its absence fails)."""
+    if not _slurm_up():
+        if os.environ.get("CI"):
+            pytest.fail("Slurm is not running in CI: .ci/run must start it (tests/slurm/)")
+        pytest.skip("no Slurm here: run tests/slurm/start-slurm.sh (needs root, slurm-wlm, munge)")

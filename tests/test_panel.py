@@ -116,3 +116,22 @@ async def test_bad_requests_are_refused_with_a_reason(jp_fetch):
     with pytest.raises(HTTPClientError) as e:
         await jp_fetch("workbench", "api", "pools", headers={"Authorization": ""})
     assert e.value.code == 403  # no token: refused
+
+
+async def test_slurm_missing_is_a_readable_refusal(jp_fetch, monkeypatch, tmp_path):
+    """No Slurm on the server's PATH: the start form gets one line saying so, not a trace."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # (mpiexec is found next to python)
+    body = json.dumps({"ranks": 1, "slurm": {"time": "5"}})
+    with pytest.raises(HTTPClientError) as e:
+        await jp_fetch("workbench", "api", "pools", method="POST", body=body, request_timeout=60)
+    assert e.value.code == 409
+    assert "Slurm commands not found: sbatch" in str(e.value.response.reason)
+
+
+async def test_a_job_slurm_refuses_comes_back_in_sbatch_words(jp_fetch, slurm):
+    body = json.dumps({"ranks": 1, "slurm": {"partition": "nope"}})
+    with pytest.raises(HTTPClientError) as e:
+        await jp_fetch("workbench", "api", "pools", method="POST", body=body, request_timeout=60)
+    assert e.value.code == 409
+    reason = str(e.value.response.reason)
+    assert "sbatch refused the job: invalid partition specified: nope" in reason, reason

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,21 +17,6 @@ import pytest
 from workbench.errors import EngineDiedError
 from workbench.pool import Pool, current, set_current
 from workbench.pool._slurm import ENDED, SlurmOptions, batch_template, job_state
-
-
-def _slurm_up() -> bool:
-    if not shutil.which("sinfo"):
-        return False
-    done = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20)
-    return done.returncode == 0 and any(s.startswith(("idle", "mix")) for s in done.stdout.split())
-
-
-@pytest.fixture(scope="module")
-def slurm():
-    if not _slurm_up():
-        if os.environ.get("CI"):
-            pytest.fail("Slurm is not running in CI: .ci/run must start it (tests/slurm/)")
-        pytest.skip("no Slurm here: run tests/slurm/start-slurm.sh (needs root, slurm-wlm, munge)")
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +85,21 @@ def test_scancel_under_a_running_cell_is_a_clear_error(slurm, capsys):
         assert set(pool.dead_ranks()) == {0, 1}
     finally:
         pool.stop()
+
+
+def test_a_job_sbatch_refuses_is_one_clear_error_and_leaves_nothing(slurm, capsys, caplog):
+    """sbatch's own reason, not "returned non-zero exit status 1"; no `scancel ''` after it
+    (at once or at exit) and none of the pool's files left behind."""
+    from workbench.errors import PoolError
+
+    security = os.path.join(os.environ["IPYTHONDIR"], "profile_default", "security")
+    before = set(os.listdir(security)) if os.path.isdir(security) else set()
+    with pytest.raises(PoolError, match="sbatch refused the job: invalid partition") as info:
+        Pool.slurm(1, partition="nope", timeout=60)
+    assert "check the options" in str(info.value)
+    err = capsys.readouterr().err + caplog.text
+    assert "scancel" not in err, err
+    assert set(os.listdir(security)) <= before
 
 
 def test_ctrl_c_while_queued_cancels_the_job(slurm, capsys):

@@ -20,6 +20,7 @@ __all__ = [
     "bound_requests",
     "child_metadata",
     "controller_pid",
+    "drop_unsubmitted",
     "engines_with_outstanding_requests",
     "honest_cluster_file",
     "ping",
@@ -125,3 +126,11 @@ def honest_cluster_file(cluster: ipp.Cluster, alive: Callable[[int], bool]) -> N
             cluster.remove_cluster_file()
 
     cluster.update_cluster_file = update_cluster_file
+
+
+def drop_unsubmitted(cluster: ipp.Cluster) -> None:
+    """Forget ``cluster``'s batch engine sets whose job was never submitted (sbatch refused
+    it): ipyparallel would stop them with ``scancel ''``, at once and again at exit."""
+    for key, launcher in list(cluster.engines.items()):
+        if hasattr(launcher, "job_id") and not launcher.job_id:
+            cluster.engines.pop(key)

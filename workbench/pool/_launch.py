@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import time
 from typing import Any
@@ -301,12 +302,32 @@ def slurm_cluster(
         cluster.start_cluster_sync()
         client = cluster.connect_client_sync()
         _wait_in_queue(cluster, client, n, timeout, feedback)
-    except BaseException:
+    except BaseException as e:
+        refused = isinstance(e, subprocess.CalledProcessError) and slurm_job_id(cluster) is None
+        why = _sbatch_refusal(script) if refused else ""
         if client is not None:
             client.close()
         stop_quietly(cluster)
+        if refused:
+            raise PoolError(
+                f"sbatch refused the job: {why}; check the options given (partition, time, "
+                "account, nodes, extra)"
+            ) from None
         raise
     return cluster, client
+
+
+def _sbatch_refusal(script: str) -> str:
+    """Why ``sbatch`` refuses ``script``, in its own words (``sbatch --test-only`` submits
+    nothing): ipyparallel's launcher lets sbatch's message go to stderr and raises only
+    "returned non-zero exit status 1"."""
+    try:
+        run = subprocess.run(["sbatch", "--test-only", script], capture_output=True, text=True,
+                             timeout=_timeouts.QUERY, check=False)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"(sbatch --test-only did not say why: {e})"
+    lines = [ln.removeprefix("sbatch: error: ").strip() for ln in run.stderr.splitlines()]
+    return "; ".join(ln for ln in lines if ln) or f"sbatch exited with status {run.returncode}"
 
 
 def slurm_job_id(cluster: ipp.Cluster) -> str | None:
@@ -463,10 +484,17 @@ def stop_quietly(cluster: ipp.Cluster) -> None:
     What ipyparallel says about it (the engines' exit codes, mpiexec's complaint about
     being stopped) goes to the pool's log file, like everything else the cluster logs.
     """
+    _ipp.drop_unsubmitted(cluster)  # (stopping them would run `scancel ''`)
     try:
         cluster.stop_cluster_sync()
     except Exception as e:  # the cluster may be half started or already gone
         log.warning("while stopping the pool %s: %s", cluster.cluster_id, e)
-    for kind in ("sbatch", "template"):  # a Slurm pool's batch script and its template
+    where, cid = cluster.profile_dir, cluster.cluster_id
+    files = [_batch_file(where, cid, kind) for kind in ("sbatch", "template")]
+    pid = _ipp.controller_pid(cluster)
+    if pid is None or not alive(pid):  # a controller stopped as it started leaves these
+        files += [os.path.join(where, "security", f"ipcontroller-{cid}-{kind}.json")
+                  for kind in ("client", "engine")]  # fmt: skip
+    for path in files:
         with contextlib.suppress(OSError):
-            os.remove(_batch_file(cluster.profile_dir, cluster.cluster_id, kind))
+            os.remove(path)
