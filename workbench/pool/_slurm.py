@@ -137,11 +137,10 @@ def job_info(job_id: str, timeout: float = QUERY) -> dict[str, str | None]:
     if out is None:
         return {"job_state": "UNKNOWN", "job_reason": "squeue did not answer", "time_left": None,
                 "nodes": None}  # fmt: skip
-    state, reason, left, nodes = [*out.splitlines()[0].split("|"), "", "", ""][:4] if out else (
-        "GONE", "", "", "")  # fmt: skip
+    fields = out.splitlines()[0].split("|") if out else ["GONE"]
+    state, reason, left, nodes = [*fields, "", "", ""][:4]
     if state in ("GONE", "COMPLETING"):
-        final = _final_state(job_id, timeout)
-        state = final or state
+        state = _final_state(job_id, timeout) or state
     unknown = left in ("", "INVALID", "NOT_SET", "UNLIMITED") or state != "RUNNING"
     if reason.startswith("(") and reason.endswith(")"):  # squeue wraps a pending reason
         reason = reason[1:-1]
