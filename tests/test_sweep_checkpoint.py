@@ -8,14 +8,15 @@ import json
 import os
 import signal
 import sqlite3
-import threading
 import time
 from collections import Counter
 
 import pytest
+from sweep_helpers import when
 
 from workbench.errors import InvalidValueError
 from workbench.sweep import PBT, SweepStore, choice, grid, sweep, uniform
+from workbench.sweep._checkpoint import read_marker
 from workbench.sweep._resume import checkpoint_root
 
 STEPS = 30
@@ -24,7 +25,8 @@ STEPS = 30
 # -- objectives (module level: the engines import them by reference) ------------------------------
 def counting(config, report, checkpoint):
     """``w += lr * step`` for STEPS steps, its state a JSON file per step in the checkpoint
-    folder; every start is logged in ``starts.txt`` there (the step it starts from)."""
+    folder; every start is logged in ``starts.txt`` there (the step it starts from). With
+    a ``gate`` file in the config, steps past 2 wait (at most a minute) until it exists."""
     start, w = 1, 0.0
     if checkpoint.step is not None:
         start = int(checkpoint.step) + 1
@@ -33,6 +35,8 @@ def counting(config, report, checkpoint):
     with open(os.path.join(checkpoint.path, "starts.txt"), "a") as f:
         f.write(f"{start}\n")
     for step in range(start, STEPS + 1):
+        if step > 2 and config.get("gate"):
+            _wait_for(config["gate"])
         time.sleep(config["sleep"])
         w += config["lr"] * step
         report(step=step, score=w)  # report, then save
@@ -44,6 +48,14 @@ def counting(config, report, checkpoint):
         if step > 1:
             os.remove(os.path.join(checkpoint.path, f"state-{step - 1}.json"))
     return w
+
+
+def _wait_for(path: str) -> None:
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within a minute")
+        time.sleep(0.01)
 
 
 def growing(config, report, checkpoint):
@@ -86,23 +98,31 @@ def _check_each_step_once(db: str, name: str, n: int) -> SweepStore:
     return store
 
 
+def _folder(db: str, name: str, trial_id: int) -> str:
+    return os.path.join(os.path.dirname(db), f"{name}.checkpoints", f"trial-{trial_id}")
+
+
 def _starts(db: str, name: str, trial_id: int) -> list[int]:
-    folder = os.path.join(os.path.dirname(db), f"{name}.checkpoints", f"trial-{trial_id}")
-    with open(os.path.join(folder, "starts.txt")) as f:
+    with open(os.path.join(_folder(db, name, trial_id), "starts.txt")) as f:
         return [int(x) for x in f.read().split()]
 
 
+def _saved(db: str, name: str, n: int, step: float) -> bool:
+    """Trials 0..n-1 of sweep ``name`` all saved a checkpoint of ``step`` or later."""
+    markers = [read_marker(_folder(db, name, i)) for i in range(n)]
+    return all(m is not None and m["step"] >= step for m in markers)
+
+
 # -- resume ---------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_engine_killed_mid_trial_resumes_from_its_checkpoint(live_pool, tmp_path):
     db = str(tmp_path / "s.db")
     victim = live_pool.engines[1].pid
-    timer = threading.Timer(2.0, os.kill, args=(victim, signal.SIGKILL))
-    timer.start()
-    try:
-        r = sweep(counting, {"lr": grid([1.0, 2.0, 3.0]), "sleep": 0.1}, storage=db,
-                  show=False, metric="score", max_failures=1)  # fmt: skip
-    finally:
-        timer.cancel()
+    # killed once every trial saved a checkpoint (and has most of its 30 steps still to go)
+    killed = when(lambda: _saved(db, "counting", 3, 2), lambda: os.kill(victim, signal.SIGKILL))
+    r = sweep(counting, {"lr": grid([1.0, 2.0, 3.0]), "sleep": 0.1}, storage=db,
+              show=False, metric="score", max_failures=1)  # fmt: skip
+    assert killed.is_set(), "the trials never all saved a checkpoint"
     store = _check_each_step_once(db, "counting", 3)
     try:
         trials = store.trials("counting")
@@ -118,14 +138,20 @@ def test_engine_killed_mid_trial_resumes_from_its_checkpoint(live_pool, tmp_path
     assert not live_pool.dead_ranks()
 
 
+@pytest.mark.slow
 def test_stopped_sweep_resumes_each_trial_from_its_checkpoint(live_pool, tmp_path):
     """timeout= interrupts the running trials (as a second Ctrl-C or Stop-then-interrupt):
-    they stay pending; resume=True continues each from its checkpoint."""
+    they stay pending; resume=True continues each from its checkpoint. The trials wait at
+    step 3 until the gate opens, so each has saved step 2 when the timeout comes, however
+    slowly the machine runs them."""
     db = str(tmp_path / "s.db")
-    space = {"lr": grid([1.0, 2.0, 3.0]), "sleep": 0.1}
-    r = sweep(counting, space, storage=db, show=False, metric="score", timeout=1.5)
+    gate = str(tmp_path / "gate")
+    space = {"lr": grid([1.0, 2.0, 3.0]), "sleep": 0.1, "gate": gate}
+    r = sweep(counting, space, storage=db, show=False, metric="score", timeout=4)
     assert [t["state"] for t in r.trials] == ["pending"] * 3
+    assert _saved(db, "counting", 3, 2)
     mid = {t["id"]: t["step"] for t in r.trials}
+    open(gate, "w").close()
     r = sweep(counting, space, storage=db, show=False, metric="score", resume=True)
     _check_each_step_once(db, "counting", 3).close()
     for t in r.trials:

@@ -51,6 +51,7 @@ def _send(kc, comm_id: str, data: dict) -> None:
     kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": comm_id, "data": data}))
 
 
+@pytest.mark.slow
 def test_stop_and_stop_trial_act_while_the_sweep_cell_runs(kernel, live_pool, tmp_path):
     cell = "import json\n" + _CELL.format(
         cluster_file=live_pool.cluster_file, storage=str(tmp_path / "s.db")
@@ -58,6 +59,7 @@ def test_stop_and_stop_trial_act_while_the_sweep_cell_runs(kernel, live_pool, tm
     msg_id = kernel.execute(cell)
     comms: dict[str, str] = {}  # description or model name -> comm id
     sent: list[str] = []
+    step = "wait for three running"  # what the test waits for next (each a message, no sleep)
     out, errors = [], []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -66,23 +68,29 @@ def test_stop_and_stop_trial_act_while_the_sweep_cell_runs(kernel, live_pool, tm
         except queue.Empty:
             continue
         kind, content = msg["msg_type"], msg["content"]
+        data = content.get("data", {}) if kind == "comm_msg" else {}
+        state, comm = data.get("state", {}), content.get("comm_id")
         if kind == "comm_open":
-            state = content["data"].get("state", {})
-            key = state.get("description") or state.get("_model_name", "")
+            opened = content["data"].get("state", {})
+            key = opened.get("description") or opened.get("_model_name", "")
             comms[key] = content["comm_id"]
-        elif kind == "comm_msg" and not sent:
-            state = content["data"].get("state", {})
+        elif step == "wait for three running" and kind == "comm_msg":
             options = state.get("_options_labels")
             if options and len(options) == live_pool.size and "trial" in comms:
                 # three trials run, three wait behind them: stop the sweep (the waiting ones
                 # are taken back), then pick the first running trial and stop it too
                 _send(kernel, comms["Stop sweep"], _CLICK)
-                time.sleep(0.5)
+                step, first = "wait for the stop", options[0]
+        elif step == "wait for the stop" and comm == comms.get("Stop sweep"):
+            if state.get("description") == "Stopping...":  # the click was handled
                 _send(kernel, comms["trial"], {"method": "update", "state": {"index": 0},
                                                "buffer_paths": []})  # fmt: skip
-                time.sleep(0.3)
+                step = "wait for the pick"
+        elif step == "wait for the pick" and comm == comms.get("trial"):
+            if data.get("method") == "echo_update" and state.get("index") == 0:  # received
                 _send(kernel, comms["Stop trial"], _CLICK)
-                sent.append(options[0])
+                sent.append(first)
+                step = "wait for the end"
         elif kind == "stream":
             out.append(content["text"])
         elif kind == "error":

@@ -12,8 +12,8 @@
 
 Everything a user names lives here (this is the one place to import from):
 
-- :func:`sweep` runs a sweep and returns a :class:`SweepResult` (every trial as a dict, the
-  best one, learning curves, ``pareto_front()`` of several objectives (``metrics=``),
+- :func:`sweep` runs a sweep and returns a :class:`SweepResult` (every trial, the best
+  one, learning curves, ``pareto_front()`` of several objectives (``metrics=``),
   ``to_pandas()``, ``plot()``, ``to_optuna()``, ``show()``). ``workbench.sweep`` as an
   attribute of the top package (``wb.sweep``) is this function; ``from workbench.sweep
   import X`` imports from this module.
@@ -23,20 +23,27 @@ Everything a user names lives here (this is the one place to import from):
   :class:`RandInt` (all :class:`Domain`); :class:`Space` is a checked ``{name: domain or
   value}`` dict, what a strategy samples from.
 - Strategies (``strategy=``): :class:`GridStrategy` ("grid"), :class:`RandomStrategy`
-  ("random", seeded), :class:`OptunaStrategy` ("tpe", "nsga2" or any Optuna sampler), all behind
-  :class:`Strategy`; :func:`get_strategy` turns a name into one.
+  ("random", seeded), :class:`OptunaStrategy` ("tpe", "nsga2" or any Optuna sampler), all
+  implementing the abstract :class:`Strategy` (``suggest``) and declaring what they can do
+  (``multi_objective``, ``learns_from_results``); :func:`get_strategy` turns a name into one.
 - Schedulers (``scheduler=``): :class:`FIFO` (None: no early stopping), :class:`ASHA`
   ("asha"), :class:`MedianStopping` ("median"), :class:`PBT` ("pbt": population-based
-  training on checkpoints), all behind :class:`Scheduler`, whose ``on_report`` returns
-  :data:`CONTINUE` or :data:`STOP` (PBT also :data:`EXPLOIT`); :func:`get_scheduler` turns
-  a name into one.
+  training on checkpoints), all implementing the abstract :class:`Scheduler`, whose
+  ``on_report`` returns :data:`CONTINUE` or :data:`STOP` (PBT also :data:`EXPLOIT`, then
+  ``target`` names the trial to copy and ``explore`` the new configuration), and declaring
+  what they need (``multi_objective``, ``needs_checkpoint``, ``changes_config``);
+  :func:`get_scheduler` turns a name into one.
 - Checkpoints: an objective with a ``checkpoint`` parameter gets a :class:`Checkpoint`
   (``path``: the trial's folder next to the store, ``step``: the step saved there or None,
   ``save(step)``); a trial run again (dead engine, stopped sweep resumed, PBT exploit)
   resumes from it, and every step is recorded once.
-- Trials: :class:`TrialState` (a ``str`` enum: pending, running, queued, done, pruned,
-  failed; equal to the plain names), :class:`Report` (the ``report`` callback an objective
-  gets), :class:`TrialPruned` (what ``report`` raises when the trial is stopped).
+- Trials: :class:`Trial` (a frozen record: ``id``, ``state``, ``config``, ``value``,
+  ``values``, ``best``, ``step``, ``attempt``, ``failures``, ``ranks``, ``error``,
+  ``started``, ``finished``, ``lineage``, ``duration``; also read by key, ``t["value"]``,
+  as the dicts trials once were), :class:`TrialState` (a ``str`` enum: pending, running,
+  queued, done, pruned, failed; equal to the plain names), :class:`Report` (the ``report``
+  callback an objective gets), :class:`TrialPruned` (what ``report`` raises when the trial
+  is stopped).
 - :class:`SweepStore`: the durable SQLite record (WAL, one writer: the notebook); a sweep
   is resumable by name.
 
@@ -74,6 +81,7 @@ from workbench.sweep.strategies import (
     Strategy,
     get_strategy,
 )
+from workbench.trials import Trial
 
 __all__ = [
     "ASHA",
@@ -98,6 +106,7 @@ __all__ = [
     "Strategy",
     "SweepResult",
     "SweepStore",
+    "Trial",
     "TrialPruned",
     "TrialState",
     "Uniform",

@@ -20,8 +20,8 @@ the marker before the next attempt.
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 import os
 import pickle
 from typing import Any
@@ -29,6 +29,8 @@ from typing import Any
 __all__ = ["MARKER", "Checkpoint", "read_marker", "write_marker"]
 
 MARKER = ".workbench-checkpoint.json"
+
+log = logging.getLogger("workbench.sweep")
 
 
 def write_marker(folder: str, step: float, reports: list[Any], state: str | None = None) -> None:
@@ -117,8 +119,11 @@ class Checkpoint:
         kept = [r for r in self._report.kept if r[0] <= step]
         write_marker(self.path, step, kept, name)
         if old and old.get("state") and old["state"] != name:  # after the marker moved on
-            with contextlib.suppress(OSError):
-                os.remove(os.path.join(self.path, old["state"]))
+            stale = os.path.join(self.path, old["state"])
+            try:
+                os.remove(stale)
+            except OSError:  # a stale state file stays: never read, the marker moved on
+                log.debug("could not remove %s", stale, exc_info=True)
 
     def load(self, default: Any = None) -> Any:
         """The ``state`` saved with the checkpoint of :attr:`step`, or ``default`` when

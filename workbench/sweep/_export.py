@@ -13,11 +13,12 @@ from __future__ import annotations
 import datetime
 import math
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 from workbench.errors import InvalidValueError, MissingDependencyError
 from workbench.sweep._space import Domain
-from workbench.sweep._state import TrialState
+from workbench.trials import Trial, TrialState
 
 __all__ = ["optuna_distributions", "to_optuna"]
 
@@ -34,7 +35,7 @@ def _optuna() -> Any:
 
 
 def optuna_distributions(
-    optuna: Any, domains: dict[str, Domain], trials: list[dict[str, Any]]
+    optuna: Any, domains: dict[str, Domain], trials: Sequence[Trial]
 ) -> dict[str, Any]:
     """Optuna distributions of the searched parameters: from the space's ``domains`` when
     known (uniform/loguniform -> FloatDistribution, randint -> IntDistribution, choice/grid
@@ -46,9 +47,9 @@ def optuna_distributions(
     d = optuna.distributions
     seen: dict[str, list[Any]] = {}
     for t in trials:
-        for k, v in t["config"].items():
+        for k, v in t.config.items():
             seen.setdefault(k, []).append(v)
-    out = {}
+    out: dict[str, Any] = {}
     for k, values in seen.items():
         distinct = list(dict.fromkeys(map(repr, values)))
         if len(distinct) < 2:
@@ -96,32 +97,31 @@ def to_optuna(
     with warnings.catch_warnings():  # set_metric_names is marked experimental
         warnings.simplefilter("ignore")
         study.set_metric_names(list(metrics))
-    finished = [t for t in result.trials if TrialState(t["state"]).is_finished()]
+    finished = [t for t in result.trials if t.state.is_finished()]
     dists = optuna_distributions(optuna, result.domains, finished)
     frozen = []
     for t in finished:
         values = result.objective_values(t)
-        state = TrialState(t["state"])
-        if state == TrialState.DONE and values is not None:
+        if t.state == TrialState.DONE and values is not None:
             final = states.COMPLETE
         else:
-            final = states.PRUNED if state == TrialState.PRUNED else states.FAIL
+            final = states.PRUNED if t.state == TrialState.PRUNED else states.FAIL
             values = None
-        params = {k: t["config"][k] for k in dists if k in t["config"]}
-        user_attrs = {"workbench_trial": t["id"], "attempt": t.get("attempt")}
-        user_attrs.update({k: v for k, v in t["config"].items() if k not in dists})
-        if t.get("error"):
-            user_attrs["error"] = str(t["error"]).strip().splitlines()[-1][:500]
+        params = {k: t.config[k] for k in dists if k in t.config}
+        user_attrs = {"workbench_trial": t.id, "attempt": t.attempt}
+        user_attrs.update({k: v for k, v in t.config.items() if k not in dists})
+        if t.error:
+            user_attrs["error"] = str(t.error).strip().splitlines()[-1][:500]
         trial = optuna.trial.create_trial(
             state=final,
             values=values,
             params=params,
             distributions={k: dists[k] for k in params},
             user_attrs=user_attrs,
-            intermediate_values=_steps(result.curves.get(t["id"], [])),
+            intermediate_values=_steps(result.curves.get(t.id, [])),
         )
-        trial.datetime_start = _when(t.get("started")) or trial.datetime_start
-        trial.datetime_complete = _when(t.get("finished")) or trial.datetime_complete
+        trial.datetime_start = _when(t.started) or trial.datetime_start
+        trial.datetime_complete = _when(t.finished) or trial.datetime_complete
         frozen.append(trial)
     study.add_trials(frozen)
     return study

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,9 +13,10 @@ from workbench.sweep.strategies import Strategy
 __all__ = ["Plan"]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Plan:
-    """Everything the runner needs to know about one sweep (checked by ``sweep()``).
+    """Everything the runner needs to know about one sweep (checked by ``sweep()``); made
+    with keyword arguments only.
 
     ``name``: the sweep's name in the store; ``objective``: the user's function, which gets
     the trial's communicator too when ``pass_comm``; ``metric``/``mode``: what is optimised
@@ -48,6 +50,10 @@ class Plan:
     depth: int = 2  # trials in flight per group: the next one waits on the engine, no round trip
     metrics: dict[str, str] | None = None
     checkpoint_dir: str | None = None
+
+    def control_file(self, trial_id: int, attempt: int) -> str:
+        """The decision file of attempt ``attempt`` of trial ``trial_id``."""
+        return os.path.join(self.control_dir, f"trial-{trial_id}-{attempt}.json")
 
     def better(self, a: float, b: float) -> float:
         """The better of two metric values ``a`` and ``b``."""

@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from workbench.sweep._space import Choice, LogUniform
-from workbench.sweep._state import TrialState
+from workbench.trials import finished
 from workbench.widgets.metric_plot import Series, svg_chart
 from workbench.widgets.sweep_table import best_so_far, pareto_chart
 
@@ -23,17 +23,14 @@ _MAX_PARAMS = 8  # parameter charts drawn, in space order
 
 
 def _history(result: Any, name: str) -> str:
-    done = sorted(
-        (t for t in result.trials if t["state"] == TrialState.DONE and t["value"] is not None),
-        key=lambda t: (t.get("finished") or 0.0, t["id"]),
-    )
+    done = finished(result.trials)
     if not done:
         return ""
     dots = Series(
         "finished trial",
-        [(float(n), float(t["value"])) for n, t in enumerate(done, 1)],
+        [(float(n), float(t.value or 0.0)) for n, t in enumerate(done, 1)],
         style="points",
-        titles=[f"trial {t['id']}: {name} {t['value']:.4g}" for t in done],
+        titles=[f"trial {t.id}: {name} {t.value:.4g}" for t in done],
     )
     best = Series(f"best {name}", best_so_far(done, result.mode), style="step", color="#2ca02c")
     return svg_chart(f"{name} of each finished trial", [dots, best], x_label="trials finished")
@@ -44,13 +41,13 @@ def _varying(result: Any) -> list[str]:
         return list(result.domains)
     names: list[str] = []
     for t in result.trials:
-        names += [k for k in t["config"] if k not in names]
-    return [k for k in names if len({repr(t["config"].get(k)) for t in result.trials}) > 1]
+        names += [k for k in t.config if k not in names]
+    return [k for k in names if len({repr(t.config.get(k)) for t in result.trials}) > 1]
 
 
 def _parameter(result: Any, param: str, name: str) -> str:
-    done = [t for t in result.trials if t["state"] == TrialState.DONE and t["value"] is not None]
-    values = [t["config"].get(param) for t in done]
+    done = sorted(finished(result.trials), key=lambda t: t.id)
+    values: list[Any] = [t.config.get(param) for t in done]
     if not done:
         return ""
     domain = result.domains.get(param)
@@ -67,10 +64,10 @@ def _parameter(result: Any, param: str, name: str) -> str:
         xs, x_label = [float(v) for v in values], param
     dots = Series(
         "finished trial",
-        [(x, float(t["value"])) for x, t in zip(xs, done, strict=True)],
+        [(x, float(t.value or 0.0)) for x, t in zip(xs, done, strict=True)],
         style="points",
         titles=[
-            f"trial {t['id']}: {param}={v!r}, {name} {t['value']:.4g}"
+            f"trial {t.id}: {param}={v!r}, {name} {t.value:.4g}"
             for t, v in zip(done, values, strict=True)
         ],
     )
@@ -80,10 +77,10 @@ def _parameter(result: Any, param: str, name: str) -> str:
 def _curves(result: Any, name: str) -> str:
     lines = []
     for t in result.trials:
-        state = str(TrialState(t["state"]))
-        curve = result.curves.get(t["id"])
+        state = str(t.state)
+        curve = result.curves.get(t.id)
         if curve and state in STATE_COLORS:
-            lines.append(Series(f"trial {t['id']} ({state})", curve, color=STATE_COLORS[state]))
+            lines.append(Series(f"trial {t.id} ({state})", curve, color=STATE_COLORS[state]))
     if sum(len(s.points) for s in lines) < 2:
         return ""
     key = ", ".join(f"{c} {s}" for s, c in

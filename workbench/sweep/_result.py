@@ -1,15 +1,15 @@
-"""What a sweep returns: every trial as a dict, the best one, the Pareto front of several
-objectives, a pandas view, charts, an Optuna study, the widget."""
+"""What a sweep returns: every trial (a :class:`~workbench.trials.Trial`), the best one, the
+Pareto front of several objectives, a pandas view, charts, an Optuna study, the widget."""
 
 from __future__ import annotations
 
-import math
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from workbench._util import non_dominated
+from workbench import trials as _trials
 from workbench.errors import InvalidValueError, MissingDependencyError
-from workbench.sweep._state import TrialState
+from workbench.trials import Trial
 
 if TYPE_CHECKING:
     from workbench.sweep._space import Domain, Space
@@ -34,10 +34,12 @@ class SweepResult:
     mode
         ``"max"`` or ``"min"`` (of ``metric``).
     trials
-        Every trial as a dict (rows of :meth:`SweepStore.trials`): ``id``, ``state`` (a
-        :class:`TrialState`), ``config``, ``value``, ``values`` (metric -> value, with
-        several objectives), ``best``, ``step``, ``attempt``, ``failures``, ``ranks``,
-        ``error``, ``started``, ``finished``.
+        Every trial as a :class:`~workbench.trials.Trial` (as :meth:`SweepStore.trials`
+        gives them): ``id``, ``state`` (a :class:`TrialState`), ``config``, ``value``,
+        ``values`` (metric -> value, with several objectives), ``best``, ``step``,
+        ``attempt``, ``failures``, ``ranks``, ``error``, ``started``, ``finished``,
+        ``lineage``; read as attributes (``t.value``) or, as the dicts they once were, by
+        key (``t["value"]``).
     curves
         Trial id -> the ``(step, metric value)`` it reported, in order.
     space
@@ -57,7 +59,7 @@ class SweepResult:
         storage: str,
         metric: str | None,
         mode: str,
-        trials: list[dict[str, Any]],
+        trials: Sequence[Trial],
         curves: dict[int, list[tuple[float, float]]],
         *,
         space: Space | None = None,
@@ -65,14 +67,14 @@ class SweepResult:
         checkpoints: str | None = None,
     ) -> None:
         self.name, self.storage, self.metric, self.mode = name, storage, metric, mode
-        self.trials = trials
+        self.trials = list(trials)
         self.curves = curves
         self.space = space
         self.metrics = dict(metrics) if metrics else None
         self.checkpoints = checkpoints
 
     def checkpoint_path(self, trial_id: int) -> str:
-        """The checkpoint folder of trial ``trial_id`` (e.g. of ``result.best["id"]``)."""
+        """The checkpoint folder of trial ``trial_id`` (e.g. of ``result.best.id``)."""
         if self.checkpoints is None:
             raise InvalidValueError(
                 f"sweep {self.name!r} has no checkpoints: its objective takes no `checkpoint`"
@@ -90,26 +92,16 @@ class SweepResult:
         """The searched parameters of the space (empty when the space is not known)."""
         return {} if self.space is None else self.space.domains
 
-    def objective_values(self, trial: dict[str, Any]) -> list[float] | None:
-        """The value of each objective of ``trial`` (a row of :attr:`trials`), in the order
-        of :attr:`objectives`; None when any is missing or not a finite number."""
-        if self.metrics:
-            got = trial.get("values") or {}
-            values = [got.get(m) for m in self.metrics]
-        else:
-            values = [trial.get("value")]
-        if any(v is None or not math.isfinite(v) for v in values):
-            return None
-        return [float(v) for v in values]
+    def objective_values(self, trial: Trial) -> list[float] | None:
+        """The value of each objective of ``trial`` (one of :attr:`trials`), in the order of
+        :attr:`objectives`; None when any is missing or not a finite number."""
+        return trial.objective_values(list(self.objectives))
 
-    def pareto_front(self) -> list[dict[str, Any]]:
+    def pareto_front(self) -> list[Trial]:
         """The non-dominated finished (``done``) trials, by id: no other done trial is at
         least as good in every objective and better in one. With one objective, the
         trials with the best value."""
-        done = [t for t in self.trials if t["state"] == TrialState.DONE]
-        scored = [(t, v) for t in done if (v := self.objective_values(t)) is not None]
-        keep = non_dominated([v for _, v in scored], [m == "max" for m in self.objectives.values()])
-        return [t for (t, _), k in zip(scored, keep, strict=True) if k]
+        return _trials.front(self.trials, self.objectives)
 
     def to_optuna(self, storage: str | Any | None = None, *, study_name: str | None = None) -> Any:
         """An ``optuna.Study`` holding every finished trial, for Optuna's analysis tools.
@@ -149,29 +141,28 @@ class SweepResult:
         return sweep_plots(self)
 
     @property
-    def best(self) -> dict[str, Any] | None:
-        """The finished (``done``) trial with the best value, or None if none finished."""
-        done = [t for t in self.trials if t["state"] == TrialState.DONE and t["value"] is not None]
-        if not done:
-            return None
-        sign = 1.0 if self.mode == "max" else -1.0
-        return max(done, key=lambda t: (sign * t["value"], -t["id"]))
+    def best(self) -> Trial | None:
+        """The finished (``done``) trial with the best value (the lowest id on a tie), or
+        None if none finished."""
+        return _trials.best(self.trials, self.mode)
 
     @property
     def best_config(self) -> dict[str, Any] | None:
         """The configuration of :attr:`best`."""
-        return None if self.best is None else self.best["config"]
+        best = self.best
+        return None if best is None else best.config
 
     @property
     def best_value(self) -> float | None:
         """The value of :attr:`best`."""
-        return None if self.best is None else self.best["value"]
+        best = self.best
+        return None if best is None else best.value
 
     def counts(self) -> dict[str, int]:
         """Number of trials in each state (keys are :class:`TrialState` members)."""
         out: dict[str, int] = {}
         for t in self.trials:
-            out[t["state"]] = out.get(t["state"], 0) + 1
+            out[t.state] = out.get(t.state, 0) + 1
         return out
 
     def to_pandas(self) -> Any:
@@ -186,14 +177,15 @@ class SweepResult:
             ) from None
         rows = []
         for t in self.trials:
-            row = {k: v for k, v in t.items() if k != "config"}
-            if t.get("lineage"):  # PBT: the last trial it copied, at which step
-                last = t["lineage"][-1]
+            row = t.to_dict()
+            del row["config"]
+            if t.lineage:  # PBT: the last trial it copied, at which step
+                last = t.lineage[-1]
                 row["from"] = f"{last['from']}@{last['step']:g}"
-            row["state"] = str(t["state"])  # the plain name: DataFrames get written to files
-            row.update({f"config.{k}": v for k, v in t["config"].items()})
-            if t.get("started") and t.get("finished"):
-                row["duration"] = t["finished"] - t["started"]
+            row["state"] = str(t.state)  # the plain name: DataFrames get written to files
+            row.update({f"config.{k}": v for k, v in t.config.items()})
+            if t.started and t.finished:
+                row["duration"] = t.duration
             rows.append(row)
         return pd.DataFrame(rows).set_index("id") if rows else pd.DataFrame()
 
@@ -210,5 +202,6 @@ class SweepResult:
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items()))
-        best = "" if self.best is None else f", best {self.metric or 'value'}={self.best_value:.4g}"
+        value = self.best_value
+        best = "" if value is None else f", best {self.metric or 'value'}={value:.4g}"
         return f"<SweepResult {self.name!r}: {len(self.trials)} trials ({counts}){best}>"

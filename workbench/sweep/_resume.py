@@ -1,5 +1,5 @@
 """The notebook side of checkpoints: trial folders, resuming where a trial stopped, and
-the exploit step of population-based training (copy another trial's checkpoint).
+the copy behind population-based training's exploit (another trial's checkpoint).
 
 Each trial of a sweep whose objective takes ``checkpoint`` has a folder
 ``<storage dir>/<sweep name>.checkpoints/trial-<id>/`` (a temporary folder for a
@@ -72,8 +72,15 @@ class Checkpoints:
         reports up to it. Returns what the engine gets (``{"path", "step"}``) and those
         reports (None: no checkpoint, the trial starts from scratch)."""
         folder = self.folder(trial_id)
-        if not old:  # never ran: what is there is from another sweep of the same name
-            shutil.rmtree(folder, ignore_errors=True)
+        if not old and os.path.lexists(folder):  # never ran: from another sweep of the name
+            try:
+                shutil.rmtree(folder)
+            except OSError as e:  # else it would resume from that sweep's checkpoint
+                raise InvalidValueError(
+                    f"cannot clear the checkpoint folder {folder!r} of trial {trial_id}, left "
+                    f"by an earlier sweep named {self.name!r} ({e.strerror or e}); remove it, "
+                    "then resume the sweep"
+                ) from None
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError as e:
@@ -113,18 +120,20 @@ class Checkpoints:
             if before is None:
                 return None
             tmp = f"{dst}.copy-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
+            _remove_tree(tmp)
             try:
                 shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("*.tmp"))
             except (OSError, shutil.Error):
-                shutil.rmtree(tmp, ignore_errors=True)
+                log.debug("sweep %r: copying %s failed; trying again", self.name, src,
+                          exc_info=True)  # fmt: skip
+                _remove_tree(tmp)
                 time.sleep(0.05)
                 continue
             state = before.get("state")
             if read_marker(src) != before or (
                 state and not os.path.exists(os.path.join(tmp, state))
             ):  # it saved meanwhile: files of two steps
-                shutil.rmtree(tmp, ignore_errors=True)
+                _remove_tree(tmp)
                 continue
             step = before["step"]
             rows = {float(r[0]): tuple(r) for r in before["reports"] if r[0] <= step}
@@ -134,27 +143,18 @@ class Checkpoints:
             if os.path.exists(with_marker):
                 os.remove(with_marker)
             write_marker(tmp, step, [rows[s] for s in sorted(rows)], before.get("state"))
-            shutil.rmtree(dst, ignore_errors=True)
-            os.replace(tmp, dst)
+            _remove_tree(dst)
+            os.replace(tmp, dst)  # raises if dst could not be removed
             return step
         return None
 
-    def exploit(
-        self, trial_id: int, donor: int, old: dict[str, Any], new: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        """Trial ``trial_id`` (configuration ``old``) takes trial ``donor``'s checkpoint and
-        goes on with configuration ``new``: copy, record the lineage and make it pending in
-        the store. Returns the lineage entry (:meth:`SweepStore.lineage`'s rows, plus
-        ``detail``), or None when the checkpoint could not be copied (nothing changed)."""
-        step = self.copy(donor, trial_id)
-        if step is None:
-            return None
-        changed = ", ".join(
-            f"{k} {old.get(k)!r} -> {v!r}" for k, v in new.items() if old.get(k) != v
-        )
-        detail = f"exploit: copied trial {donor} at step {step:g}; {changed or 'same config'}"
-        self.store.exploit(self.name, trial_id, step=step, donor=donor, config=new, detail=detail)
-        log.info("sweep %r: trial %d %s", self.name, trial_id, detail)
-        attempt = next(t["attempt"] for t in self.store.trials(self.name) if t["id"] == trial_id)
-        return {"id": trial_id, "attempt": attempt, "step": step, "from": donor, "old": old,
-                "new": new, "t": time.time(), "detail": detail}  # fmt: skip
+
+def _remove_tree(path: str) -> None:
+    """Remove folder ``path`` if it is there; a failure is logged (debug), not raised: what
+    stays is a copy no trial reads (or, for a trial's own folder, ``os.replace`` says so)."""
+    if not os.path.lexists(path):
+        return
+    try:
+        shutil.rmtree(path)
+    except OSError:
+        log.debug("could not remove %s", path, exc_info=True)

@@ -19,7 +19,7 @@ from workbench.sweep._result import SweepResult
 from workbench.sweep._resume import checkpoint_root
 from workbench.sweep._space import Space
 from workbench.sweep._store import SweepStore
-from workbench.sweep.schedulers import FIFO, PBT, Scheduler, get_scheduler
+from workbench.sweep.schedulers import FIFO, Scheduler, get_scheduler
 from workbench.sweep.strategies import Strategy, get_strategy
 
 if TYPE_CHECKING:
@@ -72,12 +72,12 @@ def _control_dir(storage: str, name: str) -> str:
     return os.path.join(folder, f".{base}.control", name)
 
 
-def _open(store: SweepStore, name: str, settings: dict[str, Any], resume: bool) -> bool:
-    """Create sweep ``name`` or check it matches; True when resuming."""
+def _open(store: SweepStore, name: str, settings: dict[str, Any], resume: bool) -> int:
+    """Create sweep ``name`` or check it matches; returns its seed (a resumed sweep's own)."""
     old = store.settings(name)
     if old is None:
         store.create(name, settings)
-        return False
+        return int(settings["seed"])
     if not resume:
         raise InvalidValueError(
             f"sweep {name!r} already exists in {store.path}; pass resume=True to continue it, "
@@ -90,7 +90,7 @@ def _open(store: SweepStore, name: str, settings: dict[str, Any], resume: bool) 
             f" {[old.get(k) for k in diff]} then, {[settings[k] for k in diff]} now); "
             "resume it with the same ones, or choose another name="
         )
-    return True
+    return int(old["seed"])
 
 
 def _objectives(
@@ -123,28 +123,38 @@ def _objectives(
 def _check_multi(metrics: dict[str, str], strat: Strategy, sched: Scheduler) -> None:
     """Several objectives: the strategy and the scheduler must know what to do with them."""
     names = ", ".join(metrics)
-    if not getattr(sched, "multi_objective", False):
+    if not sched.multi_objective:
         raise InvalidValueError(
             f"scheduler {type(sched).__name__} stops trials by comparing one metric, but this "
             f"sweep has {len(metrics)} objectives ({names}); use scheduler=None (every trial "
             "runs to its end), or optimise one of them with metric=/mode="
         )
-    if not getattr(strat, "multi_objective", False):
+    if not strat.multi_objective:
         raise InvalidValueError(
             f"strategy {type(strat).__name__} optimises one metric, but this sweep has "
             f"{len(metrics)} objectives ({names}); use 'random', 'grid', 'tpe' or 'nsga2'"
         )
 
 
-def _check_pbt(strat: Strategy) -> None:
-    """PBT rewrites running trials' configurations: a strategy that learns from finished
-    trials would learn values of configurations it never proposed."""
-    if type(strat).complete is not Strategy.complete:
+def _check_plugins(
+    objective: Callable[..., Any], pass_checkpoint: bool, strat: Strategy, sched: Scheduler
+) -> None:
+    """What the scheduler declares it needs (``needs_checkpoint``, ``changes_config``) of
+    the objective and the strategy."""
+    if sched.needs_checkpoint and not pass_checkpoint:
         raise InvalidValueError(
-            f"strategy {type(strat).__name__} learns from finished trials, but PBT changes a "
-            "trial's configuration while it runs (exploit and explore), so the values it "
-            "learns would belong to other configurations; with PBT use strategy='random' or "
-            "'grid' for the first population (PBT then searches by itself)"
+            f"scheduler {type(sched).__name__} copies checkpoints between trials, but objective "
+            f"{getattr(objective, '__name__', objective)!r} has no `checkpoint` parameter: "
+            "define it as objective(config, report, checkpoint), save the trial's state in "
+            "checkpoint.path with checkpoint.save(step), and resume from checkpoint.step"
+        )
+    if sched.changes_config and strat.learns_from_results:
+        raise InvalidValueError(
+            f"strategy {type(strat).__name__} learns from finished trials, but "
+            f"{type(sched).__name__} changes a trial's configuration while it runs (exploit "
+            "and explore), so the values it learns would belong to other configurations; with "
+            f"{type(sched).__name__} use strategy='random' or 'grid' for the first population "
+            "(it then searches by itself)"
         )
 
 
@@ -226,7 +236,7 @@ def sweep(
     metrics
         Several objectives at once, instead of ``metric``/``mode``: ``{name: "max" or
         "min", ...}`` (e.g. ``{"accuracy": "max", "latency_ms": "min"}``). Every one is
-        recorded per trial (``trial["values"]``); the first is the one shown as the trial's
+        recorded per trial (``trial.values``); the first is the one shown as the trial's
         value and learning curve. Random and grid strategies take it as it is; ``"tpe"``
         and ``"nsga2"`` use Optuna's multi-objective samplers. Schedulers that stop trials
         by one metric (ASHA, median stopping) refuse it.
@@ -291,42 +301,34 @@ def sweep(
         )
     if metrics_ is not None:
         _check_multi(metrics_, strat, sched)
-    if getattr(sched, "needs_checkpoint", False) and not pass_checkpoint:
-        raise InvalidValueError(
-            f"scheduler {type(sched).__name__} copies checkpoints between trials, but objective "
-            f"{getattr(objective, '__name__', objective)!r} has no `checkpoint` parameter: "
-            "define it as objective(config, report, checkpoint), save the trial's state in "
-            "checkpoint.path with checkpoint.save(step), and resume from checkpoint.step"
-        )
-    if isinstance(sched, PBT):  # checks its mutations against the space
-        _check_pbt(strat)
-        sched.bind(space_, seed if seed is not None else 0)
+    _check_plugins(objective, pass_checkpoint, strat, sched)
+    sched.check(space_)  # e.g. PBT's mutations against the space
     pool = require(pool)
     if trial_ranks > pool.size:
         raise InvalidValueError(
             f"trial_ranks={trial_ranks} but the pool has {pool.size} ranks; use at most "
             f"{pool.size} or start a bigger pool"
         )
-    name = name or getattr(objective, "__name__", "sweep")
-    storage = os.fspath(storage)
-    seed = int.from_bytes(os.urandom(4), "little") if seed is None else int(seed)
+    name_ = str(name or getattr(objective, "__name__", "sweep"))
+    path = os.fspath(storage)
+    seed_ = int.from_bytes(os.urandom(4), "little") if seed is None else int(seed)
     # checked before the store is touched: a folder that is not writable changes nothing
-    checkpoints = checkpoint_root(storage, name) if pass_checkpoint else None
-    store = SweepStore(storage)
+    checkpoints = checkpoint_root(path, name_) if pass_checkpoint else None
+    store = SweepStore(path)
     try:
-        settings = {"metric": metric, "mode": mode, "space": space_.describe(), "seed": seed,
-                    "strategy": type(strat).__name__, "trial_ranks": trial_ranks}  # fmt: skip
+        settings: dict[str, Any] = {
+            "metric": metric, "mode": mode, "space": space_.describe(), "seed": seed_,
+            "strategy": type(strat).__name__, "trial_ranks": trial_ranks,
+        }  # fmt: skip
         if metrics_ is not None:  # absent for one objective: stores of before still match
             settings["metrics"] = metrics_
-        if _open(store, name, settings, resume):
-            seed = store.settings(name)["seed"]
+        seed_ = _open(store, name_, settings, resume)  # a resumed sweep keeps its own seed
         if metrics_ is None:  # strategies written before several objectives keep working
-            strat.setup(space_, metric=metric or "value", mode=mode, seed=seed)
+            strat.setup(space_, metric=metric or "value", mode=mode, seed=seed_)
         else:
-            strat.setup(space_, metric=metric or "value", mode=mode, seed=seed, metrics=metrics_)
+            strat.setup(space_, metric=metric or "value", mode=mode, seed=seed_, metrics=metrics_)
         sched.setup(metric=metric or "value", mode=mode)
-        if isinstance(sched, PBT):
-            sched.bind(space_, seed)  # the sweep's seed, kept in the store
+        sched.bind(space_, seed_)
         limit = strat.limit()
         if n_trials is None:
             if limit is None:
@@ -335,11 +337,14 @@ def sweep(
         n_trials = _count(n_trials, "n_trials", 1)
         if limit is not None:
             n_trials = min(n_trials, limit)
-        plan = Plan(name, objective, pass_comm, metric, mode, n_trials, strat, sched,
-                    trial_ranks, max_failures, max_restarts, float(decision_timeout),
-                    _control_dir(storage, name), timeout,
-                    0.02 if sched.milestones or not isinstance(sched, FIFO) else 0.05,
-                    metrics=metrics_, checkpoint_dir=checkpoints)  # fmt: skip
+        plan = Plan(
+            name=name_, objective=objective, pass_comm=pass_comm, metric=metric, mode=mode,
+            n_trials=n_trials, strategy=strat, scheduler=sched, trial_ranks=trial_ranks,
+            max_failures=max_failures, max_restarts=max_restarts,
+            decision_timeout=float(decision_timeout), control_dir=_control_dir(path, name_),
+            timeout=timeout, poll=0.02 if sched.milestones or not isinstance(sched, FIFO) else 0.05,
+            metrics=metrics_, checkpoint_dir=checkpoints,
+        )  # fmt: skip
         curves = _restore(store, plan)
         view = (
             make_sweep_view(metric, mode, widgets=show, metrics=metrics_)
@@ -350,7 +355,7 @@ def sweep(
         runner.curves.update(curves)
         runner.run()
         return SweepResult(
-            name, storage, metric, mode, store.trials(name), runner.curves, space=space_,
+            name_, path, metric, mode, store.trials(name_), runner.curves, space=space_,
             metrics=metrics_, checkpoints=checkpoints,
         )  # fmt: skip
     finally:
@@ -360,7 +365,7 @@ def sweep(
 def _restore(store: SweepStore, plan: Plan) -> dict[int, list[tuple[float, float]]]:
     """Replay the finished trials of a resumed sweep into the strategy and the scheduler;
     return their learning curves."""
-    final = [t for t in store.trials(plan.name) if t["state"].is_finished()]
+    final = [t for t in store.trials(plan.name) if t.state.is_finished()]
     curves: dict[int, list[tuple[float, float]]] = {}
     for rep in store.reports(plan.name):
         value = rep["metrics"].get(plan.metric) if plan.metric else None

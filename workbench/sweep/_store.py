@@ -22,7 +22,7 @@ from typing import Any
 
 from workbench import _timeouts
 from workbench.errors import InvalidTypeError, InvalidValueError
-from workbench.sweep._state import TrialState
+from workbench.trials import Trial, TrialState
 
 __all__ = ["SweepStore"]
 
@@ -63,8 +63,8 @@ class SweepStore:
         Seconds to wait for another writer of the file to finish
         (default ``workbench._timeouts.STORE_LOCK``).
 
-    Trial rows come back as dicts whose ``"state"`` is a :class:`TrialState`; states are
-    written as their plain values.
+    Trials come back as :class:`~workbench.trials.Trial` records whose ``state`` is a
+    :class:`TrialState`; states are written as their plain values.
     """
 
     def __init__(
@@ -197,10 +197,10 @@ class SweepStore:
         donor: int,
         config: dict[str, Any],
         detail: str,
-    ) -> None:
+    ) -> int:
         """Trial ``trial_id`` copied trial ``donor``'s checkpoint of ``step`` and goes on with
         ``config``: record the lineage, set the configuration, make it pending again (with
-        an event carrying ``detail``), in one transaction."""
+        an event carrying ``detail``), in one transaction. Returns the trial's attempt."""
         ((attempt, old),) = self.db.execute(
             "SELECT attempt, config FROM trials WHERE sweep = ? AND id = ?", (name, trial_id)
         )
@@ -218,6 +218,7 @@ class SweepStore:
                 "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
                 (name, trial_id, attempt, TrialState.PENDING.value, detail, now),
             )
+        return int(attempt)
 
     def lineage(self, name: str) -> list[dict[str, Any]]:
         """Every exploit of sweep ``name``, in order: ``{"id", "attempt", "step", "from",
@@ -234,40 +235,34 @@ class SweepStore:
             for i, a, s, d, o, n, t in cur
         ]  # fmt: skip
 
-    def trials(self, name: str) -> list[dict[str, Any]]:
-        """Every trial of sweep ``name`` as a dict, by id; ``values`` is the dict metric ->
-        final value of a multi-objective trial (None for other trials); ``lineage`` the
-        list of its exploits (rows of :meth:`lineage`; None when it has none)."""
+    def trials(self, name: str) -> list[Trial]:
+        """Every trial of sweep ``name`` as a :class:`~workbench.trials.Trial`, by id:
+        ``values`` holds the final value of each objective of a multi-objective trial
+        (None for other trials), ``lineage`` its exploits (rows of :meth:`lineage`; None
+        when it has none)."""
+        lineage: dict[int, list[dict[str, Any]]] = {}
+        for exploit in self.lineage(name):
+            lineage.setdefault(exploit["id"], []).append(exploit)
+        values: dict[int, dict[str, float]] = {}
+        cur = self.db.execute(
+            "SELECT id, metric, value FROM trial_values WHERE sweep = ? ORDER BY rowid", (name,)
+        )
+        for trial_id, metric, value in cur:
+            values.setdefault(trial_id, {})[metric] = value
         cur = self.db.execute(
             f"SELECT id, state, config, {', '.join(_FIELDS)} FROM trials "
             "WHERE sweep = ? ORDER BY id",
             (name,),
         )
         cols = [c[0] for c in cur.description]
-        rows = []
+        trials = []
         for fields in cur:
             row = dict(zip(cols, fields, strict=True))
-            row["state"] = TrialState(row["state"])
             row["config"] = json.loads(row["config"])
             row["ranks"] = json.loads(row["ranks"]) if row["ranks"] else None
-            row["values"] = None
-            row["lineage"] = None
-            rows.append(row)
-        by_id = {row["id"]: row for row in rows}
-        for exploit in self.lineage(name):
-            row = by_id.get(exploit["id"])
-            if row is not None:
-                row["lineage"] = [*(row["lineage"] or []), exploit]
-        cur = self.db.execute(
-            "SELECT id, metric, value FROM trial_values WHERE sweep = ? ORDER BY rowid", (name,)
-        )
-        for trial_id, metric, value in cur:
-            row = by_id.get(trial_id)
-            if row is not None:
-                if row["values"] is None:
-                    row["values"] = {}
-                row["values"][metric] = value
-        return rows
+            i = row["id"]
+            trials.append(Trial(**row, values=values.get(i), lineage=lineage.get(i)))
+        return trials
 
     def reports(self, name: str, trial_id: int | None = None) -> list[dict[str, Any]]:
         """Reports of the current attempt of every trial of sweep ``name`` (or of trial

@@ -11,6 +11,7 @@ rank 0's decision through the trial's communicator, so they always stop together
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -26,6 +27,7 @@ from workbench.sweep._state import CONTINUE, SKIP, STOP, TrialState
 __all__ = [
     "Report",
     "TrialPruned",
+    "clear_decision",
     "read_decision",
     "run_batch",
     "run_trial",
@@ -50,6 +52,12 @@ def write_decision(path: str, step: float, action: str) -> None:
     with open(tmp, "w") as f:
         json.dump({"step": step, "action": action}, f)
     os.replace(tmp, path)  # atomic: the engine sees the old file or the new one
+
+
+def clear_decision(path: str) -> None:
+    """Notebook side: remove the decision file ``path`` (there may be none yet)."""
+    with contextlib.suppress(FileNotFoundError):  # absent: nothing to remove
+        os.remove(path)
 
 
 def read_decision(path: str) -> dict[str, Any] | None:
@@ -129,7 +137,7 @@ class Report:
             if numeric:  # what a streamed report's history holds too
                 self.kept.append((float(step), numeric, time.time()))
             if self._stream:
-                progress(step, **metrics)
+                progress(step, None, **metrics)
             action = self._decision(step)
         if self.size > 1:
             action = self.comm.bcast(action, root=0)

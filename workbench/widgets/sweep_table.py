@@ -2,7 +2,9 @@
 
 In a Jupyter kernel with ipywidgets it is one widget updated in place (never reprinted);
 elsewhere a text view prints a line when the counts change (at most every few seconds) and
-a table at the end. The runner calls ``update(rows, curves, final=...)``; the Stop button
+a table at the end. The runner calls ``update(trials, curves, final=...)`` with
+:class:`~workbench.trials.Trial` records (the best one and the Pareto front are those of
+:mod:`workbench.trials`, as the sweep's result picks them); the Stop button
 and the stop-trial action call ``on_stop()`` / ``on_stop_trial(id)`` set by the runner.
 Those run while the sweep's cell is still running, on another thread (see
 :mod:`workbench.widgets.live_controls`): the runner's callbacks only set a flag or queue.
@@ -16,10 +18,10 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from workbench._util import non_dominated
+from workbench.trials import Trial, TrialState, best, finished, front, scored
 from workbench.widgets.live_controls import LiveControls
 from workbench.widgets.metric_plot import Series, svg_chart
 from workbench.widgets.rank_progress import _in_widget_frontend
@@ -37,13 +39,6 @@ _STATES = ("running", "queued", "pending", "done", "pruned", "failed")
 _MAX_ROWS = 200  # table rows sent: running trials, the best, then the latest
 _MAX_CURVES = 20  # learning curves drawn: the latest trials
 _MAX_TEXT = 40  # characters of a cell shown; the whole value on hover
-
-
-def _state(row: dict[str, Any]) -> str:
-    """The row's state as plain text ("done", "running", ...). The runner may hand a ``str``
-    enum: it compares equal to these strings, and its value is the text shown."""
-    state = row["state"]
-    return str(getattr(state, "value", state))
 
 
 def _fmt(v: Any) -> str:
@@ -66,104 +61,79 @@ def _cell(v: Any) -> list[Any]:
     return [text, full, full]
 
 
-def _param_names(rows: list[dict[str, Any]]) -> list[str]:
+def _param_names(rows: Sequence[Trial]) -> list[str]:
     names: list[str] = []
     for r in rows:
-        names += [k for k in r["config"] if k not in names]
+        names += [k for k in r.config if k not in names]
     return names
 
 
-def _numeric(rows: list[dict[str, Any]], param: str) -> bool:
+def _numeric(rows: Sequence[Trial], param: str) -> bool:
     """True if every value ``param`` took is a number (its column is aligned right)."""
-    values = [r["config"].get(param) for r in rows]
+    values = [r.config.get(param) for r in rows]
     return all(isinstance(v, (int, float)) and not isinstance(v, bool)
                for v in values if v is not None)  # fmt: skip
 
 
-def counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+def counts(rows: Sequence[Trial]) -> dict[str, int]:
     """Trials per state, in a fixed order."""
     out = dict.fromkeys(_STATES, 0)
     for r in rows:
-        state = _state(r)
+        state = str(r.state)
         out[state] = out.get(state, 0) + 1
     return out
 
 
-def _finished(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The done trials with a value, in finishing order."""
-    return sorted(
-        (r for r in rows if _state(r) == "done" and r.get("value") is not None),
-        key=lambda r: (r.get("finished") or 0.0, r["id"]),
-    )
-
-
-def best_so_far(rows: list[dict[str, Any]], mode: str) -> list[tuple[float, float]]:
+def best_so_far(rows: Sequence[Trial], mode: str) -> list[tuple[float, float]]:
     """``(n finished, best value)`` after each finished trial of ``rows``, in finishing
     order; ``mode`` is ``"max"`` or ``"min"``."""
-    points, best = [], None
-    for n, r in enumerate(_finished(rows), 1):
-        v = r["value"]
-        best = v if best is None else (max(best, v) if mode == "max" else min(best, v))
-        points.append((float(n), best))
+    points: list[tuple[float, float]] = []
+    top: float | None = None
+    for n, r in enumerate(finished(rows), 1):
+        v = float(r.value or 0.0)  # finished trials have a value
+        top = v if top is None else (max(top, v) if mode == "max" else min(top, v))
+        points.append((float(n), top))
     return points
 
 
-def _best_row(rows: list[dict[str, Any]], mode: str) -> dict[str, Any] | None:
-    """The best done trial (the first one on ties), as ``SweepResult.best`` picks it."""
-    done = _finished(rows)
-    if not done:
-        return None
-    sign = 1.0 if mode == "max" else -1.0
-    return max(done, key=lambda r: (sign * r["value"], -r["id"]))
-
-
-def shown_rows(rows: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
+def shown_rows(rows: Sequence[Trial], mode: str) -> list[Trial]:
     """The rows worth a line: every running one, the five best (by ``mode``, ``"max"`` or
     ``"min"``), then the latest, by id."""
     sign = 1.0 if mode == "max" else -1.0
-    running = [r for r in rows if _state(r) in ("running", "queued")]
-    scored = [r for r in rows if _state(r) == "done" and r.get("value") is not None]
-    best = sorted(scored, key=lambda r: -sign * r["value"])[:5]
-    latest = sorted(rows, key=lambda r: -r["id"])
-    picked: dict[int, dict[str, Any]] = {}
-    for r in [*running, *best, *latest]:
+    running = [r for r in rows if r.state in (TrialState.RUNNING, TrialState.QUEUED)]
+    five = sorted(finished(rows), key=lambda r: -sign * (r.value or 0.0))[:5]
+    latest = sorted(rows, key=lambda r: -r.id)
+    picked: dict[int, Trial] = {}
+    for r in [*running, *five, *latest]:
         if len(picked) >= _MAX_ROWS:
             break
-        picked.setdefault(r["id"], r)
-    return sorted(picked.values(), key=lambda r: r["id"])
+        picked.setdefault(r.id, r)
+    return sorted(picked.values(), key=lambda r: r.id)
 
 
-def _front(
-    rows: list[dict[str, Any]], metrics: dict[str, str]
-) -> tuple[list[dict[str, Any]], list[bool]]:
-    """The done rows with a value of every metric, and whether each is on the Pareto front
-    of ``metrics`` (name -> "max"/"min")."""
-    scored = [r for r in rows if _state(r) == "done" and r.get("values")
-              and all(isinstance(r["values"].get(m), (int, float)) for m in metrics)]  # fmt: skip
-    points = [[float(r["values"][m]) for m in metrics] for r in scored]
-    return scored, non_dominated(points, [d == "max" for d in metrics.values()])
-
-
-def pareto_chart(rows: list[dict[str, Any]], metrics: dict[str, str]) -> str:
+def pareto_chart(rows: Sequence[Trial], metrics: dict[str, str]) -> str:
     """A scatter of the first two of ``metrics`` (name -> "max"/"min") over the done
     ``rows`` (their ``values``): the Pareto front (over every metric) in colour, the
     dominated trials faded."""
     names = list(metrics)[:2]
     if len(names) < 2:
         return ""
-    scored, keep = _front(rows, metrics)
-    if not scored:
+    pairs = scored(rows, list(metrics))  # (trial, its value of each metric)
+    if not pairs:
         return ""
+    on_front = {t.id for t in front(rows, metrics)}
     y, x = names
+    ix, iy = list(metrics).index(x), list(metrics).index(y)
     series = []
     for label, on, color in (("dominated", False, "#c7c7c7"), ("Pareto front", True, "#1f77b4")):
-        picked = [r for r, k in zip(scored, keep, strict=True) if k == on]
-        points = [(float(r["values"][x]), float(r["values"][y])) for r in picked]
+        picked = [(t, v) for t, v in pairs if (t.id in on_front) == on]
         titles = [
-            f"trial {r['id']}: " + ", ".join(f"{m} {_fmt(r['values'][m])}" for m in metrics)
-            for r in picked
+            f"trial {t.id}: "
+            + ", ".join(f"{m} {_fmt(val)}" for m, val in zip(metrics, v, strict=True))
+            for t, v in picked
         ]
-        series.append(Series(label, points, style="points", color=color, titles=titles))
+        xy = [(v[ix], v[iy]) for _, v in picked]
+        series.append(Series(label, xy, style="points", color=color, titles=titles))
     arrows = {"max": "higher is better", "min": "lower is better"}
     return svg_chart(
         f"{y} ({arrows[metrics[y]]}) against {x}: Pareto front",
@@ -173,16 +143,16 @@ def pareto_chart(rows: list[dict[str, Any]], metrics: dict[str, str]) -> str:
 
 
 def _summary(
-    rows: list[dict[str, Any]], metric: str | None, mode: str, metrics: dict[str, str] | None = None
+    rows: Sequence[Trial], metric: str | None, mode: str, metrics: dict[str, str] | None = None
 ) -> str:
     c = counts(rows)
     text = ", ".join(f"{n} {s}" for s, n in c.items() if n)
     if metrics and len(metrics) > 1:
-        front = sum(_front(rows, metrics)[1])
-        return f"{len(rows)} trials ({text or 'none yet'}); {front} on the Pareto front"
-    top = _best_row(rows, mode)
-    best = f"; best {metric or 'value'} {_fmt(top['value'])} (trial {top['id']})" if top else ""
-    return f"{len(rows)} trials ({text or 'none yet'}){best}"
+        n_front = len(front(rows, metrics))
+        return f"{len(rows)} trials ({text or 'none yet'}); {n_front} on the Pareto front"
+    top = best(rows, mode)
+    shown = f"; best {metric or 'value'} {_fmt(top.value)} (trial {top.id})" if top else ""
+    return f"{len(rows)} trials ({text or 'none yet'}){shown}"
 
 
 def _exploit_text(e: dict[str, Any]) -> str:
@@ -194,7 +164,7 @@ def _exploit_text(e: dict[str, Any]) -> str:
 
 
 def table_content(
-    rows: list[dict[str, Any]],
+    rows: Sequence[Trial],
     metric: str | None,
     mode: str,
     metrics: dict[str, str] | None = None,
@@ -206,10 +176,10 @@ def table_content(
     trial whose checkpoint it last copied, at which step (the whole lineage in the row's
     hover title)."""
     others = [m for m in (metrics or {}) if m != metric]
-    pbt = any(r.get("lineage") for r in rows)
+    pbt = any(r.lineage for r in rows)
     params = _param_names(rows)
     name = metric or "value"
-    columns = [
+    columns: list[dict[str, Any]] = [
         {"key": "id", "label": "trial", "numeric": True},
         {"key": "state", "label": "state"},
         *({"key": f"config.{p}", "label": p, "numeric": _numeric(rows, p),
@@ -229,39 +199,39 @@ def table_content(
         columns.append({"key": "from", "label": "from", "title": title})
     body = []
     for r in shown_rows(rows, mode):
-        cells = [_cell(r["id"]), [_state(r), _state(r), _STATES.index(_state(r))]
-                 if _state(r) in _STATES else _cell(_state(r))]  # fmt: skip
-        cells += [_cell(r["config"].get(p)) for p in params]
-        cells += [_cell(r.get(k)) for k in ("step", "value")]
-        cells += [_cell((r.get("values") or {}).get(m)) for m in others]
-        cells.append(_cell(r.get("best")))
-        cells.append(_cell(",".join(map(str, r.get("ranks") or [])) or None))
-        cells.append(_cell(r.get("failures") or None))
-        title = (r.get("error") or "")[-400:]
+        state = str(r.state)
+        cells = [_cell(r.id), [state, state, _STATES.index(state)]]
+        cells += [_cell(r.config.get(p)) for p in params]
+        cells += [_cell(r.step), _cell(r.value)]
+        cells += [_cell((r.values or {}).get(m)) for m in others]
+        cells.append(_cell(r.best))
+        cells.append(_cell(",".join(map(str, r.ranks or [])) or None))
+        cells.append(_cell(r.failures or None))
+        title = (r.error or "")[-400:]
         if pbt:
-            lineage = r.get("lineage") or []
+            lineage = r.lineage or []
             last = lineage[-1] if lineage else None
             cells.append(_cell(None if last is None else f"{last['from']}@{last['step']:g}"))
             title = "\n".join([*map(_exploit_text, lineage), title]).strip()
-        body.append({"id": r["id"], "state": _state(r), "cells": cells, "title": title})
+        body.append({"id": r.id, "state": state, "cells": cells, "title": title})
     more = len(rows) - len(body)
     caption = f"{more} more trials in result.to_pandas()" if more > 0 else ""
-    top = _best_row(rows, mode)
-    return columns, body, -1 if top is None else top["id"], caption
+    top = best(rows, mode)
+    return columns, body, -1 if top is None else top.id, caption
 
 
-def _history_chart(rows: list[dict[str, Any]], metric: str | None, mode: str) -> str:
+def _history_chart(rows: Sequence[Trial], metric: str | None, mode: str) -> str:
     """Each finished trial as a dot, x = its place in finishing order, with the best so far
     as a step line."""
-    done = _finished(rows)
+    done = finished(rows)
     if len(done) < 2:
         return ""
     name = metric or "value"
     dots = Series(
         "finished trial",
-        [(float(n), r["value"]) for n, r in enumerate(done, 1)],
+        [(float(n), float(r.value or 0.0)) for n, r in enumerate(done, 1)],
         style="points",
-        titles=[f"trial {r['id']}: {name} {_fmt(r['value'])}" for r in done],
+        titles=[f"trial {r.id}: {name} {_fmt(r.value)}" for r in done],
     )
     line = Series(f"best {name}", best_so_far(rows, mode), style="step", color="#2ca02c")
     return svg_chart(f"{name} of each finished trial", [dots, line], x_label="trials finished")
@@ -290,7 +260,7 @@ class SweepWidget:
         self.on_stop_trial: Callable[[int], None] | None = None
         self.box: Any = None
         self.best_value: float | None = None
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[Trial] = []  # as last shown
         self.stop_requested = False
         self.live: LiveControls | None = None
         self._lock = threading.Lock()
@@ -337,16 +307,16 @@ class SweepWidget:
 
     def update(
         self,
-        rows: list[dict[str, Any]],
+        rows: Sequence[Trial],
         curves: dict[int, list[tuple[float, float]]],
         *,
         final: bool = False,
     ) -> None:
-        """Redraw the table, the counts and the charts from ``rows`` and ``curves``; ``final``
-        disables the controls (the sweep is over)."""
+        """Redraw the table, the counts and the charts from the trials ``rows`` and
+        ``curves``; ``final`` disables the controls (the sweep is over)."""
         if self.box is None:
             self._build()
-        self.rows = [dict(r) for r in rows]
+        self.rows = list(rows)
         curve = best_so_far(rows, self.mode)
         self.best_value = curve[-1][1] if curve else None
         state = "finished" if final else ("stopping" if self.stop_requested else "running")
@@ -363,7 +333,7 @@ class SweepWidget:
             charts.append(svg_chart(f"{self.metric or 'value'} by trial", lines))
         self.chart.value = "".join(charts)
         if self.controls:
-            running = tuple((f"trial {r['id']}", r["id"]) for r in rows if _state(r) == "running")
+            running = tuple((f"trial {r.id}", r.id) for r in rows if r.state == TrialState.RUNNING)
             if running != tuple(self.trial_pick.options):  # new options reset the choice
                 chosen = self.trial_pick.value
                 self.trial_pick.options = running
@@ -408,13 +378,13 @@ class TextSweepView:
 
     def update(
         self,
-        rows: list[dict[str, Any]],
+        rows: Sequence[Trial],
         curves: dict[int, list[tuple[float, float]]],
         *,
         final: bool = False,
     ) -> None:
-        """Print the summary line of ``rows`` when it changed and is due; the table when
-        ``final`` (``curves`` are not drawn in text)."""
+        """Print the summary line of the trials ``rows`` when it changed and is due; the
+        table when ``final`` (``curves`` are not drawn in text)."""
         out = self.stream or sys.stdout
         line = _summary(rows, self.metric, self.mode, self.metrics)
         now = time.monotonic()
@@ -426,11 +396,11 @@ class TextSweepView:
             keep = [i for i, c in enumerate(columns) if c["key"] not in ("ranks", "failures")]
             table = [[columns[i]["label"] for i in keep]]
             table += [[row["cells"][i][0] for i in keep] for row in body]
-            widths = [max(len(line[i]) for line in table) for i in range(len(keep))]
-            for line in table:
+            widths = [max(len(texts[i]) for texts in table) for i in range(len(keep))]
+            for texts in table:
                 cells = [
                     v.rjust(w) if columns[i].get("numeric") else v.ljust(w)
-                    for i, v, w in zip(keep, line, widths, strict=True)
+                    for i, v, w in zip(keep, texts, widths, strict=True)
                 ]
                 print("  ".join(cells).rstrip(), file=out)
             if caption:

@@ -25,8 +25,8 @@ class TrialTable(anywidget.AnyWidget):
 
     _esm = _HERE / "trial_table.js"
     _css = _HERE / "trial_table.css"
-    columns = traitlets.List().tag(sync=True)
-    rows = traitlets.List().tag(sync=True)
+    columns: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
+    rows: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
     best = traitlets.Int(-1).tag(sync=True)
     caption = traitlets.Unicode("").tag(sync=True)
 

@@ -1,13 +1,17 @@
 """Trial schedulers: should a running trial go on after this report?
 
 FIFO (none), :class:`ASHA`, :class:`MedianStopping` and :class:`PBT` (population-based
-training, on trial checkpoints), one module each behind the small
-:class:`Scheduler` interface (Optuna's ``pruners/`` layout); :func:`get_scheduler` turns what
-a user passed to ``sweep(scheduler=...)`` into one. A scheduler returns ``CONTINUE`` or
-``STOP`` from :meth:`Scheduler.on_report` (PBT also ``EXPLOIT``).
+training, on trial checkpoints), one module each behind the small :class:`Scheduler` base
+(Optuna's ``pruners/`` layout); :func:`get_scheduler` turns what a user passed to
+``sweep(scheduler=...)`` into one: None or a name of the registry (``"fifo"``, ``"asha"``,
+``"median"``, ``"pbt"``), or a Scheduler. A scheduler returns ``CONTINUE`` or ``STOP`` from
+:meth:`Scheduler.on_report` (PBT also ``EXPLOIT``, then names the trial to copy with
+:meth:`Scheduler.target` and the new configuration with :meth:`Scheduler.explore`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from workbench.errors import InvalidValueError
 from workbench.sweep._state import CONTINUE, EXPLOIT, STOP
@@ -29,7 +33,7 @@ __all__ = [
     "get_scheduler",
 ]
 
-_NAMED: dict[str | None, type[Scheduler]] = {
+_NAMED: dict[str | None, Callable[[], Scheduler]] = {
     None: FIFO,
     "fifo": FIFO,
     "none": FIFO,

@@ -52,7 +52,8 @@ class ASHA(Scheduler):
             raise InvalidValueError(f"ASHA reduction_factor must be >= 2, got {reduction_factor!r}")
         self.min_resource, self.max_resource = min_resource, max_resource
         self.eta = reduction_factor
-        rungs, r = [], float(min_resource)
+        rungs: list[float] = []
+        r = float(min_resource)
         while len(rungs) < _MAX_RUNGS and (max_resource is None or r < max_resource):
             rungs.append(r)
             r *= reduction_factor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from workbench.sweep._state import CONTINUE
 from workbench.sweep.schedulers._base import Scheduler
 
 __all__ = ["FIFO"]
@@ -12,3 +13,6 @@ class FIFO(Scheduler):
     objectives."""
 
     multi_objective = True
+
+    def on_report(self, trial_id: int, step: float, value: float) -> str:
+        return CONTINUE

@@ -7,7 +7,9 @@ the bottom ``quantile`` is stopped and *exploits* a trial of the top ``quantile`
 at random): it copies that trial's checkpoint folder and *explores* from its configuration
 (continuous values times 0.8 or 1.2, or with ``resample_probability`` drawn anew;
 choices drawn anew), then runs again from the copied checkpoint's step with the new
-configuration. The runner does the copy and records the lineage; this class decides.
+configuration. The runner does the copy and records the lineage; this class decides
+(:meth:`PBT.on_report` says EXPLOIT, :meth:`PBT.target` which trial, :meth:`PBT.explore` the
+new configuration).
 """
 
 from __future__ import annotations
@@ -81,25 +83,31 @@ class PBT(Scheduler):
         self.last: dict[int, float] = {}  # step of each trial's last perturbation
         self.targets: dict[int, int] = {}  # trial -> the trial it should copy
 
-    # needed by sweep(): the objective must take checkpoint
-    needs_checkpoint = True
+    needs_checkpoint = True  # it copies checkpoints: the objective must take checkpoint
+    changes_config = True  # explore: a trial goes on with another configuration
 
-    def bind(self, space: Space, seed: int) -> None:
-        """Bind to the sweep's ``space`` (the default mutations) and ``seed``."""
-        if self.mutations is None:
-            self.mutations = dict(space.domains)
-            if not self.mutations:
-                raise InvalidValueError(
-                    "PBT has nothing to explore: the space has no searched parameter; pass "
-                    "hyperparam_mutations={name: uniform(...) or [values], ...}"
-                )
-        unknown = [k for k in self.mutations if k not in space.domains and k not in space.fixed]
+    def check(self, space: Space) -> None:
+        """Refuse mutations of parameters the ``space`` does not have, and a space with
+        nothing to explore when no mutations were given."""
+        names = list(space.domains) if self.mutations is None else list(self.mutations)
+        if not names:
+            raise InvalidValueError(
+                "PBT has nothing to explore: the space has no searched parameter; pass "
+                "hyperparam_mutations={name: uniform(...) or [values], ...}"
+            )
+        unknown = [k for k in names if k not in space.domains and k not in space.fixed]
         if unknown:
             raise InvalidValueError(
                 f"PBT hyperparam_mutations names {unknown}, not in the sweep's space "
                 f"({', '.join([*space.domains, *space.fixed]) or 'empty'}); mutate parameters "
                 "of the space"
             )
+
+    def bind(self, space: Space, seed: int) -> None:
+        """Explore every searched parameter of ``space`` unless ``hyperparam_mutations`` were
+        given; draw from ``seed`` unless PBT has its own."""
+        if self.mutations is None:
+            self.mutations = dict(space.domains)
         if self.seed is None:
             self.rng = random.Random(seed)
 
@@ -117,9 +125,10 @@ class PBT(Scheduler):
         self.targets[trial_id] = self.rng.choice(ranked[-k:])
         return EXPLOIT
 
-    def target(self, trial_id: int) -> int:
-        """The trial that trial ``trial_id`` should copy (after ``on_report`` said EXPLOIT)."""
-        return self.targets.pop(trial_id)
+    def target(self, trial_id: int) -> int | None:
+        """The trial of the top quantile that trial ``trial_id`` should copy (after
+        ``on_report`` said EXPLOIT)."""
+        return self.targets.pop(trial_id, None)
 
     def explore(self, config: dict[str, Any]) -> dict[str, Any]:
         """A perturbed copy of ``config`` (the copied trial's configuration)."""
@@ -175,5 +184,6 @@ def _draw(domain: Domain, rng: random.Random) -> Any:
 def _shift(domain: Domain, value: Any, factor: float) -> Any:
     if isinstance(domain, RandInt):
         return min(max(round(value * factor), domain.low), domain.high - 1)
-    low, high = domain.low, domain.high  # type: ignore[attr-defined]
-    return min(max(float(value) * factor, low), high)
+    if not isinstance(domain, (Uniform, LogUniform)):
+        raise InvalidTypeError(f"PBT cannot shift a value of {domain!r}")
+    return min(max(float(value) * factor, domain.low), domain.high)

@@ -1,12 +1,15 @@
 """Search strategies: what configuration to try next.
 
 Grid, random (seeded) and Optuna samplers, one module each behind the small :class:`Strategy`
-interface (Optuna's ``samplers/`` layout); :func:`get_strategy` turns what a user passed to
-``sweep(strategy=...)`` into one.
+base (Optuna's ``samplers/`` layout); :func:`get_strategy` turns what a user passed to
+``sweep(strategy=...)`` into one: a name of the registry (``"grid"``, ``"random"``,
+``"tpe"``, ``"nsga2"``), a Strategy, or an Optuna sampler instance.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from workbench.errors import InvalidValueError
@@ -18,10 +21,16 @@ from workbench.sweep.strategies._random import RandomStrategy
 
 __all__ = ["GridStrategy", "OptunaStrategy", "RandomStrategy", "Strategy", "get_strategy"]
 
+_NAMED: dict[str, Callable[[], Strategy]] = {
+    "grid": GridStrategy,
+    "random": RandomStrategy,
+    **{name: functools.partial(OptunaStrategy, name) for name in OptunaStrategy.NAMES},
+}
+
 
 def get_strategy(strategy: str | Strategy | Any | None, space: Space) -> Strategy:
-    """A :class:`Strategy` from ``strategy``: "grid", "random", "tpe", a Strategy (returned as
-    it is) or an Optuna sampler instance.
+    """A :class:`Strategy` from ``strategy``: "grid", "random", "tpe", "nsga2", a Strategy
+    (returned as it is) or an Optuna sampler instance.
 
     ``None`` picks grid when every searched parameter of ``space`` is a ``wb.grid``, else
     random.
@@ -32,15 +41,11 @@ def get_strategy(strategy: str | Strategy | Any | None, space: Space) -> Strateg
         strategy = "grid" if all_grid else "random"
     if isinstance(strategy, Strategy):
         return strategy
-    if strategy == "grid":
-        return GridStrategy()
-    if strategy == "random":
-        return RandomStrategy()
-    if isinstance(strategy, str) and strategy in OptunaStrategy.NAMES:
-        return OptunaStrategy(strategy)
+    if isinstance(strategy, str) and strategy in _NAMED:
+        return _NAMED[strategy]()
     if type(strategy).__module__.startswith("optuna."):
         return OptunaStrategy(strategy)
-    names = ", ".join(repr(n) for n in ("grid", "random", *OptunaStrategy.NAMES))
+    names = ", ".join(repr(n) for n in _NAMED)
     raise InvalidValueError(
         f"unknown strategy {strategy!r}: use one of {names}, a workbench Strategy, "
         "or an optuna sampler instance"

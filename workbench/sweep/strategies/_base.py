@@ -7,33 +7,42 @@ an Optuna sampler) into one.
 
 from __future__ import annotations
 
-from typing import Any
+import abc
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 from workbench.sweep._space import Space
-from workbench.sweep._state import TrialState
+from workbench.trials import Trial, TrialState
 
 __all__ = ["Strategy"]
 
 
-class Strategy:
-    """Proposes configurations; learns from finished trials.
+class Strategy(abc.ABC):
+    """Proposes configurations; may learn from finished trials.
 
     Trial ids count from 0. The runner calls :meth:`suggest` once per new trial id (a trial
     that is retried or re-run after a restart keeps its configuration), and :meth:`complete`
-    once per trial when it reaches a final state. A subclass overrides :meth:`suggest`
-    (and :meth:`limit` when it is bounded, :meth:`complete` when it learns).
+    once per trial when it reaches a final state. A subclass implements :meth:`suggest`
+    (and overrides :meth:`limit` when it is bounded, :meth:`complete` when it learns).
 
-    A strategy that handles several objectives sets ``multi_objective = True``: its
-    :meth:`setup` then gets ``metrics`` (name -> mode) and :meth:`complete` gets ``values``
-    (one per objective, in that order) for sweeps with ``metrics=``.
+    What a strategy can do is declared in class attributes, which ``sweep()`` checks:
+
+    - ``multi_objective``: it handles several objectives; its :meth:`setup` then gets
+      ``metrics`` (name -> mode) and :meth:`complete` gets ``values`` (one per objective,
+      in that order) for sweeps with ``metrics=``.
+    - ``learns_from_results``: its proposals depend on the results :meth:`complete`
+      reports (Optuna's samplers); such a strategy cannot be used with a scheduler that
+      changes configurations while trials run (PBT).
     """
+
+    multi_objective: ClassVar[bool] = False
+    learns_from_results: ClassVar[bool] = False
 
     space: Space
     metric: str
     mode: str
     seed: int
     metrics: dict[str, str] | None = None
-    multi_objective: bool = False
 
     def setup(
         self,
@@ -54,11 +63,11 @@ class Strategy:
         """The most trials this strategy can propose (None: unbounded)."""
         return None
 
+    @abc.abstractmethod
     def suggest(self, trial_id: int) -> dict[str, Any] | None:
         """The configuration of trial ``trial_id``, or None when there is nothing left to try."""
-        raise NotImplementedError
 
-    def complete(
+    def complete(  # noqa: B027 (an optional hook)
         self,
         trial_id: int,
         config: dict[str, Any],
@@ -69,17 +78,15 @@ class Strategy:
     ) -> None:
         """Trial ``trial_id`` with configuration ``config`` ended in ``state`` (done, pruned,
         failed) with ``value`` (None when it has none) and, in a multi-objective sweep,
-        ``values`` (one per metric; None unless done)."""
+        ``values`` (one per metric; None unless done). Nothing here: override it (and set
+        ``learns_from_results``) to learn."""
 
-    def restore(self, trials: list[dict[str, Any]]) -> None:
-        """Catch up with the finished trials of a resumed sweep (rows of the store)."""
+    def restore(self, trials: Sequence[Trial]) -> None:
+        """Catch up with the finished ``trials`` of a resumed sweep (as the store has them)."""
         for t in trials:
             if self.metrics is None:
-                self.complete(t["id"], t["config"], t["state"], t["value"])
+                self.complete(t.id, t.config, t.state, t.value)
                 continue
-            got = t.get("values") or {}
-            values = [got.get(m) for m in self.metrics]
-            ok = t["state"] == TrialState.DONE and None not in values
-            self.complete(
-                t["id"], t["config"], t["state"], t["value"], values=values if ok else None
-            )
+            values = t.objective_values(list(self.metrics))
+            ok = t.state == TrialState.DONE and values is not None
+            self.complete(t.id, t.config, t.state, t.value, values=values if ok else None)

@@ -14,6 +14,7 @@ class GridStrategy(Strategy):
     objectives."""
 
     multi_objective = True
+    learns_from_results = False
 
     def setup(self, space: Any, *, metric: str, mode: str, seed: int, **kw: Any) -> None:
         super().setup(space, metric=metric, mode=mode, seed=seed, **kw)

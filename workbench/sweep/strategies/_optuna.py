@@ -53,8 +53,9 @@ class OptunaStrategy(Strategy):
         objectives) or an Optuna sampler instance, used as it is.
     """
 
-    NAMES = ("tpe", "nsga2")
+    NAMES = ("tpe", "nsga2")  # the sampler names it builds (get_strategy's registry)
     multi_objective = True
+    learns_from_results = True
 
     def __init__(self, sampler: Any = "tpe") -> None:
         self.sampler = sampler

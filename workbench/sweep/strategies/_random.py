@@ -18,6 +18,7 @@ class RandomStrategy(Strategy):
     any number of objectives."""
 
     multi_objective = True
+    learns_from_results = False
 
     def suggest(self, trial_id: int) -> dict[str, Any]:
         import numpy as np
