@@ -101,6 +101,7 @@ def test_table_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     assert _config.tune_file() == tmp_path / "mine.json"
 
 
+@pytest.mark.slow
 def test_one_rank_needs_no_table() -> None:
     from mpi4py import MPI
 

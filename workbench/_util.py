@@ -115,5 +115,5 @@ def non_dominated(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -
         block = scores[lo : lo + _PARETO_BLOCK, None, :]  # (b, 1, k) against (1, n, k)
         geq = (scores[None, :, :] >= block).all(axis=2)
         gt = (scores[None, :, :] > block).any(axis=2)
-        keep[lo : lo + _PARETO_BLOCK] = ~(geq & gt).any(axis=1)
+        keep[lo : lo + _PARETO_BLOCK] = ~np.any(geq & gt, axis=1)
     return keep.tolist()

@@ -33,6 +33,7 @@ __all__ = [
     "HEADER_WORDS",
     "INLINE_BYTES",
     "AllreduceMismatchError",
+    "CallFields",
     "CommState",
     "agree",
     "comm_state",
@@ -52,6 +53,9 @@ SPIN_SECONDS = 50e-6
 _MAGIC = 0x57424152
 _HEADER = struct.Struct(f"={HEADER_WORDS}q")  # "WBAR"
 _STALL_TAG = 0x5354
+
+#: What the check compares of a call: (hash, elements, tensors, op code, algorithm code).
+CallFields = tuple[int, int, int, int, int]
 
 
 def signature(description: str) -> int:
@@ -74,8 +78,8 @@ class CommState:
             self.slot = np.zeros(self.slot_bytes, dtype=np.uint8)
             self.header = self.slot[:HEADER_BYTES].view(np.int64)
             self.gathered = np.empty((self.size, self.slot_bytes), dtype=np.uint8)
-            self.slot_mv = memoryview(self.slot)
-            self.gathered_mv = memoryview(self.gathered).cast("B")
+            self.slot_mv = self.slot.data
+            self.gathered_mv = self.gathered.data.cast("B")
             self.slot_spec = [self.slot, MPI.BYTE]
             self.gathered_spec = [self.gathered, MPI.BYTE]
             self.rows: dict[tuple[int, str], np.ndarray] = {}
@@ -189,7 +193,7 @@ def _raise_mismatch(st: CommState, mine: str, cause: BaseException | None) -> No
 
 def agree(
     comm: Any,
-    fields: tuple[int, int, int, int, int],
+    fields: CallFields,
     description: str,
     stall_seconds: float,
     *,
@@ -212,7 +216,7 @@ def agree(
 
 def _agree(
     st: CommState,
-    fields: tuple[int, int, int, int, int],
+    fields: CallFields,
     description: str,
     stall_seconds: float,
     payload: np.ndarray | None,
@@ -226,7 +230,7 @@ def _agree(
         slot[:HEADER_BYTES] = hb
         if payload is not None:
             nb = payload.nbytes
-            slot[HEADER_BYTES : HEADER_BYTES + nb] = memoryview(payload).cast("B")
+            slot[HEADER_BYTES : HEADER_BYTES + nb] = payload.data.cast("B")
         wait_polling(comm.Iallgather(st.slot_spec, st.gathered_spec), st, stall_seconds)
         g, step = st.gathered_mv, st.slot_bytes
         same = all(g[k : k + HEADER_BYTES] == hb for k in range(0, st.size * step, step))

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench._util import bad_setting, parse_bool, parse_bytes, parse_seconds
+from workbench.comm._environ import env_reader
 
 __all__ = [
     "ALGORITHM_NAMES",
@@ -76,21 +77,13 @@ class Settings:
 _cache: tuple[tuple[object, ...], Settings] | None = None
 
 
-# os.environ.get costs ~1 us per variable; the raw dict is ~20x cheaper and is what
-# os.environ updates on assignment, so changes made at run time are still seen.
-_RAW = getattr(os.environ, "_data", None)
-_RAW_KEYS = tuple((os.environ.encodekey(k), d) for k, d in DEFAULTS.items()) if _RAW else ()
-
-
-def _raw_env() -> tuple[object, ...]:
-    if _RAW is not None:
-        return tuple(_RAW.get(k, d) for k, d in _RAW_KEYS)
-    return tuple(os.environ.get(k, d) for k, d in DEFAULTS.items())
+#: The raw values of the variables of DEFAULTS, to notice a change (see :mod:`._environ`).
+_read_env = env_reader(DEFAULTS)
 
 
 def _from_env() -> Settings:
     global _cache
-    raw = _raw_env()
+    raw = _read_env()
     cached = _cache
     if cached is not None and cached[0] == raw:
         return cached[1]

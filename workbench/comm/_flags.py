@@ -8,18 +8,15 @@ stalls and notices dead ranks). The control block is an ``int64`` array of shape
 ``(p, CTL_WORDS)``, one row per rank; the words are addressed by column.
 
 Like :mod:`workbench.comm.kernels`: pure functions on arrays and addresses, no MPI, no Python
-objects, ``cache=True``.
+objects, ``cache=True``. The atomic loads and stores themselves are LLVM-level helpers of
+:mod:`workbench.comm._numba_compat`.
 """
 
 from __future__ import annotations
 
-import platform
+from numba import njit
 
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
-
+from workbench.comm._numba_compat import cpu_relax, load_acquire, store_release
 from workbench.comm.kernels import reduce_into_last
 
 __all__ = [
@@ -62,51 +59,11 @@ DESC_BYTES = 224
 #: Words per rank row (768 bytes: flags, headers and descriptions on separate cache lines).
 CTL_WORDS = 96
 
-_X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
-
-
-@intrinsic
-def _load_acquire(typingctx, addr):  # pragma: no cover - compiled
-    sig = types.int64(addr)
-
-    def codegen(context, builder, signature, args):
-        ptr = builder.inttoptr(args[0], ir.IntType(64).as_pointer())
-        return builder.load_atomic(ptr, "acquire", 8)
-
-    return sig, codegen
-
-
-@intrinsic
-def _store_release(typingctx, addr, value):  # pragma: no cover - compiled
-    sig = types.void(addr, value)
-
-    def codegen(context, builder, signature, args):
-        ptr = builder.inttoptr(args[0], ir.IntType(64).as_pointer())
-        val = context.cast(builder, args[1], signature.args[1], types.int64)
-        builder.store_atomic(val, ptr, "release", 8)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-@intrinsic
-def _cpu_relax(typingctx):  # pragma: no cover - compiled
-    sig = types.void()
-
-    def codegen(context, builder, signature, args):
-        if _X86:  # PAUSE: lets the sibling hyperthread run while we spin
-            fnty = ir.FunctionType(ir.VoidType(), [])
-            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse2.pause")
-            builder.call(fn, [])
-        return context.get_dummy_value()
-
-    return sig, codegen
-
 
 @njit(cache=True, nogil=True)
 def publish(ctl, rank, column, value):  # pragma: no cover - compiled
     """Release-store ``value`` into ``ctl[rank, column]`` (earlier writes become visible first)."""
-    _store_release(ctl.ctypes.data + (rank * ctl.shape[1] + column) * 8, value)
+    store_release(ctl.ctypes.data + (rank * ctl.shape[1] + column) * 8, value)
 
 
 @njit(cache=True, nogil=True)
@@ -122,11 +79,11 @@ def wait_all(ctl, column, value, spins):  # pragma: no cover - compiled
     for _ in range(spins):
         missing = 0
         for r in range(p):
-            if _load_acquire(base + r * stride) < value:
+            if load_acquire(base + r * stride) < value:
                 missing += 1
         if missing == 0:
             return 0
-        _cpu_relax()
+        cpu_relax()
     return missing
 
 

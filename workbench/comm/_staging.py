@@ -159,9 +159,10 @@ def staging(comm: Any) -> Staging | None:
     """The staging window of ``comm``, or None where it does not apply (one rank, several
     nodes, a team's communicator). Created collectively at the first call on ``comm``."""
     key = comm.handle
-    st = _states.get(key, False)
-    if st is not False:
-        return st  # type: ignore[return-value]
+    try:
+        return _states[key]  # None is a valid answer: no .get()
+    except KeyError:
+        pass  # the first call on comm
     found: Staging | None = None
     if comm.Get_size() > 1 and not is_team_comm(comm):
         topo = topology(comm)

@@ -142,7 +142,9 @@ def plan_from_entry(entry: Mapping[str, Any], source: str) -> tuple[Layout, Plan
     rows = sorted(entry["sizes"], key=lambda r: int(r["bytes"]))
     if not rows:
         raise ValueError(f"{layout.key}: no sizes")
-    sizes, algos, team = [], [], []
+    sizes: list[int] = []
+    algos: list[str] = []
+    team: list[str] = []
     allowed = layout.allowed()
     for row in rows:
         nbytes = int(row["bytes"])

@@ -52,7 +52,7 @@ class NodeWindow:
         total = ctl_bytes + data_bytes
         self.win = MPI.Win.Allocate_shared(total if self.rank == 0 else 0, 1, comm=node)
         mem, _ = self.win.Shared_query(0)
-        raw = np.frombuffer(mem, dtype=np.uint8, count=total)
+        raw = np.frombuffer(mem.cast("B"), dtype=np.uint8, count=total)
         self.ctl = raw[:ctl_bytes].view(np.int64).reshape(self.p, _flags.CTL_WORDS)
         self.data = raw[ctl_bytes:]
         self.ctl[self.rank].fill(0)

@@ -8,7 +8,7 @@ from typing import Any
 from mpi4py import MPI
 
 from workbench.comm import _config
-from workbench.comm._checks import agree, comm_state, signature
+from workbench.comm._checks import CallFields, agree, comm_state, signature
 from workbench.comm._convert import Item, check_op, finish, prepare
 from workbench.comm._fusion import plan
 from workbench.comm._staging import staging
@@ -21,8 +21,8 @@ __all__ = ["allreduce", "allreduce_async"]
 
 _OP_CODES = {"sum": 1, "mean": 2, "max": 3, "min": 4}
 _DESCRIBE_MAX = 8  # tensors listed in a mismatch description
-_single_cache: dict[tuple[Any, ...], tuple[str, tuple[int, ...]]] = {}
-_NO_FIELDS = (0, 0, 0, 0, 0)  # header fields of an unchecked call
+_single_cache: dict[tuple[Any, ...], tuple[str, CallFields]] = {}
+_NO_FIELDS: CallFields = (0, 0, 0, 0, 0)  # header fields of an unchecked call
 
 
 def _algorithm_code(algo: Algorithm) -> int:
@@ -51,7 +51,7 @@ def _items_hash(items: list[Item]) -> int:
     return signature(";".join(it.describe() for it in items))
 
 
-def _call_fields(items: list[Item], op: str, algo: Algorithm, desc: str) -> tuple[int, ...]:
+def _call_fields(items: list[Item], op: str, algo: Algorithm, desc: str) -> CallFields:
     h = signature(desc) if len(items) <= _DESCRIBE_MAX else _items_hash(items) ^ signature(desc)
     return (h, sum(it.src.size for it in items), len(items), _OP_CODES[op], _algorithm_code(algo))
 
@@ -76,7 +76,7 @@ def reduce_items(
     )
     algo = get_algorithm(algorithm if isinstance(algorithm, Algorithm) else cfg.algorithm)
     comm = MPI.COMM_WORLD if comm is None else comm
-    if algo.name == "auto":
+    if algo.shortcuts:  # (auto) a symmetric buffer in place is reduced where it lies
         target = symmetric_target(xs, outs)
         if target is not None:
             return _reduce_symmetric(xs, target, op, algo, many, cfg)
@@ -95,7 +95,7 @@ def reduce_items(
     if st is not None:  # one node: the check (and a small message) through the node window
         small = (
             error is None
-            and algo.name == "auto"
+            and algo.shortcuts
             and len(batches) == 1
             and batches[0].nbytes <= st.capacity
         )
@@ -110,7 +110,7 @@ def reduce_items(
             if small:
                 return [finish(it) for it in items]
         for batch in batches:
-            if batch.fused and cfg.check and algo.name == "auto":
+            if batch.fused and cfg.check and algo.shortcuts:
                 st.reduce_fused(batch, op, comm, cfg.stall_seconds)
             else:
                 batch.run(op, comm, algo, None)
@@ -120,7 +120,7 @@ def reduce_items(
         payload = None
         if (
             error is None
-            and algo.name == "auto"
+            and algo.shortcuts
             and len(batches) == 1
             and comm_state(comm).can_inline(batches[0].nbytes)
         ):
@@ -169,7 +169,7 @@ def _reduce_symmetric(
 
 def _signature(
     items: list[Item], op: str, algo: Algorithm, many: bool, error: BaseException | None
-) -> tuple[str, tuple[int, ...]]:
+) -> tuple[str, CallFields]:
     """The call's description and check fields (cached for the common one-tensor call)."""
     if error is not None:
         desc = f"rejected locally: {_kind(error)}: {error}"
@@ -297,7 +297,7 @@ def allreduce_async(
     check_op(op)
     base = MPI.COMM_WORLD if comm is None else comm
     chosen = get_algorithm(algorithm)
-    if chosen.name in ("shm", "hierarchical"):
+    if not chosen.team_safe:
         raise InvalidValueError(
             f"allreduce_async(algorithm={chosen.name!r}): shared-memory windows cannot be "
             "created safely from a team's thread; use 'auto', 'ring', 'rhd' or 'mpi' for "

@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -160,12 +161,10 @@ def measure(comm: Any, sizes: Sequence[int], *, quick: bool = False) -> dict[str
         x = np.full(nbytes // 4, rank + 1, np.float32)
         y = np.empty_like(x)
         reps = repetitions(nbytes, quick)
-        native = time_collective(comm, lambda x=x, y=y: comm.Allreduce(x, y), reps)
+        native = time_collective(comm, partial(comm.Allreduce, x, y), reps)
         times = {}
         for name in names:
-            times[name] = time_collective(
-                comm, lambda n=name, x=x, y=y: allreduce(x, out=y, algorithm=n), reps
-            )
+            times[name] = time_collective(comm, partial(allreduce, x, out=y, algorithm=name), reps)
             if float(y[0]) != p * (p + 1) / 2:
                 raise RuntimeError(f"{name} gave {y[0]} at {nbytes} bytes, not {p * (p + 1) / 2}")
         best = choose(times, times["mpi"], layout.allowed())

@@ -42,7 +42,7 @@ def _in_widget_frontend() -> bool:
         return False
     try:
         import ipywidgets  # noqa: F401
-    except ImportError:
+    except ImportError:  # no widgets: the text view
         return False
     return True
 

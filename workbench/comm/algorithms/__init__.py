@@ -65,6 +65,9 @@ class AutoAlgorithm(Algorithm):
     """
 
     name = "auto"
+    team_safe = True  # on a team's communicator it never picks one that is not
+    single_node = False
+    shortcuts = True
 
     def __init__(
         self, small_bytes: int = SMALL_BYTES, large_bytes: int = LARGE_BYTES, *, tuned: bool = True
@@ -106,16 +109,19 @@ class AutoAlgorithm(Algorithm):
     def select(self, nbytes: int, comm: Any) -> Algorithm:
         """The algorithm ``auto`` uses for ``nbytes`` on ``comm``."""
         if comm.Get_size() == 1:
-            return _INSTANCES["mpi"]
+            return _NAMED["mpi"]
         plan = self._plans.get(comm.handle) or self.plan(comm)
-        return _INSTANCES[plan.pick(nbytes, is_team_comm(comm))]
+        return _NAMED[plan.pick(nbytes, is_team_comm(comm))]
 
     def reduce(self, buf: np.ndarray, op: str, comm: Any, *, src: np.ndarray | None = None) -> None:
         """Reduce ``buf`` with the algorithm :meth:`select` picks for its size and ``comm``."""
         self.select(buf.nbytes, comm).reduce(buf, op, comm, src=src)
 
 
-_INSTANCES: dict[str, Algorithm] = {
+#: Every algorithm by name (:data:`~workbench.comm.ALGORITHM_NAMES`). Instances, not classes
+#: (unlike the sweep schedulers' registry): they are shared by every call, so that ``auto``
+#: keeps its per-communicator plans and a call costs one dict lookup.
+_NAMED: dict[str, Algorithm] = {
     "auto": AutoAlgorithm(),
     "mpi": MPIAlgorithm(),
     "ring": RingAlgorithm(),
@@ -128,16 +134,16 @@ _INSTANCES: dict[str, Algorithm] = {
 def get_algorithm(algorithm: str | Algorithm | None = None) -> Algorithm:
     """An :class:`Algorithm` from ``algorithm``: ``None`` (``WORKBENCH_ALLREDUCE_ALGO``), a
     name from :data:`~workbench.comm.ALGORITHM_NAMES` or an instance (returned as is)."""
-    found = _INSTANCES.get(algorithm)  # type: ignore[arg-type]
+    found = _NAMED.get(algorithm)  # type: ignore[arg-type]  # None or an instance: a miss
     if found is not None:
         return found
     if isinstance(algorithm, Algorithm):
         return algorithm
     if algorithm is None:
-        return _INSTANCES[_config.settings().algorithm]
+        return _NAMED[_config.settings().algorithm]
     if not isinstance(algorithm, str):
         raise InvalidTypeError(
             f"algorithm must be a name ({', '.join(_config.ALGORITHM_NAMES)}) or an "
             f"Algorithm instance, not {type(algorithm).__name__}"
         )
-    return _INSTANCES[_config.parse_algorithm("algorithm", algorithm)]
+    return _NAMED[_config.parse_algorithm("algorithm", algorithm)]

@@ -24,6 +24,9 @@ class HierarchicalAlgorithm(Algorithm):
     """Two-level allreduce; ``ranks_per_node`` fakes nodes (for tests on one machine)."""
 
     name = "hierarchical"
+    team_safe = False  # creates shared windows on first use
+    single_node = False
+    shortcuts = False
 
     def __init__(self, ranks_per_node: int | None = None) -> None:
         self.ranks_per_node = ranks_per_node

@@ -18,6 +18,9 @@ class MPIAlgorithm(Algorithm):
     """mpi4py ``Comm.Allreduce`` (in place, or from ``src`` into ``buf``)."""
 
     name = "mpi"
+    team_safe = True
+    single_node = False
+    shortcuts = False
 
     def reduce(self, buf: np.ndarray, op: str, comm: Any, *, src: np.ndarray | None = None) -> None:
         """See :meth:`Algorithm.reduce <workbench.comm.algorithms.Algorithm.reduce>`."""

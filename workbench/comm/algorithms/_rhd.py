@@ -96,6 +96,9 @@ class RHDAlgorithm(Algorithm):
     """Rabenseifner's reduce-scatter/allgather, latency ``O(log p)``."""
 
     name = "rhd"
+    team_safe = True
+    single_node = False
+    shortcuts = False
 
     def reduce(self, buf: np.ndarray, op: str, comm: Any, *, src: np.ndarray | None = None) -> None:
         """See :meth:`Algorithm.reduce <workbench.comm.algorithms.Algorithm.reduce>`."""

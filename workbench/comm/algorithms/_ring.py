@@ -75,6 +75,9 @@ class RingAlgorithm(Algorithm):
     overrides ``WORKBENCH_SEGMENT_BYTES``."""
 
     name = "ring"
+    team_safe = True
+    single_node = False
+    shortcuts = False
 
     def __init__(self, segment_bytes: int | None = None) -> None:
         self.segment_bytes = segment_bytes

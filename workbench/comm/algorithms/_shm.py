@@ -42,7 +42,7 @@ class _Window:
         total = 2 * (p + 1) * slot_bytes
         self.win = MPI.Win.Allocate_shared(total if node.Get_rank() == 0 else 0, 1, comm=node)
         mem, _ = self.win.Shared_query(0)
-        self.raw = np.frombuffer(mem, dtype=np.uint8, count=total)
+        self.raw = np.frombuffer(mem.cast("B"), dtype=np.uint8, count=total)
         self.win.Lock_all()
         self.parity = 0
 
@@ -119,6 +119,9 @@ class ShmAlgorithm(Algorithm):
     """
 
     name = "shm"
+    team_safe = False  # creates shared windows on first use
+    single_node = True
+    shortcuts = False
 
     def __init__(self, ranks_per_node: int | None = None) -> None:
         self.ranks_per_node = ranks_per_node

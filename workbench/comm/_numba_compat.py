@@ -1,0 +1,97 @@
+"""The one module that reaches below numba's public API: the LLVM-level helpers of the flag
+kernels (:mod:`workbench.comm._flags`).
+
+numba's public ``numba.extending.intrinsic`` lets a kernel emit LLVM IR (through llvmlite)
+for what numba has no operation for: an atomic load with acquire order, a store with release
+order, the CPU's spin-wait hint. The one helper they need from numba's internals is
+``numba.core.cgutils.get_or_insert_function``; it is read here, with a fallback on llvmlite's
+public API, so a numba upgrade that moves it is one file's work.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable
+from typing import Any, cast
+
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+__all__ = [
+    "cpu_relax",
+    "declare_function",
+    "declare_function_public",
+    "load_acquire",
+    "store_release",
+]
+
+
+def declare_function_public(module: Any, fnty: Any, name: str) -> Any:
+    """The function ``name`` of the llvmlite ``module``, declared with type ``fnty`` when
+    the module has none by that name (llvmlite's public ``Module.get_global`` and
+    ``ir.Function``): what numba's helper does."""
+    try:
+        return module.get_global(name)
+    except KeyError:
+        return ir.Function(module, fnty, name)
+
+
+try:  # not numba's public API (numba.cgutils until 0.49, numba.core.cgutils since)
+    from numba.core.cgutils import get_or_insert_function as _numba_declare
+except ImportError:  # gone: the same with llvmlite's public API
+    _numba_declare = declare_function_public
+
+#: ``declare_function(module, fnty, name)``: numba's ``cgutils.get_or_insert_function``
+#: when it has one, else :func:`declare_function_public`. Looked up when a kernel that uses
+#: :func:`cpu_relax` is compiled.
+declare_function: Callable[[Any, Any, str], Any] = _numba_declare
+
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
+
+
+@intrinsic
+def _load_acquire(typingctx, addr):  # pragma: no cover - compiled
+    sig = types.int64(addr)
+
+    def codegen(context, builder, signature, args):
+        ptr = builder.inttoptr(args[0], ir.IntType(64).as_pointer())
+        return builder.load_atomic(ptr, "acquire", 8)
+
+    return sig, codegen
+
+
+@intrinsic
+def _store_release(typingctx, addr, value):  # pragma: no cover - compiled
+    sig = types.void(addr, value)
+
+    def codegen(context, builder, signature, args):
+        ptr = builder.inttoptr(args[0], ir.IntType(64).as_pointer())
+        val = context.cast(builder, args[1], signature.args[1], types.int64)
+        builder.store_atomic(val, ptr, "release", 8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _cpu_relax(typingctx):  # pragma: no cover - compiled
+    sig = types.void()
+
+    def codegen(context, builder, signature, args):
+        if _X86:  # PAUSE: lets the sibling hyperthread run while we spin
+            fnty = ir.FunctionType(ir.VoidType(), [])
+            builder.call(declare_function(builder.module, fnty, "llvm.x86.sse2.pause"), [])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+# What numba-compiled code calls (numba types the calls itself: the casts only tell mypy
+# the signatures as a kernel sees them, not the decorator's ``(typingctx, ...)`` ones).
+#: ``load_acquire(addr) -> int64``: the int64 at address ``addr``, loaded with acquire order.
+load_acquire = cast("Callable[[int], int]", _load_acquire)
+#: ``store_release(addr, value)``: store ``value`` as int64 at ``addr`` with release order.
+store_release = cast("Callable[[int, int], None]", _store_release)
+#: ``cpu_relax()``: the spin-wait hint (x86 ``PAUSE``; nothing elsewhere).
+cpu_relax = cast("Callable[[], None]", _cpu_relax)
