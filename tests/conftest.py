@@ -10,8 +10,9 @@ import tempfile
 
 import pytest
 
-# skip_guard: in CI, an unexpected skip fails the run; jupyter_server: jp_fetch for the panel API
-pytest_plugins = ["skip_guard", "pytest_jupyter.jupyter_server"]
+# skip_guard: in CI, an unexpected skip fails the run; leftovers: a pool process or Slurm job
+# left running fails the session; jupyter_server: jp_fetch for the panel API
+pytest_plugins = ["skip_guard", "leftovers", "pytest_jupyter.jupyter_server"]
 
 # Keep cluster files and profiles of the test run away from the user's ~/.ipython.
 os.environ.setdefault("IPYTHONDIR", tempfile.mkdtemp(prefix="wb-ipython-"))
@@ -51,56 +52,6 @@ def shell():
     ip = start_ipython()
     ip.run_line_magic("load_ext", "workbench")
     return ip
-
-
-def wait_idle(pool, timeout: float = 5.0) -> None:
-    """Wait (bounded) until every rank shows idle: the controller's queue counts trail replies."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while {r["state"] for r in pool.status().rows} != {"idle"}:
-        assert time.monotonic() < deadline, f"ranks not idle after {timeout} s:\n{pool.status()}"
-        time.sleep(0.1)
-
-
-ROOT = os.path.dirname(_TESTS)
-
-
-def run_template(name: str, tmp_path, *params: str, timeout: float = 300):
-    """Run ``notebooks/<name>`` headless with ``workbench run -p ...`` in ``tmp_path``
-    (the kernel's files stay out of notebooks/); return the executed notebook."""
-    import subprocess
-    import sys
-
-    import nbformat
-
-    out = os.path.join(str(tmp_path), f"{name}.out.ipynb")
-    args = [sys.executable, "-m", "workbench.cli", "run", os.path.join(ROOT, "notebooks", name)]
-    for p in params:
-        args += ["-p", p]
-    done = subprocess.run(
-        [*args, "-o", out, "--cwd", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=os.environ.copy(),
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return nbformat.read(out, as_version=4)
-
-
-def cell_text(cell) -> str:
-    """The printed text and text/plain results of one cell."""
-    return "".join(
-        o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
-        for o in cell.get("outputs", [])
-    )
-
-
-def outputs_text(nb) -> str:
-    """Everything the code cells of ``nb`` printed, one cell per line block."""
-    return "\n".join(cell_text(c) for c in nb.cells if c.cell_type == "code")
 
 
 def _slurm_up() -> bool:

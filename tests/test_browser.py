@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # (minutes in all: `pytest -m 'not slow'` skips them)
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_FLAGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

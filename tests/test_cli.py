@@ -270,6 +270,7 @@ def test_run_failing_cell_writes_output_and_exits_1(
     assert out.cells[3].outputs == []
 
 
+@pytest.mark.slow
 def test_cell_timeout_is_reported_and_output_kept(
     jupyter_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -382,6 +383,7 @@ def test_templates_list(tmp_path: Path) -> None:
         assert path.stem in result.stdout
 
 
+@pytest.mark.slow
 def test_templates_copy_refuses_to_overwrite(tmp_path: Path) -> None:
     from workbench.cli._shared import shared_dir
 

@@ -24,6 +24,7 @@ def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_detached_pool_outlives_its_starter_and_is_attachable(shell, live_pool, capsys):
     started = _cli("pool", "start", "-n", "2", "--detach")
     assert started.returncode == 0, started.stderr

@@ -68,6 +68,7 @@ def _connection_request(info: dict, key: bytes) -> bool:
         sock.close()
 
 
+@pytest.mark.slow
 def test_controller_rejects_unsigned_messages(live_pool):
     security = os.path.dirname(live_pool.cluster_file)
     cid = live_pool.cluster.cluster_id
@@ -80,6 +81,7 @@ def test_controller_rejects_unsigned_messages(live_pool):
     assert live_pool.run(os.getpid) == [e.pid for e in live_pool.engines]  # still fine
 
 
+@pytest.mark.slow
 def test_killed_rank_inside_allreduce_does_not_hang_and_restart_recovers(live_pool):
     old = [e.pid for e in live_pool.engines]
     code = (
@@ -99,6 +101,7 @@ def test_killed_rank_inside_allreduce_does_not_hang_and_restart_recovers(live_po
     assert live_pool.run(os.getpid) == [e.pid for e in live_pool.engines]
 
 
+@pytest.mark.slow
 def test_no_orphans_after_stop(tmp_path):
     from workbench.pool import Pool, current, set_current
 

@@ -188,7 +188,7 @@ def test_ctrl_c_interrupts_the_engines_tasks(live_pool):
     import threading
     import time
 
-    from conftest import wait_idle
+    from helpers import wait_idle
 
     timer = threading.Timer(2.0, os.kill, args=(os.getpid(), signal.SIGINT))
     start = time.monotonic()

@@ -8,7 +8,7 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 import pytest
-from conftest import outputs_text, run_template
+from helpers import outputs_text, run_template
 
 import workbench as wb
 from workbench.linalg import Rows, routine
@@ -261,6 +261,7 @@ def test_a_routine_is_one_function(live_pool):
 
 
 # -- the template notebook -----------------------------------------------------------------------
+@pytest.mark.slow
 def test_svd_offload_notebook(tmp_path):
     text = outputs_text(run_template("svd-offload.ipynb", tmp_path, "n_engines=2"))
     assert "started 2 MPI engines" in text

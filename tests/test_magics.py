@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from conftest import wait_idle
+from helpers import wait_idle
 from IPython.core.error import UsageError
 
 from workbench.errors import PoolError, PoolTimeoutError, RankError
@@ -160,6 +160,7 @@ def test_wb_attach_by_file(shell, live_pool, capsys):
     set_current(live_pool)
 
 
+@pytest.mark.slow
 def test_distributed_without_pool_starts_default_then_lifecycle(shell, live_pool, capsys):
     from workbench.pool import current, set_current
 
@@ -226,6 +227,7 @@ def _stop_from_another_process(cluster_file: str) -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_pool_stopped_from_another_process_answers_at_once_then_stops_and_restarts(
     shell, live_pool, capsys
 ):
@@ -339,6 +341,7 @@ def _text(messages: list[dict]) -> str:
                    for m in messages)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_in_a_kernel_start_shows_progress_and_the_cluster_log_stays_out_of_cells():
     """In a real kernel (where ipyparallel's background threads watch the processes):
     `%wb start` shows the launcher, the registrations in one output updated in place and the
@@ -379,6 +382,7 @@ def _read(path: str) -> str:
         return ""
 
 
+@pytest.mark.slow
 def test_wb_start_says_what_starts_then_registrations_then_started(shell, live_pool, capsys):
     """`%wb start` prints the launcher at once, each registration count, then the summary;
     no tqdm bar; `%wb status` names the pool's log file."""

@@ -7,11 +7,13 @@ import os
 import re
 from pathlib import Path
 
-from conftest import cell_text, outputs_text, run_template
+import pytest
+from helpers import cell_text, outputs_text, run_template
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_quickstart(tmp_path):
     nb = run_template("00-quickstart.ipynb", tmp_path, "n_engines=3")
     code = [c for c in nb.cells if c.cell_type == "code"]
@@ -36,6 +38,7 @@ def test_quickstart(tmp_path):
     assert "pool stopped" in everything
 
 
+@pytest.mark.slow
 def test_end_to_end_workflow(tmp_path):
     before = sorted(os.listdir(ROOT / "notebooks"))
     nb = run_template("end-to-end-workflow.ipynb", tmp_path, "n_trials=6")

@@ -7,7 +7,6 @@ attached to the session pool, and record every message the kernel sends."""
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 from IPython.utils.capture import capture_output
@@ -86,11 +85,13 @@ def test_render_marks_stderr_and_counts_skipped_lines():
 
 
 def test_display_is_throttled_capped_then_grouped_by_rank(shell):
-    sink = DisplayedLines(interval=0.5, live_lines=5)
+    now = [100.0]  # the sink's clock, moved by hand: no sleep, no race with a loaded machine
+    sink = DisplayedLines(interval=0.5, live_lines=5, clock=lambda: now[0])
     with capture_output() as cap:
         sink.add([Line(1, "stdout", "a1"), Line(0, "stdout", "a0")], final=False)
+        now[0] += 0.3
         sink.add([Line(1, "stderr", "e1")], final=False)  # too soon: not sent
-        time.sleep(0.55)
+        now[0] += 0.25
         sink.add([Line(0, "stdout", f"x{i}") for i in range(10)], final=False)
         sink.add([Line(1, "stdout", "b1"), Line(0, "stdout", "b0")], final=True)
     shown = [(o.update, o.data["text/plain"].splitlines()) for o in cap.outputs]
@@ -168,6 +169,7 @@ def _rank_view(cell) -> dict:
     return views[0]
 
 
+@pytest.mark.slow
 def test_notebook_groups_lines_by_rank_when_the_cell_ends(kernel_run, pool):
     nb, sent = kernel_run
     cell = nb.cells[2]

@@ -40,6 +40,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 async def test_a_pool_from_the_command_line_is_listed_busy_then_stopped(jp_fetch):
     cmd = [sys.executable, "-m", "workbench.cli", "pool", "start", "-n", "2", "--detach"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=True)
@@ -67,6 +68,7 @@ async def test_a_pool_from_the_command_line_is_listed_busy_then_stopped(jp_fetch
     assert _find(await _pools(jp_fetch), cluster_file) is None
 
 
+@pytest.mark.slow
 async def test_start_restart_and_stop_from_the_panel(jp_fetch):
     response = await jp_fetch("workbench", "api", "pools", method="POST",
                               body=json.dumps({"ranks": 1}), request_timeout=180)  # fmt: skip

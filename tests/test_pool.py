@@ -7,7 +7,7 @@ import signal
 import time
 
 import pytest
-from conftest import wait_idle
+from helpers import wait_idle
 
 import workbench as wb
 from workbench.errors import EngineDiedError, PoolError, PoolTimeoutError, RankError
@@ -187,6 +187,7 @@ def test_launcher_that_exits_while_starting_fails_at_once_with_its_output(
     assert capsys.readouterr().out == "workbench: starting 2 MPI engines (mpiexec)…\n"
 
 
+@pytest.mark.slow
 def test_killed_engine_is_reported_by_rank_then_restart_recovers(live_pool):
     victim = live_pool.engines[1].pid
     code = "import time\nfor _ in range(600): time.sleep(0.1)"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import outputs_text, run_template
+from helpers import outputs_text, run_template
 from sklearn import datasets
 from sklearn import feature_selection as fs
 from sklearn.inspection import permutation_importance
@@ -100,7 +100,7 @@ def test_shards_equal_concatenated(live_pool, score):
     for other in (sharded, chunked):
         np.testing.assert_allclose(other.scores_, whole.scores_, rtol=1e-10)
         assert (other.support_ == whole.support_).all()
-    assert not live_pool.handles  # nothing left on the engines
+    assert not live_pool.placed  # nothing left on the engines
 
 
 # -- sequential --------------------------------------------------------------------------
@@ -146,10 +146,10 @@ def test_placed_data_is_sent_once_and_reused(live_pool):
     X, y = _data("wine", cols=6)
     data = wb.select.place(X, y)
     try:
-        before = len(live_pool.handles)
+        before = len(live_pool.placed)
         a = wb.select.sequential(GaussianNB(), data, n_features_to_select=2)
         b = wb.select.rfe(DecisionTreeClassifier(random_state=0), data, n_features_to_select=3)
-        assert len(live_pool.handles) == before  # nothing placed again
+        assert len(live_pool.placed) == before  # nothing placed again
         assert a.support_.sum() == 2 and b.support_.sum() == 3
     finally:
         data.free()
@@ -256,7 +256,7 @@ def test_bad_input_gives_clear_errors(live_pool):
         wb.select.univariate(X, y, "anova", k=2)
     with pytest.raises(ValueError, match="at least 2 classes"):
         wb.select.univariate(X, np.zeros(len(y)), "f_classif", k=2)
-    assert not live_pool.handles
+    assert not live_pool.placed
 
 
 def test_nan_in_scattered_shard_is_reported_by_rank(live_pool):
@@ -286,6 +286,7 @@ def test_no_pool_is_a_clear_error(live_pool):
 # -- notebook -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_feature_selection_notebook(tmp_path):
     nb = run_template(
         "feature-selection.ipynb", tmp_path, "n_engines=2", "n_rows=400", "n_wide=40", "n_pick=2"

@@ -18,6 +18,8 @@ from workbench.errors import EngineDiedError
 from workbench.pool import Pool, current, set_current
 from workbench.pool._slurm import ENDED, SlurmOptions, batch_template, job_state
 
+pytestmark = pytest.mark.slow  # (minutes in all: `pytest -m 'not slow'` skips them)
+
 
 @pytest.fixture(scope="module")
 def slurm_pool(slurm):

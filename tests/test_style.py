@@ -1,4 +1,5 @@
-"""The code base stays ruff clean (lint and format), as pyproject.toml configures it."""
+"""The code base stays ruff clean (lint and format), type-checked (mypy), within its import
+contracts and in files of at most 500 lines, as pyproject.toml configures it."""
 
 from __future__ import annotations
 
@@ -38,6 +39,27 @@ def test_import_contracts():
         [str(beside), "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_types():
+    """mypy on the package (pyproject's [tool.mypy]): clean."""
+    beside = Path(sys.executable).parent / "mypy"
+    if not beside.exists():
+        pytest.fail("mypy is not installed: pip install -e '.[test]'")
+    done = subprocess.run([str(beside)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+MAX_LINES = 500
+
+
+def test_no_file_over_500_lines():
+    """A module that grows past this is asking to be split along a seam (STYLE.md)."""
+    files = [*ROOT.glob("workbench/**/*.py"), *ROOT.glob("tests/**/*.py"),
+             *ROOT.glob("benchmarks/*.py")]  # fmt: skip
+    long = {str(f.relative_to(ROOT)): n for f in files
+            if (n := len(f.read_text().splitlines())) > MAX_LINES}  # fmt: skip
+    assert not long, f"files over {MAX_LINES} lines: {long}"
 
 
 def test_unexpected_skip_fails_ci(tmp_path):

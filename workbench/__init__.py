@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from workbench import _provided
+
 # Eager, and light: these functions must win over the submodules of the same name.
 from workbench.progress import progress
 from workbench.sweep import choice, grid, loguniform, randint, sweep, uniform
@@ -67,10 +69,34 @@ def joblib(pool: Any = None, **options: Any) -> Any:
     """``with wb.joblib():`` runs joblib's ``n_jobs`` (scikit-learn's) on the engines of
     ``pool`` (default: the current pool) inside the block; ``options`` (``n_jobs``,
     ``min_bytes``, ``progress``) as for :func:`workbench.joblib_backend.use`."""
-    from workbench.joblib_backend import use
     from workbench.pool import require
 
-    return use(require(pool), **options)
+    return _joblib(require(pool), **options)
+
+
+def _scatter(pool: Any, x: Any, *, key: str | None = None) -> Any:
+    from workbench.data import scatter_rows
+
+    return scatter_rows(pool, x, key=key)
+
+
+def _broadcast(pool: Any, obj: Any, *, key: str | None = None) -> Any:
+    from workbench.data import broadcast
+
+    return broadcast(pool, obj, key=key)
+
+
+def _joblib(pool: Any, **options: Any) -> Any:
+    from workbench.joblib_backend import use
+
+    return use(pool, **options)
+
+
+# pool.scatter, pool.broadcast and pool.joblib: the pool must not import what implements
+# them (it is built on the pool), so the package provides them (see workbench._provided)
+_provided.provide("scatter", _scatter)
+_provided.provide("broadcast", _broadcast)
+_provided.provide("joblib", _joblib)
 
 
 def load_ipython_extension(ipython: Any) -> None:

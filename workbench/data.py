@@ -54,7 +54,7 @@ class _Placed:
         if self.freed:
             return
         self.freed = True
-        self.pool.forget(self.key)
+        self.pool.placed.remove(self.key)
         if not self.pool.stopped and not self.pool.dead_ranks():
             self.pool.view().apply_sync(engine_store.drop, self.key)
 
@@ -110,10 +110,8 @@ def scatter_rows(pool: Pool, x: Any, *, key: str | None = None) -> DistributedAr
     bounds = row_bounds(arr.shape[0], pool.size)
     start = time.perf_counter()
     futures = [
-        pool.client[e.engine_id].apply_async(
-            engine_store.put, key, np.ascontiguousarray(arr[lo:hi])
-        )
-        for e, (lo, hi) in zip(pool.engines, bounds, strict=True)
+        pool.view([rank]).apply_async(engine_store.put, key, np.ascontiguousarray(arr[lo:hi]))
+        for rank, (lo, hi) in enumerate(bounds)
     ]
     for f in futures:
         f.get(timeout=TRANSFER)
@@ -126,7 +124,7 @@ def scatter_rows(pool: Pool, x: Any, *, key: str | None = None) -> DistributedAr
         dtype=arr.dtype,
         bounds=bounds,
     )
-    pool.register(key, handle)
+    pool.placed.add(key, handle)
     return handle
 
 
@@ -138,5 +136,5 @@ def broadcast(pool: Pool, obj: Any, *, key: str | None = None) -> Broadcast:
     handle = Broadcast(
         pool, key, int(max(sizes, default=0)), time.perf_counter() - start, kind=type(obj).__name__
     )
-    pool.register(key, handle)
+    pool.placed.add(key, handle)
     return handle

@@ -19,7 +19,7 @@ from IPython.core.magic_arguments import (
 
 from workbench import pool as _pool
 from workbench._util import engines
-from workbench.cli._args import add_start_arguments, parse_ranks, positive_seconds, start_pool
+from workbench.cli.options import add_start_arguments, parse_ranks, positive_seconds, start_pool
 
 __all__ = ["WorkbenchMagics", "register"]
 

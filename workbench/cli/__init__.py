@@ -1,14 +1,17 @@
 """The ``workbench`` command: run notebooks headless, open JupyterLab, manage the kernelspec,
 the notebook templates and pools.
 
-One module per command group (``_run``, ``_lab``, ``_kernel``, ``_templates``, ``_pool``),
+One module per command group (``_run``, ``_submit`` (also ``jobs``), ``_lab``, ``_kernel``,
+``_templates``, ``_pool``, ``_site``),
 each with an ``add_parser(subparsers)`` that builds its parser and sets ``handler`` to a
 ``_cmd_<name>(args) -> int`` function; :data:`_PARSERS` lists them in ``--help`` order.
 :mod:`workbench.cli.kernelspec` installs the kernelspec, :mod:`workbench.cli.notebook`
-executes notebooks, ``_shared`` finds the folders shipped with the package.
+executes notebooks, :mod:`workbench.cli.options` holds the pool options that ``%wb start``
+shares, ``_shared`` finds the folders shipped with the package.
 
 Exit codes: 0 success, 1 the notebook failed, 2 bad input (message on stderr, no traceback),
-130 interrupted (Ctrl-C).
+3 stopped by SIGTERM/SIGUSR1 (saved; ``workbench run --resume`` goes on), 130 interrupted
+(Ctrl-C).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from workbench import __version__
-from workbench.cli import _kernel, _lab, _pool, _run, _templates
+from workbench.cli import _kernel, _lab, _pool, _run, _site, _submit, _templates
 from workbench.cli._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -41,10 +44,12 @@ __all__ = [
 
 _PARSERS: tuple[Callable[[SubParsers], None], ...] = (
     _run.add_parser,
+    _submit.add_parser,
     _lab.add_parser,
     _kernel.add_parser,
     _templates.add_parser,
     _pool.add_parser,
+    _site.add_parser,
 )
 
 

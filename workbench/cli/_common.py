@@ -13,6 +13,7 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_STOPPED",
     "EXIT_USAGE",
     "Handler",
     "SubParsers",
@@ -23,6 +24,7 @@ __all__ = [
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_STOPPED = 3  # stopped by SIGTERM/SIGUSR1 (a batch job's end): saved, resumable
 EXIT_INTERRUPTED = 130
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"

@@ -9,8 +9,8 @@ import threading
 from typing import Any
 
 from workbench._util import engines
-from workbench.cli._args import add_start_arguments, start_pool
 from workbench.cli._common import Handler, SubParsers, group_help
+from workbench.cli.options import add_start_arguments, start_pool
 from workbench.errors import PoolError
 
 __all__ = ["add_parser"]

@@ -1,4 +1,5 @@
-"""Arguments shared by the magics and the command line: types and the pool start options."""
+"""Options shared by the magics and the command line (a public module: `%wb start` and
+`workbench pool start` take the same pool options): argument types and the pool start options."""
 
 from __future__ import annotations
 
@@ -55,16 +56,8 @@ def parse_ranks(text: str) -> list[int]:
     return sorted(ranks)
 
 
-_SLURM_ONLY = (
-    "partition",
-    "time",
-    "account",
-    "nodes",
-    "extra",
-    "launcher",
-    "controller_ip",
-    "warn_before",
-)
+_NEW_JOB_ONLY = ("partition", "time", "account", "nodes", "extra")
+_SLURM_ONLY = ("launcher", "controller_ip", "controller_interface", "warn_before")
 
 
 def add_start_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,8 +72,30 @@ def add_start_arguments(parser: argparse.ArgumentParser) -> None:
         "--detach", action="store_true", help="keep the pool running after this process exits"
     )
     parser.add_argument("--profile", default=None, help="IPython profile for the cluster files")
-    slurm = parser.add_argument_group("compute nodes through Slurm")
-    slurm.add_argument("--slurm", action="store_true", help="start the engines as a Slurm job")
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="on this machine even inside a Slurm allocation (where the default is a step of it)",
+    )
+    engine = parser.add_argument_group("how each engine starts")
+    engine.add_argument(
+        "--setup",
+        action="append",
+        default=None,
+        metavar="LINE",
+        help='a shell line run on each node before the engines, e.g. "module load x" '
+        "(repeat for several)",
+    )
+    engine.add_argument(
+        "--container",
+        default=None,
+        help='a command the engines run under, e.g. "apptainer exec img.sif"',
+    )
+    engine.add_argument("--python", default=None, help="the engines' Python interpreter")
+    slurm = parser.add_argument_group(
+        "compute nodes through Slurm (inside an allocation: a step of it, no new job)"
+    )
+    slurm.add_argument("--slurm", action="store_true", help="start the engines as a new Slurm job")
     slurm.add_argument("--partition", default=None, help="Slurm partition")
     slurm.add_argument("--time", default=None, help="time limit, e.g. 30 or 1:00:00")
     slurm.add_argument("--account", default=None, help="Slurm account")
@@ -90,12 +105,18 @@ def add_start_arguments(parser: argparse.ArgumentParser) -> None:
         "--launcher",
         choices=("mpiexec", "srun"),
         default=None,
-        help="start ranks with mpiexec inside the job (default) or srun",
+        help="start ranks with mpiexec inside a new job (its default) or srun (the default "
+        "inside an allocation)",
     )
     slurm.add_argument(
         "--controller-ip",
         default=None,
-        help="address the nodes reach the controller on (default: this host's)",
+        help="address the nodes reach the controller on (default: chosen, the route to them)",
+    )
+    slurm.add_argument(
+        "--controller-interface",
+        default=None,
+        help="interface to listen on for the nodes instead, e.g. hsn0",
     )
     slurm.add_argument(
         "--warn-before",
@@ -107,19 +128,31 @@ def add_start_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def start_pool(args: argparse.Namespace) -> Any:
-    """Start the pool that parsed ``add_start_arguments`` options describe."""
-    from workbench.pool import Pool
+    """Start the pool that parsed ``add_start_arguments`` options describe: a new Slurm job
+    with ``--slurm``; inside a Slurm allocation a step of it (unless ``--local``); else
+    local engines."""
+    from workbench.pool import Allocation, Pool
 
-    given = [f"--{name.replace('_', '-')}" for name in _SLURM_ONLY if getattr(args, name)]
-    if not args.slurm:
-        if given:
-            raise InvalidValueError(f"{', '.join(given)} only apply with --slurm")
-        return Pool.local(args.n, detach=args.detach, profile=args.profile)
-    if args.n is None:
-        raise InvalidValueError("--slurm needs -n N, the number of engines to ask Slurm for")
+    def given(names: tuple[str, ...]) -> list[str]:
+        return [f"--{name.replace('_', '-')}" for name in names if getattr(args, name)]
+
+    engine = {"setup": args.setup, "container": args.container, "python": args.python,
+              "detach": args.detach, "profile": args.profile}  # fmt: skip
     warn = {} if args.warn_before is None else {"warn_before": args.warn_before}
-    return Pool.slurm(
-        args.n, partition=args.partition, time=args.time, account=args.account,
-        nodes=args.nodes, extra=args.extra, launcher=args.launcher or "mpiexec",
-        controller_ip=args.controller_ip, detach=args.detach, profile=args.profile, **warn,
-    )  # fmt: skip
+    slurm = {"launcher": args.launcher, "controller_ip": args.controller_ip,
+             "controller_interface": args.controller_interface, **warn}  # fmt: skip
+    if args.slurm:
+        if args.n is None:
+            raise InvalidValueError("--slurm needs -n N, the number of engines to ask Slurm for")
+        return Pool.slurm(args.n, partition=args.partition, time=args.time,
+                          account=args.account, nodes=args.nodes, extra=args.extra,
+                          **slurm, **engine)  # fmt: skip
+    if given(_NEW_JOB_ONLY):
+        raise InvalidValueError(f"{', '.join(given(_NEW_JOB_ONLY))} only apply with --slurm")
+    if Allocation.current() is not None and not args.local:
+        return Pool.here(args.n, **slurm, **engine)
+    if given(_SLURM_ONLY):
+        raise InvalidValueError(
+            f"{', '.join(given(_SLURM_ONLY))} only apply with --slurm or inside an allocation"
+        )
+    return Pool.local(args.n, **engine)

@@ -10,7 +10,6 @@ retrieves in its callback thread.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import logging
 import threading
 import time
@@ -29,6 +28,7 @@ from workbench.errors import (
     SetupError,
 )
 from workbench.joblib_backend._tasks import MIN_BYTES, Ref, drop_call, nbytes, run_items
+from workbench.pool import Failure, classify_failure, failure_details
 from workbench.progress import ProgressTracker
 
 if TYPE_CHECKING:
@@ -163,9 +163,14 @@ class PoolBackend(AutoBatchingMixin, ParallelBackendBase):
             self._tracker.finish(dict.fromkeys(call.done, "done"))
             self._view.close(self._tracker)
         if call.keys and not self.pool.stopped and not self.pool.dead_ranks():
-            with contextlib.suppress(Exception):
-                ar = self.pool.view().apply_async(drop_call, call.prefix)
-                ar.get(timeout=_timeouts.QUERY)
+            try:
+                self.pool.view().apply_async(drop_call, call.prefix).get(timeout=_timeouts.QUERY)
+            except Exception as e:  # the arrays stay on the engines: say so, say how to free
+                log.warning(
+                    "joblib: the arrays this call sent (%s, %d) stay on the engines (%s: %s); "
+                    "`%%wb restart` frees them",
+                    call.prefix + "*", len(call.keys), type(e).__name__, e,
+                )  # fmt: skip
 
     def terminate(self) -> None:
         """Nothing to shut down: the engines belong to the pool."""
@@ -209,13 +214,15 @@ class PoolBackend(AutoBatchingMixin, ParallelBackendBase):
         for _, fut in queued:
             fut.cancel()
         if busy and not self.pool.stopped:
-            with contextlib.suppress(Exception):  # batches an engine has not begun: dropped
-                self.pool.client.abort([m for ar in sent for m in ar.msg_ids], block=False)
-            with contextlib.suppress(Exception):  # the running ones: interrupted
-                self.pool.interrupt(busy)
-            deadline = time.monotonic() + _timeouts.INTERRUPT_GRACE
-            for ar in sent:  # settled before the next call can send them work
-                ar.wait(max(0.0, deadline - time.monotonic()))
+            try:  # batches an engine has not begun are dropped, the running ones interrupted;
+                # settled before the next call can send them work
+                self.pool.interrupt(busy, pending=sent, settle=sent)
+            except Exception as e:
+                log.warning(
+                    "joblib: ranks %s could not be interrupted after the failure (%s: %s); "
+                    "they may still run their batches: `%%wb restart` stops them",
+                    busy, type(e).__name__, e,
+                )  # fmt: skip
 
     # -- scheduling ----------------------------------------------------------------------------
     def _take(self, call: _Call) -> list[tuple[int, list[Any], cf.Future[Any]]]:
@@ -325,19 +332,14 @@ class PoolBackend(AutoBatchingMixin, ParallelBackendBase):
             fut.set_exception(error)
 
     def _remote_error(self, rank: int, e: BaseException) -> BaseException:
-        ename = getattr(e, "ename", type(e).__name__)
-        if ename == "KeyboardInterrupt":
-            return RanksInterrupted(f"joblib tasks on rank {rank} were interrupted")
+        kind = classify_failure(e)
+        ename, evalue, trace, _ = failure_details(e)
+        if kind in (Failure.INTERRUPTED, Failure.ABORTED):
+            return RanksInterrupted(f"joblib tasks on rank {rank} were {kind.value}")
         dead = {} if self.pool.stopped else self.pool.dead_ranks([rank])
-        if ename == "EngineError" or dead:
-            return EngineDiedError(dead or {rank: f"{ename}: {getattr(e, 'evalue', e)}"})
-        failure = RankFailure(
-            rank,
-            self._engine_ids.get(rank, -1),
-            ename,
-            str(getattr(e, "evalue", e)),
-            "\n".join(getattr(e, "traceback", None) or []),
-        )
+        if kind is Failure.ENGINE_DIED or dead:
+            return EngineDiedError(dead or {rank: f"{ename}: {evalue}"})
+        failure = RankFailure(rank, self._engine_ids.get(rank, -1), ename, evalue, trace)
         return RankError([failure], self.pool.size)
 
     # -- progress ------------------------------------------------------------------------------
@@ -356,5 +358,7 @@ class PoolBackend(AutoBatchingMixin, ParallelBackendBase):
             for r, d in call.done.items()
         }  # fmt: skip
         if tracker.update(payloads) or force:
-            with contextlib.suppress(Exception):  # a view must never break the computation
+            try:
                 self._view.refresh(tracker)
+            except Exception:  # a view must never break the computation
+                log.debug("joblib: the progress view failed to refresh", exc_info=True)

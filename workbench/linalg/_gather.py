@@ -40,7 +40,7 @@ def to_dask(D: DistributedArray, *, timeout: float | None = _timeouts.TRANSFER) 
         _clients.setdefault(cluster_file, D.pool.client)
     name = f"wb-{D.key}"
     tail = tuple(D.shape[1:])
-    dsk = {}
+    dsk: dict[Any, Any] = {}
     for rank, (lo, hi) in enumerate(D.bounds):
         index = (name, rank) + (0,) * len(tail)
         engine = D.pool.engines[rank].engine_id
@@ -62,8 +62,8 @@ def handle_of(x: Any) -> DistributedArray:
     if isinstance(x, DistributedArray):
         return x
     name = getattr(x, "name", "")
-    handle = require().placed(name[3:]) if name.startswith("wb-") else None
-    if handle is None:
+    handle = require().placed.get(name[3:]) if name.startswith("wb-") else None
+    if not isinstance(handle, DistributedArray):
         raise InvalidValueError(
             f"{type(x).__name__} {name or ''} is not a workbench handle nor an array made by "
             "to_dask() on the current pool"

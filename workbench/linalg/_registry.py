@@ -184,7 +184,7 @@ def _unwrap(results: list[Any], D: DistributedArray, source: str) -> Any:
             bounds=bounds,
             source=f"routine {source}",
         )
-        D.pool.register(first.key, out)
+        D.pool.placed.add(first.key, out)
         return out
 
     head = results[0]

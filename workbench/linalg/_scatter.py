@@ -106,7 +106,7 @@ def scatter(
         fetched_bytes=stats["fetched"],
         chunks_moved=stats["chunks"],
     )
-    pool.register(key, handle)
+    pool.placed.add(key, handle)
     return handle
 
 
@@ -162,8 +162,7 @@ def _push(
             if a >= b:
                 continue
             piece = np.ascontiguousarray(band[a - r0 : b - r0])  # a view when band is C-ordered
-            eid = pool.engines[rank].engine_id
-            sent = pool.client[eid].apply_async(_stage, key, a - lo, piece)
+            sent = pool.view([rank]).apply_async(_stage, key, a - lo, piece)
             inflight.append((sent, piece.nbytes))
             pushed += piece.nbytes
             waiting += piece.nbytes

@@ -19,8 +19,7 @@ from typing import Any
 from workbench import pool as _pool
 from workbench._util import engines
 from workbench.errors import InvalidValueError, PoolError
-from workbench.pool import Pool, SlurmOptions, job_info, kernel_pools
-from workbench.pool._launch import alive
+from workbench.pool import Pool, SlurmOptions, job_info, kernel_pools, process_alive
 
 __all__ = ["PoolRegistry", "cluster_files", "describe_file"]
 
@@ -58,7 +57,7 @@ def describe_file(cluster_file: str) -> dict[str, Any]:
     profile = os.path.basename(profile_dir).removeprefix("profile_")
     cluster_id = str(cluster.get("cluster_id", ""))
     pid = controller.get("pid")
-    running = controller.get("state") == "running" and isinstance(pid, int) and alive(pid)
+    running = controller.get("state") == "running" and isinstance(pid, int) and process_alive(pid)
     return {
         "id": f"{profile}:{cluster_id}",
         "cluster_file": cluster_file,

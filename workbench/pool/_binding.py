@@ -11,10 +11,13 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import logging
 import os
 import sys
 
 __all__ = ["kernel_pools", "record"]
+
+log = logging.getLogger(__name__)
 
 _PREFIX = "workbench-kernel-"
 
@@ -40,12 +43,14 @@ def record(cluster_file: str | None) -> None:
         return
     kernel_id = os.path.basename(conn).removeprefix("kernel-").removesuffix(".json")
     path = os.path.join(os.path.dirname(conn), f"{_PREFIX}{kernel_id}.json")
-    with contextlib.suppress(OSError):
+    try:
         if cluster_file is None:
             os.remove(path)
         else:
             with open(path, "w") as f:
                 json.dump({"cluster_file": cluster_file}, f)
+    except OSError:  # the panel's status bar then shows no pool for this kernel: nothing lost
+        log.debug("noting the pool of kernel %s failed", kernel_id, exc_info=True)
 
 
 def kernel_pools(runtime_dir: str) -> dict[str, str]:

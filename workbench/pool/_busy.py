@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import ipyparallel as ipp
 
 from workbench.pool import _ipp
+
+log = logging.getLogger(__name__)
 
 __all__ = ["busy_engines"]
 
@@ -42,6 +45,7 @@ def busy_engines(c: ipp.Client) -> set[int]:
         records = c.db_query({"msg_id": {"$in": [*foreign, *last.values()]}},
                              ["msg_id", "submitted", "completed"])  # fmt: skip
     except Exception:  # a controller without a task database: trust its queue
+        log.debug("no task records from the controller; trusting its queue", exc_info=True)
         return busy | set(foreign.values())
     by_id = {r["msg_id"]: r for r in records}
     for msg_id, eid in foreign.items():

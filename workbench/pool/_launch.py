@@ -1,6 +1,10 @@
-"""Start and stop the ipyparallel clusters behind a pool: local ``mpiexec`` or a Slurm job.
+"""Build, start, reload and stop the ipyparallel clusters behind a pool, and local pools.
 
-Pool logic lives in :mod:`workbench.pool._pool`; this module only knows processes and launchers.
+A pool's cluster logs to its own file (:mod:`._logs`); how its engines start (local
+``mpiexec``, a Slurm job, a step of an allocation; their setup, container and python) is a
+:class:`~workbench.pool._command.LaunchSpec` kept in a file beside the cluster file, so a
+restart from any process starts them the same way. Slurm starts are in
+:mod:`._slurm_launch`; pool logic lives in :mod:`._pool`.
 """
 
 from __future__ import annotations
@@ -11,47 +15,44 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import ipyparallel as ipp
-import psutil
 from traitlets.config import Config
 
-from workbench import _timeouts
 from workbench._util import engines
 from workbench.errors import InvalidValueError, PoolError
 from workbench.pool import _ipp, _logs
+from workbench.pool._allocation import step_command
+from workbench.pool._command import EngineCommand, LaunchSpec
+from workbench.pool._diagnose import diagnose
 from workbench.pool._feedback import StartFeedback
-from workbench.pool._slurm import (
-    ENDED,
-    SlurmOptions,
-    batch_template,
-    job_state,
-    require_slurm,
-)
-from workbench.pool._status import EngineInfo
+from workbench.pool._procs import alive
 
 __all__ = [
-    "alive",
+    "batch_file",
+    "check_count",
     "cluster_file_of",
+    "configure",
+    "engines_failed",
     "find_mpiexec",
     "load_cluster",
     "local_cluster",
     "log_file",
+    "new_cluster",
     "newest_cluster_file",
     "output_files",
-    "rss",
-    "slurm_cluster",
-    "slurm_job_id",
+    "read_launch",
+    "remove_cluster_file",
+    "save_launch",
+    "start_cluster",
     "stop_file",
     "stop_quietly",
-    "wait_gone",
     "wait_registered",
-    "wait_started",
 ]
 
 log = logging.getLogger(__name__)
@@ -91,25 +92,26 @@ def local_mpiexec() -> str:
     return gforker if os.access(gforker, os.X_OK) else mpiexec
 
 
-def _check_count(n: Any) -> int:
+def check_count(n: Any) -> int:
+    """``n`` if it is a positive number of engines, else :class:`InvalidValueError`."""
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise InvalidValueError(f"n must be a positive number of engines, got {n!r}")
     return n
 
 
-def _cluster(
-    n: int, engines: str, ip: str, detach: bool, profile: str | None, timeout: float
+def new_cluster(
+    n: int, engine_launcher: str, ip: str | None, detach: bool, profile: str | None
 ) -> ipp.Cluster:
-    """A cluster that logs to its own file, never to the notebook (see :mod:`._logs`)."""
+    """A cluster (not started) whose controller listens on ``ip`` and that logs to its own
+    file, never to the notebook (see :mod:`._logs`)."""
     kwargs: dict[str, Any] = {"profile": profile} if profile else {}
     cluster_id = _logs.new_cluster_id()
     cluster = ipp.Cluster(
         n=n,
-        engines=engines,
-        controller_ip=ip,
+        engines=engine_launcher,
+        controller_ip=ip or "127.0.0.1",
         shutdown_atexit=not detach,
         delay=0,
-        engine_timeout=int(timeout),
         cluster_id=cluster_id,
         log=_logs.cluster_logger(cluster_id),
         **kwargs,
@@ -147,28 +149,65 @@ def load_cluster(cluster_file: str) -> ipp.Cluster:
     config = Config()
     if any(outputs):
         config.BatchSystemLauncher.output_file = next(o for o in outputs if o)
-        config.BatchSystemLauncher.batch_file_name = _batch_file(profile_dir, cluster_id)
+        config.BatchSystemLauncher.batch_file_name = batch_file(profile_dir, cluster_id)
         # ipyparallel keeps no batch template in the cluster file: without this one a
         # restart from here (an attached notebook, the panel) would start lone engines
         with (
             contextlib.suppress(OSError),
-            open(_batch_file(profile_dir, cluster_id, "template")) as f,
+            open(batch_file(profile_dir, cluster_id, "template")) as f,
         ):
             config.SlurmEngineSetLauncher.batch_template = f.read()
     cluster = ipp.Cluster.from_dict(state, log=log, cluster_file=cluster_file, config=config)
     _ipp.honest_cluster_file(cluster, alive)
-    if state.get("engines", {}).get("class") == "mpi":  # a local pool: restart like its starter
-        _local_engines(cluster, int(info.get("n") or 1), local_mpiexec())
+    spec = read_launch(cluster)
+    if spec is None and state.get("engines", {}).get("class") == "mpi":
+        spec = LaunchSpec()  # a local pool of a workbench without launch files
+    if spec is not None:  # restart like its starter
+        configure(cluster, spec, int(info.get("n") or 1))
     return cluster
 
 
-def _local_engines(cluster: ipp.Cluster, n: int, mpiexec: str) -> None:
-    """Engines of ``cluster`` start as ``n`` ranks of a one-node ``mpiexec``."""
-    cluster.config.MPIEngineSetLauncher.mpi_cmd = [mpiexec]
-    cluster.config.MPIEngineSetLauncher.environment = {**LOCAL_MPI_ENV, **thread_caps(n)}
+def configure(cluster: ipp.Cluster, spec: LaunchSpec, n: int) -> None:
+    """Make ``cluster``'s engine launchers start ``n`` engines as ``spec`` says."""
+    mpi = cluster.config.MPIEngineSetLauncher
+    if spec.kind == "local":  # one node: MPI over shared memory, threads capped to the cores
+        mpi.mpi_cmd = [local_mpiexec()]
+        mpi.environment = {**LOCAL_MPI_ENV, **thread_caps(n)}
+    elif spec.kind == "allocation":
+        cmd, opts = step_command(spec.launcher, find_mpiexec())
+        if spec.launcher == "srun":  # on as few of the nodes as the free tasks allow
+            opts += [f"-N1-{max(1, len(spec.nodes))}", f"--job-name=workbench-{cluster.cluster_id}"]
+        mpi.mpi_cmd, mpi.mpi_args = cmd, opts
+    if spec.command != EngineCommand():
+        mpi.engine_cmd = spec.command.argv()
+        cluster.config.SlurmEngineSetLauncher.engine_cmd = spec.command.argv()
+    # on the command line too (ipyparallel passes them in the environment only), for a
+    # container that starts the engine with an environment of its own
+    where = [f"--profile-dir={cluster.profile_dir}", f"--cluster-id={cluster.cluster_id}"]
+    mpi.engine_args = cluster.config.SlurmEngineSetLauncher.engine_args = where
 
 
-def _batch_file(profile_dir: str, cluster_id: str, kind: str = "sbatch") -> str:
+def _launch_file(profile_dir: str, cluster_id: str) -> str:
+    return os.path.join(profile_dir, "security", f"workbench-{cluster_id}.launch.json")
+
+
+def save_launch(cluster: ipp.Cluster, spec: LaunchSpec) -> None:
+    """Keep ``spec`` beside ``cluster``'s files (private: it names the site's setup)."""
+    path = _launch_file(cluster.profile_dir, cluster.cluster_id)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        json.dump(spec.to_dict(), f)
+
+
+def read_launch(cluster: ipp.Cluster) -> LaunchSpec | None:
+    """The launch spec kept for ``cluster``, or None (a pool started without one)."""
+    try:
+        with open(_launch_file(cluster.profile_dir, cluster.cluster_id)) as f:
+            return LaunchSpec.from_dict(json.load(f))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def batch_file(profile_dir: str, cluster_id: str, kind: str = "sbatch") -> str:
     """Where a Slurm pool's batch script (``kind`` "sbatch") and its template ("template")
     go: with the cluster's files, not into the user's working folder."""
     return os.path.join(profile_dir, "security", f"slurm-{cluster_id}.{kind}")
@@ -182,6 +221,7 @@ def cluster_file_of(cluster_id: str, profile: str | None) -> str:
 
 def local_cluster(
     n: int,
+    command: EngineCommand,
     *,
     detach: bool,
     profile: str | None,
@@ -193,24 +233,57 @@ def local_cluster(
     Says which launcher starts them, then shows the engines registering (``feedback``);
     Ctrl-C or ``timeout`` while waiting stops what was started.
     """
-    _check_count(n)
-    mpiexec = local_mpiexec()
-    cluster = _cluster(n, "mpi", "127.0.0.1", detach, profile, timeout)
-    _local_engines(cluster, n, mpiexec)
-    feedback.say(f"starting {engines(n)} ({os.path.basename(mpiexec)})…")
+    check_count(n)
+    command.check_here()
+    spec = LaunchSpec(command=command, controller="127.0.0.1", controller_why="a local pool")
+    cluster = new_cluster(n, "mpi", "127.0.0.1", detach, profile)
+    configure(cluster, spec, n)
+    save_launch(cluster, spec)
+    extra = f"; {command.describe()}" if command.describe() else ""
+    feedback.say(f"starting {engines(n)} ({os.path.basename(local_mpiexec())}{extra})…")
+    client = start_cluster(cluster, lambda c: wait_registered(cluster, c, n, timeout, feedback))
+    return cluster, client
+
+
+def _guard(cluster_file: str) -> subprocess.Popen[bytes]:
+    """Start the guard (:mod:`._guard`) of the pool whose cluster file will be
+    ``cluster_file``: it stops the pool if this process dies without stopping it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "workbench.pool._guard", str(os.getpid()), cluster_file],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True, close_fds=True,
+    )  # fmt: skip
+
+
+def start_cluster(
+    cluster: ipp.Cluster,
+    wait: Callable[[ipp.Client], None],
+    *,
+    refused: Callable[[BaseException], str | None] | None = None,
+) -> ipp.Client:
+    """Start ``cluster``, connect, ``wait(client)`` for its engines; on any failure (Ctrl-C
+    included) stop what was started and raise (:class:`PoolError` with ``refused(error)``'s
+    words when it has some)."""
+    # not detached: stopped too if this process is killed
+    guarded = _guard(cluster.cluster_file) if cluster.shutdown_atexit else None
     client = None
     try:
         cluster.start_cluster_sync()
         client = cluster.connect_client_sync()
-        wait_registered(cluster, client, n, timeout, feedback)
+        wait(client)
     except BaseException as e:
+        why = refused(e) if refused is not None else None
         if client is not None:
             client.close()
         stop_quietly(cluster)
+        if guarded is not None:
+            guarded.terminate()  # nothing left to guard
+        if why:
+            raise PoolError(why) from None
         if isinstance(e, (TimeoutError, RuntimeError)) and not isinstance(e, PoolError):
-            raise PoolError(f"could not start {engines(n)}: {e}") from None
+            raise PoolError(f"could not start the engines: {e}") from None
         raise
-    return cluster, client
+    return client
 
 
 def wait_registered(
@@ -237,12 +310,9 @@ def wait_registered(
             feedback.state(f"{count}/{n} engines registered")
         if count >= n:
             return
-        ended = _engines_ended(cluster)
-        if ended:
-            raise PoolError(
-                f"could not start {engines(n)}: their launcher {ended} with {count}/{n} "
-                f"registered (log: {log_file(cluster)}){_job_output(cluster)}"
-            )
+        failed = engines_failed(cluster, n, count, ended=_engines_ended(cluster))
+        if failed:
+            raise PoolError(failed)
         if time.monotonic() > deadline:
             raise PoolError(
                 f"could not start {engines(n)}: {count}/{n} registered after {timeout:g} s "
@@ -251,150 +321,21 @@ def wait_registered(
         time.sleep(0.1)
 
 
-def default_controller_ip() -> str:
-    """The address compute nodes reach this machine on: that of its hostname."""
-    try:
-        return socket.gethostbyname(socket.gethostname())
-    except OSError:
-        return "127.0.0.1"
-
-
-def slurm_cluster(
-    n: int,
-    opts: SlurmOptions,
-    *,
-    controller_ip: str | None,
-    detach: bool,
-    profile: str | None,
-    timeout: float,
-    feedback: StartFeedback,
-) -> tuple[ipp.Cluster, ipp.Client]:
-    """``n`` engines as one MPI job in a Slurm allocation; shows the queue state while waiting
-    (``feedback``).
-
-    Ctrl-C or ``timeout`` while waiting cancels the job.
-    """
-    _check_count(n)
-    try:
-        require_slurm()
-    except RuntimeError as e:
-        raise PoolError(str(e)) from None
-    ip = controller_ip or default_controller_ip()
-    cluster = _cluster(n, "slurm", ip, detach, profile, timeout)
-    # engines on other nodes are known dead only by their heartbeats: a silent node is
-    # declared dead after ~12 s instead of ipyparallel's ~33 s (see _timeouts)
-    cluster.controller_args = [
-        f"--HeartMonitor.period={int(_timeouts.HEARTBEAT * 1000)}",
-        f"--HeartMonitor.max_heartmonitor_misses={_timeouts.HEARTBEAT_MISSES}",
-    ]
-    template = batch_template(opts, find_mpiexec())
-    cluster.config.SlurmEngineSetLauncher.batch_template = template
-    # the batch script goes with the cluster's files, not into the user's working folder;
-    # its template too, for a restart by a process that attached (see load_cluster)
-    script = _batch_file(cluster.profile_dir, cluster.cluster_id)
-    cluster.config.SlurmEngineSetLauncher.batch_file_name = script
-    kept = _batch_file(cluster.profile_dir, cluster.cluster_id, "template")
-    with open(os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-        f.write(template)
-    feedback.say(f"starting {engines(n)} as a Slurm job (ranks started by {opts.launcher})…")
-    client = None
-    try:
-        cluster.start_cluster_sync()
-        client = cluster.connect_client_sync()
-        _wait_in_queue(cluster, client, n, timeout, feedback)
-    except BaseException as e:
-        refused = isinstance(e, subprocess.CalledProcessError) and slurm_job_id(cluster) is None
-        why = _sbatch_refusal(script) if refused else ""
-        if client is not None:
-            client.close()
-        stop_quietly(cluster)
-        if refused:
-            raise PoolError(
-                f"sbatch refused the job: {why}; check the options given (partition, time, "
-                "account, nodes, extra)"
-            ) from None
-        raise
-    return cluster, client
-
-
-def _sbatch_refusal(script: str) -> str:
-    """Why ``sbatch`` refuses ``script``, in its own words (``sbatch --test-only`` submits
-    nothing): ipyparallel's launcher lets sbatch's message go to stderr and raises only
-    "returned non-zero exit status 1"."""
-    try:
-        run = subprocess.run(["sbatch", "--test-only", script], capture_output=True, text=True,
-                             timeout=_timeouts.QUERY, check=False)  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"(sbatch --test-only did not say why: {e})"
-    lines = [ln.removeprefix("sbatch: error: ").strip() for ln in run.stderr.splitlines()]
-    return "; ".join(ln for ln in lines if ln) or f"sbatch exited with status {run.returncode}"
-
-
-def slurm_job_id(cluster: ipp.Cluster) -> str | None:
-    """The Slurm job id of the cluster's engines, if they run through Slurm."""
-    for engine_set in cluster.engines.values():
-        job = getattr(engine_set, "job_id", None)
-        if job:
-            return str(job)
-    return None
-
-
-def wait_started(
-    cluster: ipp.Cluster,
-    client: ipp.Client,
-    n: int,
-    timeout: float,
-    feedback: StartFeedback,
-    *,
-    ignore: frozenset[int] = frozenset(),
-) -> None:
-    """Wait for ``n`` engines besides ``ignore`` (a restart): :func:`wait_registered`, or
-    for a Slurm pool the queue first (see :func:`slurm_cluster`)."""
-    if slurm_job_id(cluster):
-        _wait_in_queue(cluster, client, n, timeout, feedback, ignore=ignore)
-    else:
-        wait_registered(cluster, client, n, timeout, feedback, ignore=ignore)
-
-
-def _wait_in_queue(
-    cluster: ipp.Cluster,
-    client: ipp.Client,
-    n: int,
-    timeout: float,
-    feedback: StartFeedback,
-    *,
-    ignore: frozenset[int] = frozenset(),
-) -> None:
-    """Show each change of the job's state (pending, running, engines registered).
-
-    Registrations are watched every 0.1 s; ``squeue`` is asked at most once a second
-    (each call costs CPU the starting engines could use).
-    """
-    job = slurm_job_id(cluster)
-    deadline = time.monotonic() + timeout
-    state, detail, asked = "UNKNOWN", "", -1.0
-    while len(set(client.ids) - ignore) < n:
-        now = time.monotonic()
-        if job and now - asked >= 1.0:
-            state, detail = job_state(job)
-            asked = now
-        line = f"slurm job {job}: {state.lower()}" + (f" ({detail})" if detail else "")
-        if state == "RUNNING":
-            count = len(set(client.ids) - ignore)
-            line = f"slurm job {job}: running on {detail}; engines registered {count}/{n}"
-        feedback.state(line)
-        if state in ENDED:
-            raise PoolError(
-                f"slurm job {job} ended ({state}) before its engines registered"
-                f"{_job_output(cluster)}"
-            )
-        if now > deadline:
-            raise PoolError(
-                f"{len(set(client.ids) - ignore)}/{n} engines registered after {timeout:g} s "
-                f"(slurm job {job}: {state}); the job was cancelled"
-            )
-        time.sleep(0.1)
-    feedback.state(f"slurm job {job}: {n}/{n} engines registered")
+def engines_failed(
+    cluster: ipp.Cluster, n: int, count: int, *, ended: str | bool | None = None
+) -> str | None:
+    """Why the engines of ``cluster`` failed, from their launcher's output (a setup line, a
+    missing program, an unreachable controller, a full allocation: :mod:`._diagnose`); when
+    the output says nothing known, a line saying how the launcher ``ended`` (if it did)."""
+    output = _output(cluster)
+    why = diagnose(output, read_launch(cluster) or LaunchSpec())
+    if why:
+        return f"could not start {engines(n)}: {why}"
+    if not ended:
+        return None
+    how = ended if isinstance(ended, str) else "ended"
+    return (f"could not start {engines(n)}: their launcher {how} with {count}/{n} registered "
+            f"(log: {log_file(cluster)}){_job_output(cluster)}")  # fmt: skip
 
 
 def _engines_ended(cluster: ipp.Cluster) -> str | None:
@@ -411,14 +352,26 @@ def _engines_ended(cluster: ipp.Cluster) -> str | None:
     return None
 
 
-def _job_output(cluster: ipp.Cluster) -> str:
+def _output(cluster: ipp.Cluster) -> str:
+    """What the engines' launcher printed so far ("" when it cannot be read)."""
+    texts = []
     for engine_set in cluster.engines.values():
-        with contextlib.suppress(Exception):
-            text = engine_set.get_output(remove=False)
-            if text:
-                tail = "\n".join(text.splitlines()[-15:])
-                return f"; its output ends with:\n{tail}"
-    return ""
+        try:
+            texts.append(_ipp.launcher_output(engine_set))
+        except Exception:  # (a launcher of another ipyparallel version, a file gone)
+            log.debug("reading the output of %s", engine_set, exc_info=True)
+    return "\n".join(texts)
+
+
+def _job_output(cluster: ipp.Cluster) -> str:
+    """The end of what the engines' launcher printed, to add to an error (or where to
+    look when it could not be read)."""
+    text = _output(cluster)
+    if text.strip():
+        tail = "\n".join(text.splitlines()[-15:])
+        return f"; its output ends with:\n{tail}"
+    where = ", ".join(output_files(cluster)) or log_file(cluster)
+    return f"; see {where}"
 
 
 def newest_cluster_file(profile: str | None = None) -> str:
@@ -433,36 +386,10 @@ def newest_cluster_file(profile: str | None = None) -> str:
     return max(files, key=os.path.getmtime)
 
 
-def alive(pid: int) -> bool:
-    """True while process ``pid`` runs (zombies count as gone)."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def rss(e: EngineInfo) -> int | None:
-    """Resident memory of a local engine, None for engines on other hosts."""
-    if e.host != socket.gethostname():
-        return None
-    try:
-        return psutil.Process(e.pid).memory_info().rss
-    except psutil.Error:
-        return None
-
-
-def wait_gone(engines: list[EngineInfo], timeout: float) -> None:
-    """Wait (bounded) for local engine processes to exit; kill what is left."""
-    here = socket.gethostname()
-    procs = []
-    for e in engines:
-        if e.host == here:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                procs.append(psutil.Process(e.pid))
-    _, left = psutil.wait_procs(procs, timeout=timeout)
-    for p in left:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
+def remove_cluster_file(cluster: ipp.Cluster) -> None:
+    """Remove ``cluster``'s cluster file (the pool stopped), if it is still there."""
+    with contextlib.suppress(OSError):  # removed already (by another process that stopped it)
+        os.remove(cluster.cluster_file)
 
 
 def stop_file(cluster_file: str) -> None:
@@ -490,7 +417,8 @@ def stop_quietly(cluster: ipp.Cluster) -> None:
     except Exception as e:  # the cluster may be half started or already gone
         log.warning("while stopping the pool %s: %s", cluster.cluster_id, e)
     where, cid = cluster.profile_dir, cluster.cluster_id
-    files = [_batch_file(where, cid, kind) for kind in ("sbatch", "template")]
+    files = [batch_file(where, cid, kind) for kind in ("sbatch", "template")]
+    files.append(_launch_file(where, cid))
     pid = _ipp.controller_pid(cluster)
     if pid is None or not alive(pid):  # a controller stopped as it started leaves these
         files += [os.path.join(where, "security", f"ipcontroller-{cid}-{kind}.json")

@@ -19,7 +19,7 @@ import itertools
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 __all__ = [
@@ -102,15 +102,23 @@ def render(lines: Sequence[Line], *, skipped: int = 0) -> dict[str, str]:
 
 class DisplayedLines:
     """One display updated in place: the latest lines live (in arrival order), then the
-    whole output grouped by rank in rank order (each rank's lines in their own order)."""
+    whole output grouped by rank in rank order (each rank's lines in their own order).
+    ``interval``: seconds between live updates, by ``clock`` (default ``time.monotonic``)."""
 
-    def __init__(self, *, interval: float = LIVE_INTERVAL, live_lines: int = LIVE_LINES) -> None:
+    def __init__(
+        self,
+        *,
+        interval: float = LIVE_INTERVAL,
+        live_lines: int = LIVE_LINES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.interval = interval
+        self.clock = clock
         self.live_lines = live_lines
         self.lines: list[Line] = []
         self.handle: Any = None
         self.shown = 0  # how many of self.lines the live display has shown
-        self.last = 0.0  # time.monotonic() of the last live update
+        self.last = 0.0  # clock() at the last live update
 
     def add(self, lines: list[Line], *, final: bool) -> None:
         """Keep ``lines``; update the display if it is due (always when ``final``)."""
@@ -119,7 +127,7 @@ class DisplayedLines:
             if self.lines:
                 self._show(render(sorted(self.lines, key=lambda x: x.rank)))
             return
-        now = time.monotonic()
+        now = self.clock()
         if len(self.lines) == self.shown or (
             self.handle is not None and now - self.last < self.interval
         ):

@@ -7,9 +7,6 @@ Work goes to the engines ordered by MPI rank, never by engine id.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import json
 import logging
 import os
 import signal
@@ -20,53 +17,25 @@ from typing import Any
 
 import ipyparallel as ipp
 
-from workbench import _timeouts
+from workbench import _provided, _timeouts
 from workbench._timeouts import PING
-from workbench.errors import ControllerGoneError, InvalidValueError, NoPoolError, PoolError
-from workbench.pool import _binding, _engine, _globals, _health, _ipp, _launch
-from workbench.pool._busy import busy_engines
-from workbench.pool._feedback import StartFeedback
-from workbench.pool._slurm import SlurmOptions, format_duration, job_info
-from workbench.pool._status import EngineInfo, PoolStatus
-from workbench.pool._timelimit import DEFAULT_WARN_BEFORE, TimeLeft
+from workbench.errors import ControllerGoneError, InvalidValueError, PoolError
+from workbench.pool import _engine, _globals, _health, _ipp, _launch, _report
+from workbench.pool._command import LaunchSpec
+from workbench.pool._current import release, set_current
+from workbench.pool._enginemap import map_engines
+from workbench.pool._jobwatch import JobWatch
+from workbench.pool._lifecycle import connect, replace_engines, tear_down
+from workbench.pool._placed import Placed
+from workbench.pool._slurm_launch import slurm_job_id
+from workbench.pool._starts import start_here, start_local, start_slurm
+from workbench.pool._status import EngineInfo, PoolStatus, checked_ranks, gone_message
+from workbench.pool._timelimit import DEFAULT_WARN_BEFORE
 from workbench.pool._wait import wait_for
 
-__all__ = ["EngineInfo", "Pool", "PoolStatus", "current", "require", "set_current"]
+__all__ = ["Pool"]
 
 log = logging.getLogger(__name__)
-
-_current: Pool | None = None
-
-
-def current() -> Pool | None:
-    """The pool the magics use (the last one started or attached in this process); a pool
-    found gone (stopped from elsewhere) stays current until it is stopped here, so that
-    what uses it says so."""
-    if _current is None or (_current.stopped and _current.lost is None):
-        return None
-    return _current
-
-
-def require(pool: Pool | None = None) -> Pool:
-    """``pool`` if given (checked alive), else the current pool; :class:`NoPoolError` if none."""
-    found = pool if pool is not None else current()
-    if found is None:
-        raise NoPoolError(
-            "no pool of engines is running: start one with `%wb start -n 4` or "
-            "`wb.Pool.local(4)`, attach with `%wb attach`, or pass pool=..."
-        )
-    found.ensure_alive()
-    return found
-
-
-def set_current(pool: Pool | None) -> None:
-    """Make ``pool`` the one the magics use (in a Jupyter kernel, also noted for the pool
-    panel's status bar)."""
-    global _current
-    changed = pool is not _current
-    _current = pool
-    if changed:
-        _binding.record(None if pool is None else pool.cluster_file)
 
 
 class Pool:
@@ -87,16 +56,18 @@ class Pool:
         #: Seconds every request to the controller may take (status, stop...).
         self.query_timeout: float = _timeouts.CONTROLLER
         _ipp.bound_requests(client, lambda: self.query_timeout)
-        self.engines: list[EngineInfo] = []
-        self._handles: dict[str, Any] = {}  # data placed on the engines, by key
-        self._job_checked: tuple[float, str | None] = (-1e9, None)
-        self._ended: dict[int, str] | None = None  # why each rank died with the job
-        #: A Slurm pool's time left (from the job checks); it warns once ``warn_before``
-        #: seconds before the end (:attr:`warn_before`).
-        self.time_left = TimeLeft()
+        #: The data placed on the engines through this pool and not yet freed (``%wb
+        #: status`` lists it; a restart marks it freed).
+        self.placed = Placed()
+        #: The pool's Slurm job (none for a local pool): whether it ended, its time left,
+        #: and the warning ``job.warn_before`` seconds before its time limit.
+        #: How the engines start (local, a job, a step of an allocation; setup, container).
+        self.launch = _launch.read_launch(cluster) or LaunchSpec()
+        self.job = JobWatch(lambda: slurm_job_id(cluster) or self.launch.allocation)
         if cluster.cluster_file and os.path.exists(cluster.cluster_file):
             os.chmod(cluster.cluster_file, 0o600)  # it names the connection files: keep private
-        self._connect(reuse=reuse_map)
+        #: The engines by MPI rank.
+        self.engines: list[EngineInfo] = map_engines(cluster, client, reuse=reuse_map)
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -104,6 +75,9 @@ class Pool:
         cls,
         n: int | None = None,
         *,
+        setup: str | Sequence[str] | None = None,
+        container: str | None = None,
+        python: str | None = None,
         detach: bool = False,
         profile: str | None = None,
         timeout: float = _timeouts.ENGINE_START,
@@ -118,6 +92,7 @@ class Pool:
         Parameters
         ----------
         n: number of engines (MPI ranks); default one per core.
+        setup, container, python: how each engine starts, as for :meth:`slurm`.
         detach: keep the pool running after this process exits (re-attach with
             :meth:`attach`, stop with ``workbench pool stop``).
         profile: IPython profile whose folder holds the cluster files (default profile).
@@ -125,14 +100,10 @@ class Pool:
         progress: show what the start is doing (False: print nothing).
         """
         n = (os.cpu_count() or 1) if n is None else n
-        cluster, client = _launch.local_cluster(
-            n,
-            detach=detach,
-            profile=profile,
-            timeout=timeout,
-            feedback=StartFeedback(show=progress),
-        )
-        return cls._adopt(cluster, client, owner=not detach)
+        started = start_local(n, setup=setup, container=container, python=python,
+                              detach=detach, profile=profile, timeout=timeout,
+                              progress=progress)  # fmt: skip
+        return cls._adopt(*started, owner=not detach)
 
     @classmethod
     def slurm(
@@ -144,17 +115,24 @@ class Pool:
         account: str | None = None,
         nodes: int | None = None,
         extra: str | None = None,
-        launcher: str = "mpiexec",
+        launcher: str | None = None,
+        setup: str | Sequence[str] | None = None,
+        container: str | None = None,
+        python: str | None = None,
         controller_ip: str | None = None,
+        controller_interface: str | None = None,
         detach: bool = False,
         profile: str | None = None,
         timeout: float = _timeouts.SLURM_START,
         progress: bool = True,
         warn_before: float = DEFAULT_WARN_BEFORE,
     ) -> Pool:
-        """Start ``n`` MPI engines as one Slurm job (``sbatch``); the controller stays here.
+        """Start ``n`` MPI engines as a new Slurm job (``sbatch``); the controller stays here.
 
-        The queue state is shown while waiting; Ctrl-C or ``timeout`` cancels the job.
+        The queue state is shown while waiting; Ctrl-C or ``timeout`` cancels the job, and a
+        request the partition can never satisfy fails at once with Slurm's reason. Options
+        left None come from the site profile (``workbench site show``), else the default.
+        Inside an allocation, :meth:`here` starts engines without a new job.
 
         Parameters
         ----------
@@ -162,11 +140,16 @@ class Pool:
         partition, time, account, nodes: the sbatch options of the same name
             (``time`` as Slurm writes it: ``30``, ``1:00:00``, ``1-12``).
         extra: more sbatch options on one line, e.g. ``"--mem=4G --qos=debug"``.
-        launcher: ``"mpiexec"`` (inside the job; right for MPICH and Slurm-aware MPIs) or
-            ``"srun"`` (``srun --mpi=pmi2``, for a site MPI built against Slurm's PMI).
-        controller_ip: the address of this machine that the compute nodes reach (default:
-            that of this host's name); on a login node whose compute nodes reach it on
-            another network, its address there (the high-speed interface).
+        launcher: ``"mpiexec"`` (default; inside the job, right for MPICH and Slurm-aware
+            MPIs) or ``"srun"`` (``srun --mpi=pmi2``, for a site MPI built on Slurm's PMI).
+        setup: shell lines run on each node before its engines (``"module load x"``, a
+            list of lines); a failing line fails the start naming the node.
+        container: a command each engine runs under (``"apptainer exec img.sif"``,
+            ``"podman-hpc run --rm IMG"``, ``"shifter --image=IMG"``).
+        python: the engines' interpreter when it is not this one (e.g. inside the image).
+        controller_ip: an address of this machine the nodes reach (default: chosen, the
+            route to the partition's nodes; see ``docs/sites.md``).
+        controller_interface: instead, the interface to listen on (``"hsn0"``).
         detach: keep the job and controller running after this process exits.
         profile: IPython profile whose folder holds the cluster files.
         timeout: seconds for the job to queue, start and register every engine.
@@ -175,20 +158,54 @@ class Pool:
             status``) warns once and the engines are asked to checkpoint (see
             :func:`workbench.pool.checkpoint_requested`); default 5 minutes.
         """
-        opts = SlurmOptions(partition, time, account, nodes, extra, launcher)
         if not warn_before >= 0:
             raise InvalidValueError(f"warn_before must be seconds >= 0, got {warn_before!r}")
-        cluster, client = _launch.slurm_cluster(
-            n,
-            opts,
-            controller_ip=controller_ip,
-            detach=detach,
-            profile=profile,
-            timeout=timeout,
-            feedback=StartFeedback(show=progress),
-        )
-        pool = cls._adopt(cluster, client, owner=not detach)
-        pool.warn_before = warn_before
+        started = start_slurm(
+            n, partition=partition, time=time, account=account, nodes=nodes, extra=extra,
+            launcher=launcher, setup=setup, container=container, python=python,
+            controller_ip=controller_ip, controller_interface=controller_interface,
+            detach=detach, profile=profile, timeout=timeout, progress=progress,
+        )  # fmt: skip
+        pool = cls._adopt(*started, owner=not detach)
+        pool.job.warn_before = warn_before
+        return pool
+
+    @classmethod
+    def here(
+        cls,
+        n: int | None = None,
+        *,
+        launcher: str | None = None,
+        setup: str | Sequence[str] | None = None,
+        container: str | None = None,
+        python: str | None = None,
+        controller_ip: str | None = None,
+        controller_interface: str | None = None,
+        detach: bool = False,
+        profile: str | None = None,
+        timeout: float = _timeouts.SLURM_START,
+        progress: bool = True,
+        warn_before: float = DEFAULT_WARN_BEFORE,
+    ) -> Pool:
+        """Start ``n`` engines inside the Slurm allocation this process runs in (``salloc``,
+        an interactive node, a batch job): one job step, nothing submitted.
+
+        ``n`` defaults to the allocation's tasks (``SLURM_NTASKS``, else its CPUs). The
+        step asks for exactly ``n`` tasks (``srun --exact``), so several pools share an
+        allocation on disjoint CPUs; one that does not fit fails at once, saying so.
+        Stopping the pool ends the step, never the allocation; its time left is the
+        allocation's. ``launcher``: ``"srun"`` (default, PMI-2) or ``"mpiexec"`` (MPICH's
+        hydra through Slurm). Other parameters as for :meth:`slurm`.
+        """
+        if not warn_before >= 0:
+            raise InvalidValueError(f"warn_before must be seconds >= 0, got {warn_before!r}")
+        started = start_here(
+            n, launcher=launcher, setup=setup, container=container, python=python,
+            controller_ip=controller_ip, controller_interface=controller_interface,
+            detach=detach, profile=profile, timeout=timeout, progress=progress,
+        )  # fmt: skip
+        pool = cls._adopt(*started, owner=not detach)
+        pool.job.warn_before = warn_before
         return pool
 
     @classmethod
@@ -221,77 +238,10 @@ class Pool:
         profile: IPython profile to look in (default profile).
         timeout: seconds to wait for the engines to answer.
         """
-        if cluster_file is None and cluster_id is None:
-            cluster_file = _launch.newest_cluster_file(profile)
-        if cluster_file is not None and not os.path.exists(cluster_file):
-            raise PoolError(f"cluster file {cluster_file} does not exist; is the pool running?")
-        if cluster_file is None:
-            cluster_file = _launch.cluster_file_of(cluster_id or "", profile)
-        try:
-            cluster = _launch.load_cluster(cluster_file)
-        except FileNotFoundError as e:
-            raise PoolError(f"no pool found ({e}); start one with `%wb start`") from None
-        client = cluster.connect_client_sync()
-        try:
-            client.wait_for_engines(timeout=timeout, interactive=False)
-        except TimeoutError:
-            client.close()
-            raise PoolError(
-                f"pool {cluster.cluster_id} has no engines after {timeout:g} s; "
-                "it may have stopped: start a new one with `%wb start`"
-            ) from None
+        cluster, client = connect(cluster_file, cluster_id, profile, timeout)
         pool = cls(cluster, client, owner=False, reuse_map=True)
         set_current(pool)
         return pool
-
-    def _connect(self, *, reuse: bool = False, ids: list[int] | None = None) -> None:
-        """Map engines (``ids``, default all registered) to MPI ranks and define
-        comm/rank/size on every engine.
-
-        With ``reuse``, the map saved by the process that started the pool is taken when it
-        still matches the registered engines, so attaching does not queue behind busy engines.
-        """
-        if reuse and self._load_engine_map():
-            return
-        view = self.client[ids] if ids else self.client[:]
-        infos = view.apply_async(_engine.bootstrap).get(timeout=_timeouts.ENGINE_START)
-        self.engines = sorted(
-            (
-                EngineInfo(i["rank"], eid, i["host"], i["pid"])
-                for i, eid in zip(infos, view.targets, strict=False)
-            ),
-            key=lambda e: e.rank,
-        )
-        sizes = {i["size"] for i in infos}
-        if sizes != {len(infos)}:
-            raise PoolError(
-                f"engines disagree on the MPI world (sizes {sorted(sizes)} for {len(infos)} "
-                "engines): they were not started as one MPI job; restart the pool"
-            )
-        self._save_engine_map()
-
-    @property
-    def _map_file(self) -> str:
-        folder = os.path.dirname(self.cluster_file) or "."
-        return os.path.join(folder, f"workbench-{self.cluster.cluster_id}.json")
-
-    def _save_engine_map(self) -> None:
-        if not self.cluster.cluster_file:
-            return
-        fd = os.open(self._map_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump([dataclasses.asdict(e) for e in self.engines], f)
-
-    def _load_engine_map(self) -> bool:
-        try:
-            with open(self._map_file) as f:
-                engines = [EngineInfo(**e) for e in json.load(f)]
-        except (OSError, ValueError, TypeError):
-            return False
-        if sorted(e.engine_id for e in engines) != sorted(self.client.ids):
-            return False
-        self.engines = sorted(engines, key=lambda e: e.rank)
-        return True
 
     # -- facts ---------------------------------------------------------------------------
     @property
@@ -307,25 +257,12 @@ class Pool:
     def view(self, ranks: Sequence[int] | None = None) -> Any:
         """An ipyparallel DirectView on ``ranks`` (default all), in rank order."""
         self.ensure_alive()
-        return self.client[[self._engine(r).engine_id for r in self._ranks(ranks)]]
-
-    def _ranks(self, ranks: Sequence[int] | None) -> list[int]:
-        if ranks is None:
-            return [e.rank for e in self.engines]
-        bad = [r for r in ranks if not 0 <= r < self.size]
-        if bad or not ranks:
-            raise InvalidValueError(
-                f"ranks {list(ranks)} are not in this pool of {self.size} (0..{self.size - 1})"
-            )
-        return sorted(set(ranks))
-
-    def _engine(self, rank: int) -> EngineInfo:
-        return self.engines[rank]
+        return self.client[[self.engines[r].engine_id for r in checked_ranks(ranks, self.size)]]
 
     def ensure_alive(self) -> None:
         """Raise :class:`PoolError` if this pool was stopped (or closed)."""
         if self.lost is not None:
-            raise PoolError(self._gone_message())
+            raise PoolError(gone_message(self.cluster.cluster_id, self.lost))
         if self.stopped:
             raise PoolError(
                 "this pool was stopped; start a new one with `%wb start` / Pool.local()"
@@ -358,7 +295,7 @@ class Pool:
         stream: print each rank's output live, labelled ``[rank r]``.
         progress: show the live progress view of ``wb.progress`` reports.
         """
-        ranks = self._ranks(ranks)
+        ranks = checked_ranks(ranks, self.size)
         kwargs = kwargs or {}
         names = _globals.needed(fn, args, kwargs) or None
         ar = self.view(ranks).apply_async(_engine.call_and_flush, names, fn, *args, **kwargs)
@@ -377,277 +314,152 @@ class Pool:
 
         ``ranks``, ``timeout``, ``stream`` and ``progress`` as in :meth:`apply`.
         """
-        ranks = self._ranks(ranks)
-        ar = self.view(ranks).execute(code, silent=False, block=False)
+        ranks = checked_ranks(ranks, self.size)
+        ar = _ipp.execute(self.view(ranks), code)
         wait_for(ar, self, ranks, timeout=timeout, stream=stream, progress=progress)
 
     def scatter(self, x: Any, *, key: str | None = None) -> Any:
-        """Split ``x`` by rows over the ranks, once; returns a :class:`DistributedArray`.
+        """Split ``x`` by rows over the ranks, once; returns a
+        :class:`~workbench.data.DistributedArray` (see :func:`workbench.data.scatter_rows`).
 
         Engine code reads its block with ``wb.data.local(handle.key)``.
         """
-        from workbench.data import scatter_rows
-
         self.ensure_alive()
-        return scatter_rows(self, x, key=key)
+        return _provided.provided("scatter")(self, x, key=key)
+
+    def broadcast(self, obj: Any, *, key: str | None = None) -> Any:
+        """Put ``obj`` on every rank, once; returns a :class:`~workbench.data.Broadcast`."""
+        self.ensure_alive()
+        return _provided.provided("broadcast")(self, obj, key=key)
 
     def joblib(self, **options: Any) -> Any:
         """``with pool.joblib():`` runs joblib's ``n_jobs`` (scikit-learn's) on these engines
         inside the block; ``options`` (``n_jobs``, ``min_bytes``, ``progress``) as for
         :func:`workbench.joblib_backend.use`."""
-        from workbench.joblib_backend import use
+        return _provided.provided("joblib")(self, **options)
 
-        return use(self, **options)
-
-    def broadcast(self, obj: Any, *, key: str | None = None) -> Any:
-        """Put ``obj`` on every rank, once; returns a :class:`Broadcast` handle."""
-        from workbench.data import broadcast
-
-        self.ensure_alive()
-        return broadcast(self, obj, key=key)
-
-    @property
-    def handles(self) -> list[Any]:
-        """Data placed on the engines through this pool and not yet freed."""
-        return list(self._handles.values())
-
-    def register(self, key: str, handle: Any) -> None:
-        """Record ``handle`` (data placed on the engines under ``key``) so that ``%wb status``
-        lists it and :meth:`restart` marks it freed."""
-        self._handles[key] = handle
-
-    def forget(self, key: str) -> None:
-        """Stop listing the data under ``key`` (after it was freed); unknown keys are ignored."""
-        self._handles.pop(key, None)
-
-    def placed(self, key: str) -> Any | None:
-        """The handle registered under ``key``, or None."""
-        return self._handles.get(key)
-
-    def interrupt(self, ranks: Sequence[int] | None = None) -> None:
-        """Send SIGINT to the engines of ``ranks`` (through ipyparallel's control channel).
+    def interrupt(
+        self,
+        ranks: Sequence[int] | None = None,
+        *,
+        pending: Sequence[Any] = (),
+        settle: Sequence[Any] = (),
+    ) -> None:
+        """Send SIGINT to the engines of ``ranks`` (through ipyparallel's control channel);
+        first drop the tasks of ``pending`` (AsyncResults) that have not begun.
 
         Returns once each engine's nanny says the signal was sent (at most ``CONTROLLER``
-        seconds): a signal still travelling could otherwise hit the next task instead.
+        seconds): a signal still travelling could otherwise hit the next task instead. With
+        ``settle`` (AsyncResults), waits until they are done, at most ``INTERRUPT_GRACE``
+        seconds, signalling again every second: a signal that reached an engine before its
+        task began is lost (the task would run to its end).
         """
-        ids = [self._engine(r).engine_id for r in self._ranks(ranks)]
+        waiting = [m for ar in pending if not ar.ready() for m in ar.msg_ids]
+        if waiting:
+            try:
+                self.client.abort(waiting, block=False)
+            except Exception:  # (one finished meanwhile): the signal below still goes out
+                log.debug("aborting %d tasks before an interrupt", len(waiting), exc_info=True)
+        self._signal(signal.SIGINT, ranks, wait=True)
+        deadline = time.monotonic() + _timeouts.INTERRUPT_GRACE
+        again = time.monotonic() + 1.0
+        while not all(ar.ready() for ar in settle) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            if time.monotonic() >= again:
+                self._signal(signal.SIGINT, ranks, wait=True)
+                again = time.monotonic() + 1.0
+
+    def _signal(self, signum: int, ranks: Sequence[int] | None = None, *, wait: bool) -> None:
+        ids = [self.engines[r].engine_id for r in checked_ranks(ranks, self.size)]
         live = [i for i in ids if i in self.client.ids]
-        if live:
-            sent = self.client.send_signal(signal.SIGINT, targets=live, block=False)
-            with contextlib.suppress(Exception):  # a nanny that does not answer: not awaited
-                sent.result(timeout=_timeouts.CONTROLLER)
+        if not live:
+            return
+        sent = self.client.send_signal(int(signum), targets=live, block=False)
+        if not wait:
+            return
+        try:
+            sent.result(timeout=_timeouts.CONTROLLER)
+        except Exception as e:  # a nanny that does not answer: the signal may come late
+            log.debug("signal %s to engines %s not confirmed: %s", signum, live, e, exc_info=True)
 
     def dead_ranks(self, ranks: Sequence[int] | None = None) -> dict[int, str]:
-        """Ranks whose engine is gone, with why we think so.
-
-        On a Slurm pool, once any rank is found dead, its job is asked again and the
-        remaining engines pinged (bounded by ``PING``), so that a lost node is told apart
-        from the ranks that exited after it (see :mod:`workbench.pool._health`).
-        """
-        here = socket.gethostname()
-        registered = set(self.client.ids)
-        job_ended = self._job_ended()
-        dead: dict[int, str] = {}
-        for e in self.engines:
-            if job_ended:
-                dead[e.rank] = job_ended
-            elif e.host == here and not _launch.alive(e.pid):
-                dead[e.rank] = f"process {e.pid} on {e.host} exited"
-            elif e.engine_id not in registered:
-                dead[e.rank] = (
-                    f"engine {e.engine_id} on {e.host} unregistered (it exited, or missed "
-                    "heartbeats)"
-                )
-        if dead and self.job_id is not None:
-            if self._ended is None:
-                self._job_checked = (-1e9, None)  # ask Slurm now
-                job_ended = self._job_ended()
-                found = _health.classify(self.client, self.engines, job_ended, PING)
-                if job_ended:
-                    self._ended = found  # final: the job is over
-                dead = found or dead
-            else:
-                dead = self._ended
-        wanted = self._ranks(ranks)
-        return {r: dead[r] for r in wanted if r in dead}
+        """Ranks (of ``ranks``, default all) whose engine is gone, with why we think so; on
+        a Slurm pool a lost node is told apart from the ranks that exited after it."""
+        dead = _report.dead_ranks(self)
+        return {r: dead[r] for r in checked_ranks(ranks, self.size) if r in dead}
 
     def unreachable(self, ranks: Sequence[int] | None = None) -> dict[int, str]:
         """Ranks on other nodes whose engine is registered but does not answer a ping within
         ``PING`` seconds (their node is down or cut off), with why; bounded. They may come
         back (a network outage) or, once the controller misses their heartbeats for about
         12 s, show as dead."""
-        wanted = set(self._ranks(ranks)) if ranks is None or ranks else set()
+        wanted = set(checked_ranks(ranks, self.size)) if ranks is None or ranks else set()
         engines = [e for e in self.engines if e.rank in wanted]
         return _health.unreachable(self.client, engines, socket.gethostname(), PING)
 
     @property
     def job_id(self) -> str | None:
         """The Slurm job of the engines, or None for a local pool."""
-        return _launch.slurm_job_id(self.cluster)
-
-    def _job_ended(self) -> str | None:
-        """For a Slurm pool, why its job is over (checked at most every 2 s, which also
-        updates :attr:`time_left`), else None."""
-        job = self.job_id
-        if job is None:
-            return None
-        now = time.monotonic()
-        if now - self._job_checked[0] >= 2.0:
-            info = job_info(job)
-            state = str(info["job_state"])
-            if state == "RUNNING":
-                self.time_left.update(info["time_left"])
-            why = None
-            if state not in ("RUNNING", "UNKNOWN"):  # (COMPLETING: its processes are going)
-                left = self.time_left.seconds()  # (Slurm may forget a job within seconds)
-                at_limit = state == "TIMEOUT" or (left is not None and left < 30)
-                why = f"slurm job {job} " + (
-                    "reached its time limit" if at_limit else f"is {state.lower()}"
-                )
-            self._job_checked = (now, why)
-        return self._job_checked[1]
-
-    @property
-    def warn_before(self) -> float:
-        """Seconds before a Slurm pool's time limit when it warns (once) and asks the
-        engines to checkpoint; settable."""
-        return self.time_left.warn_before
-
-    @warn_before.setter
-    def warn_before(self, seconds: float) -> None:
-        self.time_left.warn_before = float(seconds)
+        return self.job.id
 
     def time_warning(self) -> str | None:
-        """Once, when this Slurm pool's job has :attr:`warn_before` seconds or less left:
-        ask the engines to checkpoint (:meth:`request_checkpoint`) and return the line to
-        show; else None. ``%%distributed`` cells and ``%wb status`` call it."""
-        if self.job_id is None or self.time_left.warned or self._job_ended():
+        """Once, when this Slurm pool's job has ``job.warn_before`` seconds or less left: ask
+        the engines to checkpoint (the flag :func:`workbench.pool.checkpoint_requested` reads
+        there) and return the line to show; else None. ``%%distributed`` cells and ``%wb
+        status`` call it."""
+        line = self.job.warning()
+        if line is None:
             return None
-        if not self.time_left.due():
-            return None
-        with contextlib.suppress(Exception):  # engines that cannot be told still get the line
-            self.request_checkpoint()
-        left = format_duration(self.time_left.seconds() or 0.0)
-        return (
-            f"workbench: slurm job {self.job_id} ends in {left} (time limit): save your work; "
-            "wb.train.fit checkpoints now"
-        )
-
-    def request_checkpoint(self, ranks: Sequence[int] | None = None) -> None:
-        """Ask the engines of ``ranks`` (default all) to checkpoint: sets the flag that
-        :func:`workbench.pool.checkpoint_requested` reads there (a signal through
-        ipyparallel's control channel; busy engines get it too)."""
-        ids = [self._engine(r).engine_id for r in self._ranks(ranks)]
-        live = [i for i in ids if i in self.client.ids]
-        if live:
-            self.client.send_signal(int(_engine.CHECKPOINT_SIGNAL), targets=live, block=False)
+        try:
+            self._signal(_engine.CHECKPOINT_SIGNAL, wait=True)
+        except Exception as e:  # the user must not read that a checkpoint is coming
+            log.debug("checkpoint request to pool %s failed", self.cluster.cluster_id,
+                      exc_info=True)  # fmt: skip
+            return f"{line}; the engines could not be asked to checkpoint ({e}): save by hand"
+        return f"{line}; wb.train.fit checkpoints now"
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def _gone_message(self) -> str:
-        return (
-            f"pool {self.cluster.cluster_id} is gone: {self.lost}. `%wb stop` (pool.stop()) "
-            "cleans up what is left; `%wb start` starts a new pool"
-        )
-
     def _lose(self, why: str) -> PoolError:
         """Mark the pool gone (stopped elsewhere, controller dead); the error to raise."""
         self.lost = why
         self.stopped = True
-        with contextlib.suppress(Exception):
+        try:
             self.client.close()
-        return PoolError(self._gone_message())
+        except Exception:  # a client of a dead controller may fail to close: it is gone anyway
+            log.debug("closing the client of lost pool %s", self.cluster.cluster_id, exc_info=True)
+        return PoolError(gone_message(self.cluster.cluster_id, why))
 
     def status(self) -> PoolStatus:
-        """A table of rank, engine id, host, pid, state (idle/busy/dead) and memory; ranks
-        on several hosts are grouped by host (:attr:`PoolStatus.nodes`).
+        """A table of rank, engine id, host, pid, state (idle/busy/dead/unreachable) and
+        memory; ranks on several hosts are grouped by host (:attr:`PoolStatus.nodes`); notes
+        say the time left of a Slurm job and why ranks are dead or unreachable.
 
         Bounded: when the controller does not answer within :attr:`query_timeout` seconds
         (the pool was stopped from elsewhere, or its controller died) the pool is marked
         gone and :class:`PoolError` says so.
         """
         self.ensure_alive()
-        pid = _ipp.controller_pid(self.cluster) if self.owner else None
-        if pid is not None and not _launch.alive(pid):  # we started it: it runs here
-            raise self._lose(
-                f"its controller (pid {pid}) has exited (stopped from elsewhere, e.g. "
-                "`workbench pool stop` or ipyparallel's STOP button, or it died)"
-            )
-        dead = self.dead_ranks()
-        warning = self.time_warning()
-        cut_off = {} if self.job_id is None else self.unreachable([
-            e.rank for e in self.engines if e.rank not in dead
-        ])  # fmt: skip
         try:
-            busy = busy_engines(self.client)
+            return _report.status(self)
         except ControllerGoneError as e:
             raise self._lose(
                 f"{e} (stopped from elsewhere, e.g. `workbench pool stop` or ipyparallel's "
                 "STOP button, or the controller died)"
             ) from None
-        rows = []
-        for e in self.engines:
-            state = "dead" if e.rank in dead else ("busy" if e.engine_id in busy else "idle")
-            state = "unreachable" if e.rank in cut_off else state
-            rows.append(
-                {
-                    "rank": e.rank,
-                    "engine_id": e.engine_id,
-                    "host": e.host,
-                    "pid": e.pid,
-                    "state": state,
-                    "memory": _launch.rss(e) if state in ("busy", "idle") else None,
-                }
-            )
-        backend = f"slurm job {self.job_id}" if self.job_id else "local"
-        data = [h.describe() for h in self.handles]
-        hosts = {e.rank: e.host for e in self.engines}
-        notes = [warning] if warning else []
-        left = None if dead else self.time_left.describe()
-        notes += [f"time left: {left}"] if left else []
-        for what, found in (("unreachable", cut_off), ("dead", dead)):
-            notes += [f"{what}: {c}" for *_, c in _health.by_node(found, hosts)]
-        return PoolStatus(
-            rows,
-            self.cluster_file,
-            data,
-            backend,
-            log_file=self.log_file,
-            engine_output=_launch.output_files(self.cluster),
-            notes=notes,
-        )
 
     def restart(self, *, timeout: float | None = None) -> None:
         """Stop the engines and start the same number again on the same controller (for a
         Slurm pool: a new job). ``timeout``: seconds for the new engines to register
         (default ``ENGINE_START``, ``SLURM_START`` for Slurm)."""
         self.ensure_alive()
-        n = self.size
         if timeout is None:
             timeout = _timeouts.SLURM_START if self.job_id else _timeouts.ENGINE_START
-        old = frozenset(self.client.ids) | {e.engine_id for e in self.engines}
-        try:
-            self.cluster.stop_engines_sync()
-        except Exception as e:  # e.g. scancel of a job Slurm has already forgotten
-            log.warning("restart of pool %s: stopping its engines: %s", self.cluster.cluster_id, e)
-        _launch.wait_gone(self.engines, timeout=_timeouts.ENGINES_EXIT)
-        # engines of a lost node stay registered until the controller misses their
-        # heartbeats; the controller reuses the ids of engines gone, so wait for them
-        # (bounded), and leave out any still there when the new engines come
-        silent = _timeouts.HEARTBEAT * (_timeouts.HEARTBEAT_MISSES + 2)
-        deadline = time.monotonic() + (silent if self.job_id else _timeouts.QUERY)
-        while set(self.client.ids) & old and time.monotonic() < deadline:
-            time.sleep(0.1)
-        old = frozenset(self.client.ids) & old
-        for handle in self.handles:
-            handle.freed = True  # the engines that held it are gone
-        self._handles.clear()
-        self._job_checked, self._ended = (-1e9, None), None
-        self.time_left = TimeLeft(self.warn_before)
-        self.cluster.start_engines_sync(n)
-        _launch.wait_started(
-            self.cluster, self.client, n, timeout, StartFeedback(show=False), ignore=old
+        ids = replace_engines(
+            self.cluster, self.client, self.engines, slurm=self.job_id is not None, timeout=timeout
         )
-        self._connect(ids=sorted(set(self.client.ids) - old)[:n])
+        self.placed.free_all()  # the engines that held it are gone
+        self.job.reset()
+        self.engines = map_engines(self.cluster, self.client, ids=ids)
 
     def stop(self) -> None:
         """Stop the engines and the controller, and remove the cluster file; on a pool found
@@ -660,21 +472,8 @@ class Pool:
         try:
             self.client.close()
         finally:
-            _launch.stop_quietly(self.cluster)
-            _launch.wait_gone(engines, timeout=_timeouts.ENGINES_EXIT)
-            with contextlib.suppress(OSError):
-                os.remove(self._map_file)
-            # ipyparallel may write the cluster file back while its controller exits: once it
-            # is gone (bounded wait), the file goes too, so nothing finds a stopped pool
-            pid = _ipp.controller_pid(self.cluster)
-            deadline = time.monotonic() + _timeouts.ENGINES_EXIT
-            while pid is not None and _launch.alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if pid is None or not _launch.alive(pid):
-                with contextlib.suppress(OSError):
-                    os.remove(self.cluster_file)
-            if current() is None and _current is self:
-                set_current(None)
+            tear_down(self.cluster, engines)
+            release(self)
 
     def close(self) -> None:
         """Drop the connection but leave the pool running (for :meth:`attach` later)."""

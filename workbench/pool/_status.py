@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import html
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from workbench._util import format_ranks
+from workbench.errors import InvalidValueError
 
-__all__ = ["EngineInfo", "PoolStatus"]
+__all__ = ["EngineInfo", "PoolStatus", "checked_ranks", "engine_rows", "gone_message"]
 
 _COLUMNS = ["rank", "engine", "host", "pid", "state", "memory"]
 
@@ -22,6 +24,27 @@ class EngineInfo:
     engine_id: int
     host: str
     pid: int
+
+
+def engine_rows(
+    engines: list[EngineInfo],
+    dead: dict[int, str],
+    unreachable: dict[int, str],
+    busy: set[int],
+    *,
+    memory: Callable[[EngineInfo], int | None],
+) -> list[dict[str, Any]]:
+    """A status row per engine: rank, engine id, host, pid, state (``dead`` and
+    ``unreachable`` by rank, ``busy`` by engine id, else ``idle``) and the memory of live
+    ones (``memory(engine)``)."""
+    rows = []
+    for e in engines:
+        state = "dead" if e.rank in dead else ("busy" if e.engine_id in busy else "idle")
+        state = "unreachable" if e.rank in unreachable else state
+        rows.append({"rank": e.rank, "engine_id": e.engine_id, "host": e.host, "pid": e.pid,
+                     "state": state,
+                     "memory": memory(e) if state in ("busy", "idle") else None})  # fmt: skip
+    return rows
 
 
 def _mib(nbytes: int | None) -> str:
@@ -41,6 +64,10 @@ class PoolStatus:
     #: What needs saying about the pool: the time left of a Slurm job (and its warning),
     #: ranks unreachable or dead and why, grouped by node.
     notes: list[str] = dataclasses.field(default_factory=list)
+
+    def _where(self) -> str:
+        """``local pool``, ``slurm job 12 pool``, ``inside allocation 12 (...), a step of it``."""
+        return self.backend if self.backend.startswith("inside") else f"{self.backend} pool"
 
     def _files(self) -> list[str]:
         """The lines naming the pool's log file and the engines' output files."""
@@ -90,7 +117,7 @@ class PoolStatus:
         lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
         lines += self._nodes_line()
         lines += self.notes
-        lines.append(f"{self.backend} pool, cluster file: {self.cluster_file}")
+        lines.append(f"{self._where()}, cluster file: {self.cluster_file}")
         lines += [f"data: {d}" for d in self.data]
         lines += self._files()
         return "\n".join(lines)
@@ -109,7 +136,28 @@ class PoolStatus:
                 )
             body += "<tr>" + "".join(tds) + "</tr>"
         notes = [*self._nodes_line(), *self.notes]
-        notes.append(f"{self.backend} pool, cluster file: {self.cluster_file}")
+        notes.append(f"{self._where()}, cluster file: {self.cluster_file}")
         notes += [f"data: {d}" for d in self.data] + self._files()
         small = "<br>".join(f"<small>{html.escape(n)}</small>" for n in notes)
         return f"<table><tr>{head}</tr>{body}</table>{small}"
+
+
+def checked_ranks(ranks: Sequence[int] | None, size: int) -> list[int]:
+    """``ranks`` sorted and without repeats (default: all of a pool of ``size``);
+    :class:`InvalidValueError` for ranks the pool does not have."""
+    if ranks is None:
+        return list(range(size))
+    bad = [r for r in ranks if not 0 <= r < size]
+    if bad or not ranks:
+        raise InvalidValueError(
+            f"ranks {list(ranks)} are not in this pool of {size} (0..{size - 1})"
+        )
+    return sorted(set(ranks))
+
+
+def gone_message(cluster_id: str, why: str) -> str:
+    """What a pool found gone says, and what to do next."""
+    return (
+        f"pool {cluster_id} is gone: {why}. `%wb stop` (pool.stop()) cleans up what is left; "
+        "`%wb start` starts a new pool"
+    )

@@ -6,11 +6,10 @@ Both ``Pool.run`` and ``%%distributed`` go through :func:`wait_for`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
-
-from ipyparallel.error import RemoteError
 
 from workbench._timeouts import INTERRUPT_GRACE
 from workbench._util import format_ranks
@@ -22,7 +21,7 @@ from workbench.errors import (
     RanksInterrupted,
 )
 from workbench.pool._health import by_node
-from workbench.pool._ipp import child_metadata
+from workbench.pool._ipp import Failure, child_metadata, classify_failure, failure_details
 from workbench.pool._output import RankOutput
 from workbench.pool._status import EngineInfo
 from workbench.pool._traceback import renumber_cells, running_cell_number
@@ -32,6 +31,8 @@ if TYPE_CHECKING:
     from ipyparallel.client.asyncresult import AsyncResult
 
 __all__ = ["Engines", "wait_for"]
+
+log = logging.getLogger(__name__)
 
 _POLL = 0.05  # seconds between looks at the result
 _DEATH_CHECK = 0.5  # seconds between checks for dead engines
@@ -46,8 +47,8 @@ class Engines(Protocol):
         """Ranks whose engine is gone, with why."""
         ...
 
-    def interrupt(self, ranks: Sequence[int] | None = None) -> None:
-        """Send SIGINT to the engines of ``ranks``."""
+    def interrupt(self, ranks: Sequence[int] | None = None, *, settle: Sequence[Any] = ()) -> None:
+        """Send SIGINT to the engines of ``ranks`` (until ``settle`` is done, bounded)."""
         ...
 
     def time_warning(self) -> str | None:
@@ -137,15 +138,11 @@ def wait_for(
     values = ar.get(timeout=0, return_exceptions=True)
     values = _as_list(values, len(ranks)) if len(ranks) == 1 else values
     cell = running_cell_number()
-    failures = [
-        _failure(rank, v, cell)
-        for rank, v in zip(ranks, values, strict=False)
-        if isinstance(v, Exception)
-    ]
-    failed = {f.rank for f in failures}
-    finish({r: "failed" if r in failed else "done" for r in ranks})
-    died = {f.rank: "its engine died while running the task" for f in failures
-            if f.ename == "EngineError"}  # fmt: skip
+    raised = {r: v for r, v in zip(ranks, values, strict=False) if isinstance(v, Exception)}
+    failures = [_failure(rank, v, cell) for rank, v in raised.items()]
+    finish({r: "failed" if r in raised else "done" for r in ranks})
+    died = {r: "its engine died while running the task" for r, v in raised.items()
+            if classify_failure(v) is Failure.ENGINE_DIED}  # fmt: skip
     if died:  # ipyparallel noticed first (unregistration); say which processes are gone
         raise _died({**died, **pool.dead_ranks(ranks)}, pool, [])
     if failures:
@@ -184,7 +181,8 @@ def _stop_survivors(
         return []
     try:
         pool.interrupt(running())
-    except Exception:  # (a broken pool may refuse even that; the error says restart)
+    except Exception:  # a broken pool may refuse even that: the error names them, says restart
+        log.debug("interrupting the surviving ranks %s failed", running(), exc_info=True)
         return running()
     deadline = time.monotonic() + INTERRUPT_GRACE
     while running() and time.monotonic() < deadline:
@@ -195,10 +193,7 @@ def _stop_survivors(
 
 def _interrupt(ar: AsyncResult, pool: Engines, ranks: list[int]) -> list[int]:
     """SIGINT every rank still working; return the ranks that did not stop in time."""
-    pool.interrupt(ranks)
-    deadline = time.monotonic() + INTERRUPT_GRACE
-    while not ar.ready() and time.monotonic() < deadline:
-        ar.wait(_POLL)
+    pool.interrupt(ranks, settle=[ar])
     if ar.ready():
         return []
     return [
@@ -210,8 +205,5 @@ def _interrupt(ar: AsyncResult, pool: Engines, ranks: list[int]) -> list[int]:
 
 def _failure(rank: int, exc: BaseException, cell: int | None) -> RankFailure:
     """``rank``'s exception, its traceback naming notebook cell ``cell`` (or no number)."""
-    if isinstance(exc, RemoteError):
-        eid = (exc.engine_info or {}).get("engine_id", -1)
-        trace = renumber_cells(exc.traceback or "", cell)
-        return RankFailure(rank, eid, exc.ename, str(exc.evalue), trace)
-    return RankFailure(rank, -1, type(exc).__name__, str(exc), "")
+    ename, evalue, trace, eid = failure_details(exc)
+    return RankFailure(rank, eid, ename, evalue, renumber_cells(trace, cell))

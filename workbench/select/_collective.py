@@ -73,7 +73,7 @@ def on_every_rank(fn: Callable[..., Any]) -> Callable[..., Any]:
     return functools.update_wrapper(run, fn, assigned=("__name__", "__qualname__", "__doc__"))
 
 
-def mine(items: Sequence[Any], rank: int, size: int) -> list[Any]:
+def mine(items: Sequence[Any] | np.ndarray, rank: int, size: int) -> list[Any]:
     """The items this rank handles: ``rank, rank + size, ...`` (dealt like cards)."""
     return list(items[rank::size])
 

@@ -42,16 +42,14 @@ def _target(n_features_to_select: Any, n: int) -> int:
     if n_features_to_select is None:
         return n // 2
     if isinstance(n_features_to_select, Integral) and not isinstance(n_features_to_select, bool):
-        if n_features_to_select < 1:
+        k = int(n_features_to_select)
+        if k < 1:
+            raise InvalidValueError(f"n_features_to_select must be >= 1, got {k}")
+        if k > n:
             raise InvalidValueError(
-                f"n_features_to_select must be >= 1, got {n_features_to_select}"
+                f"n_features_to_select={k} but X has {n} features: pass at most {n}"
             )
-        if n_features_to_select > n:
-            raise InvalidValueError(
-                f"n_features_to_select={n_features_to_select} but X has {n} features: "
-                f"pass at most {n}"
-            )
-        return int(n_features_to_select)
+        return k
     if isinstance(n_features_to_select, float) and 0 < n_features_to_select <= 1:
         return int(n * n_features_to_select)
     raise InvalidValueError(

@@ -41,18 +41,16 @@ def _n_iterations(
             )
         k = n - 1 if tol is not None else n // 2
     elif isinstance(n_features_to_select, Integral) and not isinstance(n_features_to_select, bool):
-        if n_features_to_select < 1:
+        k = int(n_features_to_select)
+        if k < 1:
+            raise InvalidValueError(f"n_features_to_select must be >= 1, got {k}")
+        if k >= n:
             raise InvalidValueError(
-                f"n_features_to_select must be >= 1, got {n_features_to_select}"
-            )
-        if n_features_to_select >= n:
-            raise InvalidValueError(
-                f"n_features_to_select={n_features_to_select} but X has {n} features: "
+                f"n_features_to_select={k} but X has {n} features: "
                 f"it must be < {n} (or a fraction, or 'auto')"
             )
-        k = int(n_features_to_select)
-    elif isinstance(n_features_to_select, Real) and 0 < n_features_to_select <= 1:
-        k = int(n * n_features_to_select)
+    elif isinstance(n_features_to_select, Real) and 0 < float(n_features_to_select) <= 1:
+        k = int(n * float(n_features_to_select))
     else:
         raise InvalidValueError(
             "n_features_to_select must be 'auto', an int >= 1 or a fraction in (0, 1], "

@@ -138,7 +138,7 @@ def _y_source(
         handle = pool.scatter(ya)
         owned.append(handle)
         key = handle.key
-    if classify and len(classes) < 2:
+    if classify and classes is not None and len(classes) < 2:
         raise InvalidValueError(
             f"{score} needs at least 2 classes in y, found {len(classes)}: "
             "use score='f_regression' for a continuous target"
