@@ -295,6 +295,20 @@ def test_a_notebook_submitted_as_a_batch_job_runs_on_two_nodes(cluster, tmp_path
     assert "workbench: pool stopped" in texts[3]
 
 
+def _limit_once_waiting(job: str, started, timeout: float = 240) -> None:
+    """Once the job's notebook waits in cell 3, bring its time limit to the next minute but one
+    (Slurm counts whole minutes), so the limit, not the pool's start-up, decides when it ends."""
+    deadline = time.monotonic() + timeout
+    while not started.exists():
+        assert time.monotonic() < deadline and job in _jobs(), f"job {job} never reached cell 3"
+        time.sleep(1)
+    elapsed = subprocess.run(["squeue", "-h", "-j", job, "-o", "%M"], capture_output=True,
+                             text=True, timeout=20).stdout.strip()  # fmt: skip
+    minutes = sum(int(x) * 60**i for i, x in enumerate(reversed(elapsed.split(":")))) // 60
+    subprocess.run(["scontrol", "update", f"JobId={job}", f"TimeLimit={minutes + 2}"],
+                   check=True, timeout=20)  # fmt: skip
+
+
 def test_a_batch_job_at_its_time_limit_saves_and_a_resumed_one_finishes(
     cluster, tmp_path, monkeypatch
 ):
@@ -309,11 +323,12 @@ def test_a_batch_job_at_its_time_limit_saves_and_a_resumed_one_finishes(
         "--partition",
         PARTITION,
         "--time",
-        "1",
+        "10",
         "--save-before",
         "30",
         cwd=tmp_path,
     )
+    _limit_once_waiting(job, tmp_path / "started")
     state = _wait_ended(job, tmp_path, timeout=240)
     assert state.startswith("stopped in cell 3 before the time limit"), state
     assert "--resume" in state

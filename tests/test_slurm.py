@@ -72,6 +72,9 @@ def test_distributed_cell_and_allreduce_on_slurm_engines(slurm_pool, shell, caps
     status = slurm_pool.status()
     assert status.backend == f"slurm job {slurm_pool.job_id}"
     assert [row["state"] for row in status.rows] == ["idle", "idle"]
+    # the one-node partition's node is this machine: the controller stays on loopback
+    assert slurm_pool.launch.controller == "127.0.0.1"
+    assert slurm_pool.launch.controller_why == "the engines run here"
 
 
 def test_scancel_under_a_running_cell_is_a_clear_error(slurm, capsys):

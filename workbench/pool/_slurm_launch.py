@@ -61,13 +61,19 @@ _NEVER_HINT = {
 }
 
 
-def _heartbeats(cluster: ipp.Cluster) -> None:
+def _prepare(cluster: ipp.Cluster, spec: LaunchSpec, n: int) -> str:
+    """Configure ``cluster`` for engines on other nodes and keep ``spec``; return what the
+    start message says of the controller and the engines' command."""
     # engines on other nodes are known dead only by their heartbeats: a silent node is
     # declared dead after ~12 s instead of ipyparallel's ~33 s (see _timeouts)
     cluster.controller_args = [
         f"--HeartMonitor.period={int(_timeouts.HEARTBEAT * 1000)}",
         f"--HeartMonitor.max_heartmonitor_misses={_timeouts.HEARTBEAT_MISSES}",
     ]
+    configure(cluster, spec, n)
+    save_launch(cluster, spec)
+    extra = f"; {spec.command.describe()}" if spec.command.describe() else ""
+    return f"controller on {spec.controller}: {spec.controller_why}{extra}"
 
 
 def _listen(spec: LaunchSpec, nodes: list[str], interface: str | None) -> LaunchSpec:
@@ -102,7 +108,6 @@ def slurm_cluster(
         raise PoolError(str(e)) from None
     spec = _listen(spec, _address.partition_nodes(opts.partition), interface)
     cluster = new_cluster(n, "slurm", spec.controller, detach, profile)
-    _heartbeats(cluster)
     template = batch_template(opts, find_mpiexec())
     cluster.config.SlurmEngineSetLauncher.batch_template = template
     # the batch script goes with the cluster's files, not into the user's working folder;
@@ -112,11 +117,9 @@ def slurm_cluster(
     kept = batch_file(cluster.profile_dir, cluster.cluster_id, "template")
     with open(os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
         f.write(template)
-    configure(cluster, spec, n)
-    save_launch(cluster, spec)
-    extra = f"; {spec.command.describe()}" if spec.command.describe() else ""
+    said = _prepare(cluster, spec, n)
     feedback.say(f"starting {engines(n)} as a Slurm job (ranks started by {opts.launcher}; "
-                 f"controller on {spec.controller}: {spec.controller_why}{extra})…")  # fmt: skip
+                 f"{said})…")  # fmt: skip
 
     def refused(e: BaseException) -> str | None:
         if isinstance(e, subprocess.CalledProcessError) and slurm_job_id(cluster) is None:
@@ -148,12 +151,9 @@ def allocation_cluster(
     spec = _listen(spec.replace(allocation=allocation.job_id, nodes=allocation.nodes),
                    list(allocation.nodes), interface)  # fmt: skip
     cluster = new_cluster(n, "mpi", spec.controller, detach, profile)
-    _heartbeats(cluster)
-    configure(cluster, spec, n)
-    save_launch(cluster, spec)
-    extra = f"; {spec.command.describe()}" if spec.command.describe() else ""
+    said = _prepare(cluster, spec, n)
     feedback.say(f"starting {engines(n)} {allocation.describe()} with {spec.launcher} "
-                 f"(controller on {spec.controller}: {spec.controller_why}{extra})…")  # fmt: skip
+                 f"({said})…")  # fmt: skip
     client = start_cluster(cluster, lambda c: wait_registered(cluster, c, n, timeout, feedback))
     return cluster, client, spec
 

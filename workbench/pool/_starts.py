@@ -39,6 +39,15 @@ def _command(
     return command
 
 
+def _spec(
+    site: SiteProfile, kind: str, launcher: str, setup: str | Sequence[str] | None,
+    container: str | None, python: str | None, controller_ip: str | None,
+) -> LaunchSpec:  # fmt: skip
+    command = _command(site, setup, container, python)
+    controller = site.pick("controller_ip", controller_ip)
+    return LaunchSpec(kind=kind, command=command, launcher=launcher, controller=controller)
+
+
 def start_local(
     n: int,
     *,
@@ -82,12 +91,7 @@ def start_slurm(
         site.pick("account", account), nodes, site.pick("extra", extra),
         site.pick("launcher", launcher, "mpiexec"),
     )  # fmt: skip
-    spec = LaunchSpec(
-        kind="slurm",
-        command=_command(site, setup, container, python),
-        launcher=opts.launcher,
-        controller=site.pick("controller_ip", controller_ip),
-    )
+    spec = _spec(site, "slurm", opts.launcher, setup, container, python, controller_ip)
     cluster, client, _ = _slurm_launch.slurm_cluster(
         n, opts, spec, interface=site.pick("controller_interface", controller_interface),
         detach=detach, profile=profile, timeout=timeout, feedback=StartFeedback(show=progress),
@@ -121,12 +125,7 @@ def start_here(
     how = site.pick("launcher", launcher, "srun")
     if how not in ("srun", "mpiexec"):
         raise InvalidValueError(f"launcher must be 'srun' or 'mpiexec', got {how!r}")
-    spec = LaunchSpec(
-        kind="allocation",
-        command=_command(site, setup, container, python),
-        launcher=how,
-        controller=site.pick("controller_ip", controller_ip),
-    )
+    spec = _spec(site, "allocation", how, setup, container, python, controller_ip)
     cluster, client, _ = _slurm_launch.allocation_cluster(
         n, allocation, spec, interface=site.pick("controller_interface", controller_interface),
         detach=detach, profile=profile, timeout=timeout, feedback=StartFeedback(show=progress),
