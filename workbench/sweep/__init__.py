@@ -9,6 +9,7 @@
 >>> result.best, result.to_pandas(), result.show()
 >>> result.plot(), result.to_optuna()              # inline SVG charts; an optuna.Study
 >>> sweep(objective, space, n_trials=50, metrics={"accuracy": "max", "ms": "min"}).pareto_front()
+>>> sweep(objective, space, n_trials=50, optuna_storage="sqlite:///o.db")  # optuna-dashboard, live
 
 Everything a user names lives here (this is the one place to import from):
 

@@ -20,16 +20,16 @@ from workbench.errors import InvalidValueError, MissingDependencyError
 from workbench.sweep._space import Domain
 from workbench.trials import Trial, TrialState
 
-__all__ = ["optuna_distributions", "to_optuna"]
+__all__ = ["frozen_trial", "optuna_distributions", "optuna_module", "steps", "to_optuna"]
 
 
-def _optuna() -> Any:
+def optuna_module(what: str = "result.to_optuna()") -> Any:
+    """The optuna package, or :class:`MissingDependencyError` saying ``what`` needs it."""
     try:
         import optuna
     except ImportError:
         raise MissingDependencyError(
-            "result.to_optuna() needs optuna: pip install optuna "
-            "(or pip install 'workbench[optuna]')"
+            f"{what} needs optuna: pip install optuna (or pip install 'workbench[optuna]')"
         ) from None
     return optuna
 
@@ -64,7 +64,59 @@ def optuna_distributions(
     return out
 
 
-def _steps(curve: list[tuple[float, float]]) -> dict[int, float]:
+def frozen_trial(
+    optuna: Any,
+    t: Trial,
+    metrics: list[str],
+    dists: dict[str, Any],
+    curve: list[tuple[float, float]],
+) -> Any:
+    """Trial ``t`` as an Optuna ``FrozenTrial`` (``create_trial``): its state, the values of
+    ``metrics``, the parameters that fit ``dists`` (the others, and fixed values, in
+    ``user_attrs`` with ``workbench_trial``), ``curve`` as intermediate values."""
+    states = optuna.trial.TrialState
+    values = t.objective_values(metrics) if t.state.is_finished() else None
+    if t.state == TrialState.DONE and values is not None:
+        final = states.COMPLETE
+    elif t.state.is_finished():
+        final = states.PRUNED if t.state == TrialState.PRUNED else states.FAIL
+        values = None
+    else:
+        final = states.RUNNING
+    params = {k: t.config[k] for k in dists if k in t.config and _fits(dists[k], t.config[k])}
+    user_attrs: dict[str, Any] = {"workbench_trial": t.id, "attempt": t.attempt}
+    user_attrs.update({k: v for k, v in t.config.items() if k not in params})
+    if t.error:
+        user_attrs["error"] = str(t.error).strip().splitlines()[-1][:500]
+    trial = optuna.trial.create_trial(
+        state=final,
+        values=values,
+        params=params,
+        distributions={k: dists[k] for k in params},
+        user_attrs=user_attrs,
+        intermediate_values=steps(curve),
+    )
+    trial.datetime_start = _when(t.started) or trial.datetime_start
+    if final != states.RUNNING:
+        trial.datetime_complete = _when(t.finished) or trial.datetime_complete
+    return trial
+
+
+def _fits(dist: Any, value: Any) -> bool:
+    """Whether ``value`` lies in Optuna distribution ``dist`` (read through its public
+    ``choices``/``low``/``high``): a PBT explore may leave the space, and such a value is
+    kept as a user attribute instead."""
+    choices = getattr(dist, "choices", None)
+    if choices is not None:
+        return any(type(value) is type(c) and value == c for c in choices)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(getattr(dist, "step", None), int) and not isinstance(value, int):
+        return False  # an IntDistribution
+    return bool(dist.low <= value <= dist.high)
+
+
+def steps(curve: list[tuple[float, float]]) -> dict[int, float]:
     """Optuna keys intermediate values by integer step: whole steps as they are, other
     steps by their place in the curve."""
     whole = all(float(s).is_integer() for s, _ in curve)
@@ -81,8 +133,7 @@ def to_optuna(
     result: Any, storage: str | Any | None = None, *, study_name: str | None = None
 ) -> Any:
     """See :meth:`SweepResult.to_optuna`."""
-    optuna = _optuna()
-    states = optuna.trial.TrialState
+    optuna = optuna_module()
     metrics = result.objectives
     directions = ["maximize" if m == "max" else "minimize" for m in metrics.values()]
     name = study_name or result.name
@@ -99,29 +150,8 @@ def to_optuna(
         study.set_metric_names(list(metrics))
     finished = [t for t in result.trials if t.state.is_finished()]
     dists = optuna_distributions(optuna, result.domains, finished)
-    frozen = []
-    for t in finished:
-        values = result.objective_values(t)
-        if t.state == TrialState.DONE and values is not None:
-            final = states.COMPLETE
-        else:
-            final = states.PRUNED if t.state == TrialState.PRUNED else states.FAIL
-            values = None
-        params = {k: t.config[k] for k in dists if k in t.config}
-        user_attrs = {"workbench_trial": t.id, "attempt": t.attempt}
-        user_attrs.update({k: v for k, v in t.config.items() if k not in dists})
-        if t.error:
-            user_attrs["error"] = str(t.error).strip().splitlines()[-1][:500]
-        trial = optuna.trial.create_trial(
-            state=final,
-            values=values,
-            params=params,
-            distributions={k: dists[k] for k in params},
-            user_attrs=user_attrs,
-            intermediate_values=_steps(result.curves.get(t.id, [])),
-        )
-        trial.datetime_start = _when(t.started) or trial.datetime_start
-        trial.datetime_complete = _when(t.finished) or trial.datetime_complete
-        frozen.append(trial)
+    frozen = [
+        frozen_trial(optuna, t, list(metrics), dists, result.curves.get(t.id, [])) for t in finished
+    ]
     study.add_trials(frozen)
     return study

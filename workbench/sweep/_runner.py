@@ -72,10 +72,16 @@ class Runner:
         The live view (``update(trials, curves, final=...)`` with
         :class:`~workbench.trials.Trial` records; it gets ``on_stop`` and
         ``on_stop_trial``), or None.
+    mirror
+        Another watcher updated like the view (the Optuna mirror,
+        :class:`~workbench.sweep._mirror.OptunaMirror`), or None.
     """
 
-    def __init__(self, plan: Plan, pool: Pool, store: SweepStore, view: Any) -> None:
+    def __init__(
+        self, plan: Plan, pool: Pool, store: SweepStore, view: Any, mirror: Any = None
+    ) -> None:
         self.plan, self.pool, self.view = plan, pool, view
+        self.watchers = [w for w in (view, mirror) if w is not None]
         self.engines = Engines(plan, pool, new_key("sweep"))
         self.records = Records(store, plan.name)
         self.running: list[Attempt] = []  # in submission order; per group, first = on engine
@@ -472,7 +478,7 @@ class Runner:
 
     # -- view --------------------------------------------------------------------------------
     def _refresh(self, *, force: bool = False, final: bool = False) -> None:
-        if self.view is None:
+        if not self.watchers:
             return
         now = time.monotonic()
         if not force and now - self._shown < _VIEW_EVERY:
@@ -486,4 +492,5 @@ class Runner:
             replace(t, state=TrialState.QUEUED) if t.id in waiting else t
             for t in self.records.trials.values()
         ]
-        self.view.update(trials, self.curves, final=final)
+        for watcher in self.watchers:
+            watcher.update(trials, self.curves, final=final)

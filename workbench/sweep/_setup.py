@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from workbench import _timeouts
 from workbench.errors import InvalidTypeError, InvalidValueError
+from workbench.sweep._mirror import OptunaMirror
 from workbench.sweep._plan import Plan
 from workbench.sweep._result import SweepResult
 from workbench.sweep._resume import checkpoint_root
@@ -179,6 +180,7 @@ def sweep(
     timeout: float | None = None,
     decision_timeout: float = _timeouts.DECISION,
     max_restarts: int = 3,
+    optuna_storage: str | os.PathLike[str] | Any | None = None,
 ) -> SweepResult:
     """Run ``objective(config, report)`` on configurations from ``space`` over the engine pool.
 
@@ -268,6 +270,14 @@ def sweep(
     max_restarts
         How many times the pool is restarted after engines died before the sweep gives up
         with :class:`~workbench.errors.PoolError` (the store keeps every trial).
+    optuna_storage
+        Mirror the sweep, live, into the Optuna study named like the sweep in this storage
+        (a URL such as ``"sqlite:///optuna.db"``, the path of a journal file, or an Optuna
+        storage object): each trial appears when it starts, its learning curve as
+        intermediate values while it reports, its state and values when it ends, so
+        ``optuna-dashboard sqlite:///optuna.db`` follows the running sweep. The store stays
+        workbench's record; a resumed sweep brings the study in line with it. A study of
+        that name holding other trials is refused before anything runs.
 
     Returns
     -------
@@ -316,6 +326,14 @@ def sweep(
     checkpoints = checkpoint_root(path, name_) if pass_checkpoint else None
     store = SweepStore(path)
     try:
+        mirror = (
+            None
+            if optuna_storage is None
+            else OptunaMirror(
+                optuna_storage, name_, metrics_ or {metric or "value": mode}, space_.domains,
+                [t.id for t in store.trials(name_)],
+            )
+        )  # fmt: skip
         settings: dict[str, Any] = {
             "metric": metric, "mode": mode, "space": space_.describe(), "seed": seed_,
             "strategy": type(strat).__name__, "trial_ranks": trial_ranks,
@@ -351,7 +369,7 @@ def sweep(
             if show is not False
             else None
         )
-        runner = Runner(plan, pool, store, view)
+        runner = Runner(plan, pool, store, view, mirror)
         runner.curves.update(curves)
         runner.run()
         return SweepResult(
