@@ -43,7 +43,7 @@ _LAZY = {
 }
 
 
-_SUBMODULES = {"comm", "data", "pool", "train", "select", "linalg", "widgets"}
+_SUBMODULES = {"comm", "data", "pool", "train", "select", "linalg", "widgets", "track"}
 
 
 def __getattr__(name: str) -> Any:

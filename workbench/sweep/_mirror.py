@@ -15,7 +15,6 @@ that belongs to something else is refused before the sweep starts.
 
 from __future__ import annotations
 
-import logging
 import os
 import warnings
 from collections.abc import Sequence
@@ -23,12 +22,11 @@ from typing import Any
 
 from workbench.errors import InvalidValueError
 from workbench.sweep._export import frozen_trial, optuna_distributions, optuna_module, steps
+from workbench.sweep._outlet import Outlet
 from workbench.sweep._space import Domain
 from workbench.trials import Trial, TrialState
 
 __all__ = ["OptunaMirror", "open_storage"]
-
-log = logging.getLogger("workbench.sweep")
 
 _MARK = "workbench_sweep"
 
@@ -53,7 +51,7 @@ def open_storage(optuna: Any, storage: Any) -> Any:
     )
 
 
-class OptunaMirror:
+class OptunaMirror(Outlet):
     """The Optuna study ``name`` in ``storage`` kept in line with the sweep of that name.
 
     ``objectives``: metric -> mode, in order (one entry for a sweep of one objective);
@@ -70,7 +68,8 @@ class OptunaMirror:
         trial_ids: Sequence[int],
     ) -> None:
         optuna = self.optuna = optuna_module("sweep(optuna_storage=...)")
-        self.where = storage if isinstance(storage, str) else repr(storage)
+        shown = storage if isinstance(storage, str) else repr(storage)
+        self.where = f"the Optuna study {name!r} in {shown}"
         self.storage = open_storage(optuna, storage)
         self.metrics = list(objectives)
         directions = ["maximize" if m == "max" else "minimize" for m in objectives.values()]
@@ -96,7 +95,6 @@ class OptunaMirror:
                     ft.state.is_finished(),
                     dict(ft.intermediate_values),
                 )
-        self.failed: str | None = None  # the last write that failed (retried next time)
 
     def _check(self, study: Any, name: str, directions: list[str], known: set[int]) -> None:
         mark = study.user_attrs.get(_MARK)
@@ -111,36 +109,13 @@ class OptunaMirror:
                 else f"it holds {len(strangers) or len(ids)} trials that are not this sweep's"
             )
             raise InvalidValueError(
-                f"the Optuna study {name!r} in {self.where} cannot mirror sweep {name!r}: "
+                f"{self.where} cannot mirror sweep {name!r}: "
                 f"{why}. Pass another sweep name=, or delete the study with "
                 f"optuna.delete_study(study_name={name!r}, storage=...)"
             )
 
-    def update(
-        self, trials: Sequence[Trial], curves: dict[int, list[tuple[float, float]]], *,
-        final: bool = False,
-    ) -> None:  # fmt: skip
-        """Write what changed in ``trials`` (and their ``curves``) since the last call. A
-        write that fails is logged and tried again on the next call; after the ``final``
-        one, a warning says which trials the study lacks."""
-        missed = 0
-        for t in trials:
-            try:
-                self._trial(t, curves.get(t.id, []))
-            except Exception as e:
-                missed += 1
-                if self.failed != str(e):
-                    log.warning("optuna mirror: trial %d not written: %s", t.id, e, exc_info=True)
-                self.failed = str(e)
-        if final and missed:
-            warnings.warn(
-                f"the Optuna study in {self.where} misses {missed} trials of the sweep "
-                f"({self.failed}); result.to_optuna(storage=..., study_name=...) writes "
-                "them all to another study",
-                stacklevel=2,
-            )
-
-    def _trial(self, t: Trial, curve: list[tuple[float, float]]) -> None:
+    def trial(self, t: Trial, curve: list[tuple[float, float]]) -> None:
+        """Trial ``t`` in the study: created when first seen running, then its curve, its end."""
         if t.state in (TrialState.PENDING, TrialState.QUEUED):
             return
         known = self.mirrored.get(t.id)

@@ -17,6 +17,7 @@ import os
 import queue
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -72,16 +73,16 @@ class Runner:
         The live view (``update(trials, curves, final=...)`` with
         :class:`~workbench.trials.Trial` records; it gets ``on_stop`` and
         ``on_stop_trial``), or None.
-    mirror
-        Another watcher updated like the view (the Optuna mirror,
-        :class:`~workbench.sweep._mirror.OptunaMirror`), or None.
+    outlets
+        Copies of the records kept elsewhere, updated like the view (the Optuna mirror,
+        trackers: :class:`~workbench.sweep._outlet.Outlet`).
     """
 
     def __init__(
-        self, plan: Plan, pool: Pool, store: SweepStore, view: Any, mirror: Any = None
+        self, plan: Plan, pool: Pool, store: SweepStore, view: Any, outlets: Sequence[Any] = ()
     ) -> None:
         self.plan, self.pool, self.view = plan, pool, view
-        self.watchers = [w for w in (view, mirror) if w is not None]
+        self.watchers = [view, *outlets] if view is not None else list(outlets)
         self.engines = Engines(plan, pool, new_key("sweep"))
         self.records = Records(store, plan.name)
         self.running: list[Attempt] = []  # in submission order; per group, first = on engine

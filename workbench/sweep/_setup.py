@@ -8,23 +8,26 @@ from __future__ import annotations
 import inspect
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
-from workbench import _timeouts
+from workbench import _timeouts, track
 from workbench.errors import InvalidTypeError, InvalidValueError
 from workbench.sweep._mirror import OptunaMirror
+from workbench.sweep._outlet import Outlet
 from workbench.sweep._plan import Plan
 from workbench.sweep._result import SweepResult
 from workbench.sweep._resume import checkpoint_root
 from workbench.sweep._space import Space
 from workbench.sweep._store import SweepStore
+from workbench.sweep._tracking import Tracking
 from workbench.sweep.schedulers import FIFO, Scheduler, get_scheduler
 from workbench.sweep.strategies import Strategy, get_strategy
 
 if TYPE_CHECKING:
     from workbench.pool import Pool
+    from workbench.track import Tracker
 
 __all__ = ["sweep"]
 
@@ -181,6 +184,7 @@ def sweep(
     decision_timeout: float = _timeouts.DECISION,
     max_restarts: int = 3,
     optuna_storage: str | os.PathLike[str] | Any | None = None,
+    callbacks: Sequence[Tracker] | Tracker | None = None,
 ) -> SweepResult:
     """Run ``objective(config, report)`` on configurations from ``space`` over the engine pool.
 
@@ -278,6 +282,10 @@ def sweep(
         ``optuna-dashboard sqlite:///optuna.db`` follows the running sweep. The store stays
         workbench's record; a resumed sweep brings the study in line with it. A study of
         that name holding other trials is refused before anything runs.
+    callbacks
+        Trackers that record each trial as a run, as it starts, reports and ends
+        (:func:`workbench.track.mlflow`, :func:`workbench.track.tensorboard`, or a
+        :class:`workbench.track.Tracker`); the best trial's run is marked at the end.
 
     Returns
     -------
@@ -289,6 +297,7 @@ def sweep(
     from workbench.widgets.sweep_table import make_sweep_view
 
     pass_comm, pass_checkpoint = _takes(objective)
+    trackers = track.trackers(callbacks)
     space_ = Space(space)
     metrics_ = _objectives(metrics, metric, mode)
     if metrics_ is not None:
@@ -326,14 +335,16 @@ def sweep(
     checkpoints = checkpoint_root(path, name_) if pass_checkpoint else None
     store = SweepStore(path)
     try:
-        mirror = (
-            None
-            if optuna_storage is None
-            else OptunaMirror(
+        outlets: list[Outlet] = [
+            Tracking(t, name_, metric or "value", mode, list(metrics_ or [metric or "value"]),
+                     store)
+            for t in trackers
+        ]  # fmt: skip
+        if optuna_storage is not None:
+            outlets.append(OptunaMirror(
                 optuna_storage, name_, metrics_ or {metric or "value": mode}, space_.domains,
                 [t.id for t in store.trials(name_)],
-            )
-        )  # fmt: skip
+            ))  # fmt: skip
         settings: dict[str, Any] = {
             "metric": metric, "mode": mode, "space": space_.describe(), "seed": seed_,
             "strategy": type(strat).__name__, "trial_ranks": trial_ranks,
@@ -369,7 +380,7 @@ def sweep(
             if show is not False
             else None
         )
-        runner = Runner(plan, pool, store, view, mirror)
+        runner = Runner(plan, pool, store, view, outlets)
         runner.curves.update(curves)
         runner.run()
         return SweepResult(

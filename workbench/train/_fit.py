@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from workbench import track
 from workbench.comm import allreduce
 from workbench.errors import InvalidValueError
 from workbench.pool import checkpoint_requests
 from workbench.progress import progress as report
+from workbench.track import Run, Tracker
 from workbench.train._checkpoint import restore, save_checkpoint
 from workbench.train._data import ShardSampler, shard
 from workbench.train._optimizer import SGD, DistributedOptimizer
@@ -76,6 +80,8 @@ def fit(
     checkpoint: str | os.PathLike[str] | None = None,
     progress: bool = True,
     comm: Any = None,
+    callbacks: Sequence[Tracker] | Tracker | None = None,
+    run_name: str = "wb.train.fit",
 ) -> History:
     """Train a numpy model (e.g. :class:`~workbench.train.MLP`) data-parallel; collective.
 
@@ -93,6 +99,12 @@ def fit(
     :class:`SGD` update; ``bucket_bytes`` and ``overlap`` are those of
     :class:`DistributedOptimizer`; with ``X_val``/``y_val`` the validation accuracy is
     recorded after each epoch; ``comm`` defaults to ``MPI.COMM_WORLD``.
+
+    ``callbacks``: trackers (:func:`workbench.track.mlflow`,
+    :func:`workbench.track.tensorboard`) in which rank 0 records the run ``run_name`` (the
+    MLflow experiment, the TensorBoard folder): the settings, the number of ranks, and each
+    epoch's loss, accuracy and validation accuracy; the run ends ``done``, or ``failed``
+    when training raises.
     """
     comm = resolve_comm(comm)
     X, y = _check_data(model, X, y)
@@ -115,6 +127,11 @@ def fit(
     handled = [0]  # requests to checkpoint acted on (see _asked_to_checkpoint)
     total = epochs * len(sampler)
     step = history.resumed_from = start * len(sampler) + skip
+    settings = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum,
+                "weight_decay": weight_decay, "seed": seed, "ranks": comm.Get_size(),
+                "model": type(model).__name__, "resumed_from_epoch": start}  # fmt: skip
+    runs = _open_runs(track.trackers(callbacks), run_name, settings, comm)
+    state_at_end = "failed"
     try:
         for epoch in range(start, epochs):
             sampler.set_epoch(epoch)
@@ -142,10 +159,31 @@ def fit(
                     report(step, total=total, val_accuracy=history.val_accuracy[-1])
             if checkpoint is not None:
                 save_checkpoint(checkpoint, model, opt, epoch=epoch + 1, comm=comm)
+            for run in runs:
+                run.log(epoch + 1, _epoch_metrics(history))
+        state_at_end = "done"
     finally:
         opt.close()
+        for run in runs:
+            run.close(state_at_end)
     history.steps = step
     return history
+
+
+def _open_runs(
+    trackers: list[Tracker], name: str, settings: dict[str, Any], comm: Any
+) -> list[Run]:
+    """On rank 0, a run of ``name`` in each tracker (none elsewhere)."""
+    if comm.Get_rank() != 0:
+        return []
+    return track.kept_runs(trackers, name, time.strftime("fit-%Y%m%d-%H%M%S"), settings)
+
+
+def _epoch_metrics(history: History) -> dict[str, float]:
+    out = {"loss": history.loss[-1], "accuracy": history.accuracy[-1]}
+    if history.val_accuracy:
+        out["val_accuracy"] = history.val_accuracy[-1]
+    return out
 
 
 def _asked_to_checkpoint(comm: Any, handled: list[int]) -> bool:
