@@ -230,3 +230,27 @@ def test_a_notebook_function_finds_the_notebooks_imports_on_the_engines(live_poo
     live_pool.execute("SCALE = 100")  # the engines' own definition wins over the notebook's
     assert [x[2] for x in live_pool.run(ns["fn"], 2)] == [201] * live_pool.size
     live_pool.execute("del SCALE")
+
+
+def test_stopping_a_pool_whose_controller_dies_first_leaves_none_of_its_processes(monkeypatch):
+    """Seen under load: the controller killed while stopping, its scheduler processes left
+    orphaned to PID 1. Whatever of the controller's family outlives the stop is ended."""
+    import psutil
+
+    from workbench.pool import _ipp
+
+    pool = Pool.local(1, progress=False)
+    pid = _ipp.controller_pid(pool.cluster)
+    family = psutil.Process(pid).children(recursive=True)
+    assert family, "the controller has scheduler processes"
+
+    stop = pool.cluster.stop_cluster_sync
+
+    def killed_first():  # the controller alone, as a SIGKILL would; then the usual stop
+        os.kill(pid, signal.SIGKILL)
+        stop()
+
+    monkeypatch.setattr(pool.cluster, "stop_cluster_sync", killed_first, raising=False)
+    pool.stop()
+    _, alive = psutil.wait_procs(family, timeout=30)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], alive

@@ -176,12 +176,11 @@ def test_the_site_profile_sets_partition_and_setup_on_every_node(
 def test_a_request_the_partition_never_grants_fails_at_once(cluster, keep_current):
     """The single-node default partition cannot give 2 nodes: Slurm says PartitionConfig."""
     before = _jobs()
-    start = time.monotonic()
+    # "at once": the reason is read from the queue, not waited out (only that path says it)
     with pytest.raises(InvalidValueError, match=r"can never start \(PartitionConfig\)") as info:
-        Pool.slurm(4, nodes=2, time="5", progress=False)
+        Pool.slurm(4, nodes=2, time="5", progress=False, timeout=600)
     assert "ask for fewer" in str(info.value) and "it was cancelled" in str(info.value)
-    assert time.monotonic() - start < 30
-    assert _jobs() == before
+    assert not _jobs() - before  # its job cancelled (another test's may have ended meanwhile)
 
 
 _PENDING = """

@@ -10,7 +10,8 @@ name                   seconds  what waits
 ``SLURM_START``        600      a Slurm job queueing, starting and its engines registering
 ``ATTACH``             30       engines of a running pool answering ``Pool.attach``
 ``QUERY``              10       one question to Slurm (``squeue``) or a shell thread
-``CONTROLLER``         5        one request to the pool's controller (status, queue, stop)
+``CONTROLLER``         5        one request to the pool's controller (status, queue, stop);
+                                what is left of its processes exiting after the stop
 ``PING``               2        engines on other nodes answering a liveness ping (status, losses)
 ``HEARTBEAT``          2        the controller's heartbeat period for Slurm pools; an engine
                                 silent for ``HEARTBEAT_MISSES`` + 1 periods is declared dead

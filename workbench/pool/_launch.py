@@ -24,9 +24,10 @@ from typing import Any
 import ipyparallel as ipp
 from traitlets.config import Config
 
+from workbench import _timeouts
 from workbench._util import engines
 from workbench.errors import InvalidValueError, PoolError
-from workbench.pool import _ipp, _logs
+from workbench.pool import _ipp, _logs, _procs
 from workbench.pool._allocation import step_command
 from workbench.pool._command import EngineCommand, LaunchSpec
 from workbench.pool._diagnose import diagnose
@@ -412,10 +413,14 @@ def stop_quietly(cluster: ipp.Cluster) -> None:
     being stopped) goes to the pool's log file, like everything else the cluster logs.
     """
     _ipp.drop_unsubmitted(cluster)  # (stopping them would run `scancel ''`)
+    # the controller's scheduler processes outlive it when it is killed (seen under load:
+    # orphaned to PID 1): whatever of its family is left after the stop is ended too
+    controller = _procs.family(_ipp.controller_pid(cluster))
     try:
         cluster.stop_cluster_sync()
     except Exception as e:  # the cluster may be half started or already gone
         log.warning("while stopping the pool %s: %s", cluster.cluster_id, e)
+    _procs.reap(controller, _timeouts.CONTROLLER)
     where, cid = cluster.profile_dir, cluster.cluster_id
     files = [batch_file(where, cid, kind) for kind in ("sbatch", "template")]
     files.append(_launch_file(where, cid))

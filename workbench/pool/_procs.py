@@ -9,7 +9,7 @@ import psutil
 
 from workbench.pool._status import EngineInfo
 
-__all__ = ["alive", "rss", "wait_gone"]
+__all__ = ["alive", "family", "reap", "rss", "wait_gone"]
 
 
 def alive(pid: int) -> bool:
@@ -38,6 +38,23 @@ def wait_gone(engines: list[EngineInfo], timeout: float) -> None:
         if e.host == here:
             with contextlib.suppress(psutil.NoSuchProcess):  # already gone: nothing to wait for
                 procs.append(psutil.Process(e.pid))
+    reap(procs, timeout)
+
+
+def family(pid: int | None) -> list[psutil.Process]:
+    """Process ``pid`` and all its descendants on this machine (none if it is gone): the
+    controller's schedulers, say, which outlive it when it is killed."""
+    if pid is None:
+        return []
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def reap(procs: list[psutil.Process], timeout: float) -> None:
+    """Wait (bounded) for ``procs`` to exit; kill what is left."""
     _, left = psutil.wait_procs(procs, timeout=timeout)
     for p in left:
         with contextlib.suppress(psutil.NoSuchProcess):  # exited as we were about to kill it
