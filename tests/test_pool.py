@@ -232,6 +232,7 @@ def test_a_notebook_function_finds_the_notebooks_imports_on_the_engines(live_poo
     live_pool.execute("del SCALE")
 
 
+@pytest.mark.slow  # a pool of its own
 def test_stopping_a_pool_whose_controller_dies_first_leaves_none_of_its_processes(monkeypatch):
     """Seen under load: the controller killed while stopping, its scheduler processes left
     orphaned to PID 1. Whatever of the controller's family outlives the stop is ended."""

@@ -93,6 +93,7 @@ def test_each_trial_is_in_the_study_while_it_runs_and_as_the_store_has_it(live_p
     assert study.best_trial.params == {"x": 3.0}
 
 
+@pytest.mark.slow
 def test_an_interrupted_mirrored_sweep_resumed_finishes_its_running_trials(live_pool, tmp_path):
     db, journal, gate = str(tmp_path / "s.db"), str(tmp_path / "optuna.log"), str(tmp_path / "g")
     space = {"x": grid([1.0, 2.0, 3.0]), "gate": gate}
@@ -108,6 +109,7 @@ def test_an_interrupted_mirrored_sweep_resumed_finishes_its_running_trials(live_
     _same_as_store(storage, "gated", db)
 
 
+@pytest.mark.slow
 def test_a_sweep_resumed_with_a_mirror_brings_the_study_in_line(live_pool, tmp_path):
     db, url, gate = str(tmp_path / "s.db"), f"sqlite:///{tmp_path / 'o.db'}", str(tmp_path / "g")
     open(gate, "w").close()

@@ -21,6 +21,7 @@ from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E4
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
+slow = pytest.mark.slow  # MLflow's sqlite store is created per test (a few seconds each)
 
 
 def two_metrics(config, report):
@@ -51,6 +52,7 @@ def _events(folder: str) -> EventAccumulator:
     return acc
 
 
+@slow
 def test_a_sweep_is_recorded_in_mlflow_and_tensorboard(live_pool, tmp_path):
     db, uri, logdir = str(tmp_path / "s.db"), f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "tb"
     trackers = [wb.track.mlflow(uri), wb.track.tensorboard(logdir)]
@@ -83,6 +85,7 @@ def test_a_sweep_is_recorded_in_mlflow_and_tensorboard(live_pool, tmp_path):
         assert ("best" in acc.Tags()["scalars"]) == (trial.id == 2)
 
 
+@slow
 def test_a_resumed_sweep_records_each_trial_once(live_pool, tmp_path):
     db, uri, logdir = str(tmp_path / "s.db"), f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "tb"
     space = {"x": grid([1.0, 3.0, 4.0, 5.0])}
@@ -122,6 +125,7 @@ def fit_tracked(uri: str, logdir: str) -> dict:
     return {"loss": history.loss, "val": history.val_accuracy}
 
 
+@slow
 def test_a_training_run_is_recorded_by_rank_0(live_pool, tmp_path):
     uri, logdir = f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "tb")
     out = live_pool.apply(fit_tracked, (uri, logdir), timeout=180, stream=False,
@@ -176,6 +180,7 @@ def fit_with_broken_tracker() -> list:
     return [history.epochs, [str(w.message) for w in caught]]
 
 
+@slow
 def test_a_failing_tracker_is_warned_about_and_training_goes_on(live_pool):
     out = live_pool.apply(fit_with_broken_tracker, timeout=120, stream=False, progress=False)
     assert all(epochs == [1, 2, 3] for epochs, _ in out)  # every rank trained to the end

@@ -111,12 +111,12 @@ class _Kept(Run):
 
 
 def kept_runs(
-    trackers: Sequence[Tracker], group: str, name: str, params: Mapping[str, Any]
+    given: Sequence[Tracker], group: str, name: str, params: Mapping[str, Any]
 ) -> list[Run]:
-    """A run of ``name`` in each of ``trackers`` that warns once and stops recording when its
+    """A run of ``name`` in each tracker ``given`` that warns once and stops recording when its
     tracker fails, instead of raising (for code whose ranks must stay in step)."""
     out: list[Run] = []
-    for t in trackers:
+    for t in given:
         try:
             out.append(_Kept(t, t.open_run(group, name, params), None))
         except Exception as e:  # warned by _Kept
