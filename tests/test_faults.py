@@ -122,3 +122,49 @@ def test_package_never_evals_or_execs_text():
                     and node.func.id in {"eval", "exec"}):  # fmt: skip
                 calls.append(f"{path.name}:{node.lineno}")
     assert not calls, f"eval/exec of text in the package: {calls}"
+
+
+_KILLED_RANKS = """
+import os, signal
+from mpi4py import MPI
+MPI.COMM_WORLD.Barrier()
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+_LIVE_RANKS = """
+import sys, time
+from mpi4py import MPI
+MPI.COMM_WORLD.Barrier()
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.slow
+def test_shared_memory_left_by_killed_ranks_is_removed_and_a_live_jobs_kept():
+    """Killed MPICH ranks leave their /dev/shm segment; a later job whose name repeats it
+    (process ids wrap around) aborts in MPI_Init. Such segments go; a running job's stay."""
+    import subprocess
+    import sys
+
+    from workbench.pool._launch import local_mpiexec
+    from workbench.pool._procs import SHM, remove_stale_segments
+
+    def segments():
+        return {n for n in os.listdir(SHM) if n.startswith("mpich_")}
+
+    before = segments()
+    subprocess.run([local_mpiexec(), "-n", "2", sys.executable, "-c", _KILLED_RANKS],
+                   capture_output=True, timeout=120)  # fmt: skip
+    leaked = segments() - before
+    assert leaked, "the killed ranks left no segment: nothing to test"
+    live = subprocess.Popen([local_mpiexec(), "-n", "2", sys.executable, "-c", _LIVE_RANKS],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert live.stdout.readline().startswith("ready")
+        running = segments() - before - leaked
+        assert running
+        removed = {os.path.basename(p) for p in remove_stale_segments(min_age=0)}
+        assert leaked <= removed and not running & removed
+        assert running <= segments()
+    finally:
+        live.communicate("", timeout=60)

@@ -236,6 +236,7 @@ def local_cluster(
     """
     check_count(n)
     command.check_here()
+    _procs.remove_stale_segments()  # (a stale one can make MPI_Init abort: see there)
     spec = LaunchSpec(command=command, controller="127.0.0.1", controller_why="a local pool")
     cluster = new_cluster(n, "mpi", "127.0.0.1", detach, profile)
     configure(cluster, spec, n)

@@ -18,7 +18,7 @@ from workbench.errors import PoolError
 from workbench.pool import _ipp, _launch
 from workbench.pool._enginemap import remove_map
 from workbench.pool._feedback import StartFeedback
-from workbench.pool._procs import alive, wait_gone
+from workbench.pool._procs import alive, remove_stale_segments, wait_gone
 from workbench.pool._slurm_launch import slurm_job_id, wait_in_queue
 from workbench.pool._status import EngineInfo
 
@@ -105,6 +105,7 @@ def tear_down(cluster: ipp.Cluster, engines: list[EngineInfo]) -> None:
         except Exception as e:  # a launcher already gone
             log.debug("stopping the engines another process started: %s", e, exc_info=True)
     wait_gone(engines, timeout=_timeouts.ENGINES_EXIT)
+    remove_stale_segments()
     remove_map(cluster)
     # ipyparallel may write the cluster file back while its controller exits: once it is
     # gone (bounded wait), the file goes too, so nothing finds a stopped pool
