@@ -208,3 +208,44 @@ def test_without_the_libraries_the_trackers_say_what_to_install(monkeypatch):
     for make in (wb.track.mlflow, wb.track.tensorboard):
         with pytest.raises(MissingDependencyError, match=r"pip install 'workbench\[track\]'"):
             make()
+
+
+def gated(config, report):
+    """Reports step 0, waits (a minute at most) for the ``gate`` file, reports step 1."""
+    import time
+
+    report(step=0, score=config["x"])
+    deadline = time.monotonic() + 60
+    while not os.path.exists(config["gate"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    report(step=1, score=2 * config["x"])
+    return 3 * config["x"]
+
+
+@slow
+def test_an_interrupted_sweep_resumed_goes_on_in_the_same_runs(live_pool, tmp_path):
+    db, uri, logdir = str(tmp_path / "s.db"), f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "tb"
+    gate = tmp_path / "gate"
+    space = {"x": grid([1.0, 2.0]), "gate": str(gate)}
+
+    def trackers():
+        return [wb.track.mlflow(uri), wb.track.tensorboard(logdir)]
+
+    r = sweep(gated, space, metric="score", storage=db, show=False, timeout=10,
+              callbacks=trackers())  # fmt: skip
+    assert [t.state for t in r.trials] == [TrialState.PENDING] * 2  # interrupted
+    left = _all_runs(uri, "gated")
+    assert [run.info.status for run in left] == ["RUNNING"] * 2, left  # the runs stay open
+    gate.touch()
+    sweep(gated, space, metric="score", storage=db, show=False, callbacks=trackers())
+    runs = _runs(uri, "gated")
+    assert sorted(runs) == [0, 1] and len(_all_runs(uri, "gated")) == 2  # one run per trial
+    for i, run in runs.items():
+        assert run.info.status == "FINISHED"
+        assert _history(uri, run, "score") == [(0, i + 1.0), (1, 2 * (i + 1.0))]  # each once
+    assert sorted(os.listdir(logdir / "gated")) == ["trial-0", "trial-1"]
+
+
+def _all_runs(uri: str, experiment: str) -> list:
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    return client.search_runs([client.get_experiment_by_name(experiment).experiment_id])

@@ -44,10 +44,10 @@ class Tracking(Outlet):
             return
         run = self.runs.get(t.id)
         if run is None:
-            run = self.runs[t.id] = self.tracker.open_run(
-                self.name, f"trial-{t.id}", t.config, trial=t.id
-            )
-        logged = self.logged.setdefault(t.id, set())
+            run = self.tracker.open_run(self.name, f"trial-{t.id}", t.config, trial=t.id)
+            self.logged[t.id] = run.logged_steps(self.metric)  # (a run taken up again)
+            self.runs[t.id] = run
+        logged = self.logged[t.id]
         for step, value in curve:
             if step not in logged:
                 run.log(int(step), {self.metric: value})

@@ -25,6 +25,11 @@ class Run(abc.ABC):
         """End the run: ``state`` is ``done``, ``pruned`` or ``failed``; ``values`` are its
         final values (the objectives of a sweep trial)."""
 
+    def logged_steps(self, metric: str) -> set[float]:
+        """The steps of ``metric`` this run already holds (a run taken up again after an
+        interrupted sweep); none by default."""
+        return set()
+
 
 class Tracker(abc.ABC):
     """Where runs are recorded; picklable (``wb.train.fit`` takes it to the engines)."""

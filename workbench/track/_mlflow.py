@@ -40,6 +40,9 @@ class MLflowRun(Run):
         if batch:
             self.client.log_batch(self.run_id, metrics=batch)
 
+    def logged_steps(self, metric: str) -> set[float]:
+        return {float(m.step) for m in self.client.get_metric_history(self.run_id, metric)}
+
     def close(self, state: str, *, values: Mapping[str, float] | None = None) -> None:
         if values:
             self.log(0, {f"final_{k}": v for k, v in values.items()})
@@ -76,6 +79,11 @@ class MLflowTracker(Tracker):
 
         tags = {_GROUP: group} | ({} if trial is None else {_TRIAL: str(trial)})
         client = self.client()
+        if trial is not None:  # a trial an interrupted sweep left running goes on in its run
+            left = self._runs(group, f" and tags.`{_TRIAL}` = '{trial}' "
+                                     "and attributes.status = 'RUNNING'")  # fmt: skip
+            if left:
+                return MLflowRun(client, left[0].info.run_id)
         run = client.create_run(self._experiment_id(group), run_name=name, tags=tags)
         given = [Param(k, str(v)[:6000]) for k, v in plain_params(params).items()]
         if given:
