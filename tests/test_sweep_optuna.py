@@ -98,11 +98,11 @@ def test_an_interrupted_mirrored_sweep_resumed_finishes_its_running_trials(live_
     db, journal, gate = str(tmp_path / "s.db"), str(tmp_path / "optuna.log"), str(tmp_path / "g")
     space = {"x": grid([1.0, 2.0, 3.0]), "gate": gate}
     r = sweep(gated, space, metric="score", storage=db, show=False, optuna_storage=journal,
-              timeout=4)  # fmt: skip
+              timeout=10)  # fmt: skip
     assert [t.state for t in r.trials] == [TrialState.PENDING] * 3  # interrupted: rerun later
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(journal))
     running = optuna.load_study(study_name="gated", storage=storage).get_trials(deepcopy=False)
-    assert {t.state.name for t in running} <= {"RUNNING"} and len(running) <= 3
+    assert [t.state.name for t in running] == ["RUNNING"] * 3  # left running by the interrupt
     open(gate, "w").close()
     r = sweep(gated, space, metric="score", storage=db, show=False, optuna_storage=journal)
     assert [t.state for t in r.trials] == [TrialState.DONE] * 3
