@@ -102,6 +102,30 @@ def test_status_ignores_a_stale_controller_queue_entry(live_pool, monkeypatch):
     assert [r["state"] for r in live_pool.status().rows] == ["idle"] * live_pool.size
 
 
+def test_a_reply_lost_after_an_interrupt_does_not_keep_a_rank_busy(live_pool):
+    """Seen under load after a Ctrl-C: a reply never reached the client, which kept the
+    request outstanding, and status showed the rank busy for good while it ran later work.
+    A request the controller has completed (or with a later one completed on its engine)
+    is not in flight."""
+    client = live_pool.client
+    eid = live_pool.engines[2].engine_id
+    lost = client[eid].execute("pass")
+    lost.get(timeout=30)
+    later = client[eid].execute("pass")
+    later.get(timeout=30)
+    uuid = client._engines[eid]
+    client._outstanding_dict[uuid].add(lost.msg_ids[0])  # as if its reply had not come
+    client.outstanding.add(lost.msg_ids[0])
+    try:
+        assert [r["state"] for r in live_pool.status().rows] == ["idle"] * live_pool.size
+        running = client[eid].execute("import time; time.sleep(3)")
+        assert live_pool.status().rows[2]["state"] == "busy"  # while it really runs
+        running.get(timeout=60)
+    finally:
+        client._outstanding_dict[uuid].discard(lost.msg_ids[0])
+        client.outstanding.discard(lost.msg_ids[0])
+
+
 def _fail_on_one():
     from mpi4py import MPI
 

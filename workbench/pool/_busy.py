@@ -17,39 +17,44 @@ __all__ = ["busy_engines"]
 def busy_engines(c: ipp.Client) -> set[int]:
     """Engine ids with work in flight.
 
-    This client's own work counts as long as its reply has not arrived. Other
-    clients' work comes from the controller's queue. The queue alone is not enough:
-    under load the controller can keep a finished request listed for good (its monitor
-    saw the reply first). So a request of another client counts only while the
-    controller's record of it has no completion and nothing submitted after it has
-    completed on that engine (an engine runs its requests in order).
+    The controller's queue says what waits or runs on each engine, but it is not enough
+    alone: under load it can keep a finished request listed for good (its monitor saw the
+    reply first). So a queued request counts only while the controller's record of it has
+    no completion and nothing submitted after it has completed on that engine (an engine
+    runs its requests in order). This client's own requests count while their reply has
+    not arrived, unless the controller's record shows them completed, or a later request
+    completed on their engine: a reply lost after an interrupt (seen under load: a rank
+    shown busy for good, while it ran later work) does not keep the rank busy.
     """
-    busy = _ipp.engines_with_outstanding_requests(c)
+    own = _ipp.outstanding_by_engine(c)
     known = set(c.ids)  # (the controller may still list engines that unregistered)
     listed = [
         e for e, q in c.queue_status().items() if isinstance(q, dict) and q["queue"] and e in known
     ]
-    if not listed:
-        return busy
-    mine = set(c.history)
+    engines = sorted(set(listed) | set(own))
+    if not engines:
+        return set()
     try:
-        queues = c.queue_status(targets=listed, verbose=True)
+        queues = c.queue_status(targets=engines, verbose=True)
     except (KeyError, IndexError):  # an engine unregistered meanwhile: ask next time
-        return busy
-    foreign = {m: e for e in listed for m in queues[e]["queue"] if m not in mine}
-    if not foreign:
-        return busy
-    done = {e: queues[e]["completed"] for e in set(foreign.values())}
+        return set(own)
+    waiting = {m: e for e in engines for m in queues[e]["queue"]}
+    waiting.update({m: e for e, ids in own.items() for m in ids})
+    done = {e: queues[e]["completed"] for e in engines}
     last = {e: ids[-1] for e, ids in done.items() if ids}
     try:
-        records = c.db_query({"msg_id": {"$in": [*foreign, *last.values()]}},
+        records = c.db_query({"msg_id": {"$in": [*waiting, *last.values()]}},
                              ["msg_id", "submitted", "completed"])  # fmt: skip
     except Exception:  # a controller without a task database: trust its queue
         log.debug("no task records from the controller; trusting its queue", exc_info=True)
-        return busy | set(foreign.values())
+        return set(own) | set(waiting.values())
     by_id = {r["msg_id"]: r for r in records}
-    for msg_id, eid in foreign.items():
-        if _in_flight(by_id.get(msg_id), by_id.get(last.get(eid))):
+    busy = set()
+    for msg_id, eid in waiting.items():
+        record = by_id.get(msg_id)
+        if record is None and eid in own and msg_id in own[eid]:
+            busy.add(eid)  # just sent: not in the controller's records yet
+        elif _in_flight(record, by_id.get(last.get(eid))):
             busy.add(eid)
     return busy
 

@@ -31,6 +31,7 @@ __all__ = [
     "failure_details",
     "honest_cluster_file",
     "launcher_output",
+    "outstanding_by_engine",
     "ping",
 ]
 
@@ -117,26 +118,31 @@ def child_metadata(ar: AsyncResult) -> list[dict[str, Any]]:
     return public if isinstance(public, list) else [public]
 
 
-def engines_with_outstanding_requests(client: ipp.Client) -> set[int]:
-    """Engine ids to which this client sent a request whose reply has not arrived.
+def outstanding_by_engine(client: ipp.Client) -> dict[int, set[str]]:
+    """Engine id -> ids of the messages this client sent there whose reply has not arrived.
 
-    Reads ``Client._engines`` (engine id -> uuid) and ``Client._outstanding_dict`` (uuid ->
-    message ids); without them, asks the controller which of the client's outstanding
-    messages wait or run on which engine (``queue_status(verbose=True)``: a round trip).
+    Reads ``Client._engines`` and ``Client._outstanding_dict``; without them, asks the
+    controller which of the client's outstanding messages wait or run where.
     """
     engines = getattr(client, "_engines", None)
     outstanding = getattr(client, "_outstanding_dict", None)
     if isinstance(engines, dict) and isinstance(outstanding, dict):
-        return {eid for eid, uuid in list(engines.items()) if outstanding.get(uuid)}
+        return {eid: set(outstanding[uuid]) for eid, uuid in list(engines.items())
+                if outstanding.get(uuid)}  # fmt: skip
     mine = set(client.outstanding)
     if not mine:
-        return set()
+        return {}
     queues = client.queue_status(verbose=True)
     return {
-        int(eid)
+        int(eid): mine & set(q.get("queue", []))
         for eid, q in queues.items()
         if isinstance(q, dict) and mine & set(q.get("queue", []))
     }
+
+
+def engines_with_outstanding_requests(client: ipp.Client) -> set[int]:
+    """Engine ids to which this client sent a request whose reply has not arrived."""
+    return set(outstanding_by_engine(client))
 
 
 def execute(view: Any, code: str) -> AsyncResult:
