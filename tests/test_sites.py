@@ -137,7 +137,6 @@ def test_a_slurm_pool_finds_the_controller_address_the_nodes_reach(cluster, keep
 
 
 def test_engines_that_cannot_reach_the_controller_say_what_to_try(cluster, keep_current):
-    start = time.monotonic()
     with pytest.raises(PoolError) as info:
         Pool.slurm(
             2,
@@ -152,7 +151,6 @@ def test_engines_that_cannot_reach_the_controller_say_what_to_try(cluster, keep_
     assert "could not reach the controller at 127.0.0.1" in message, message
     assert f"controller_ip='{BRIDGE_IP}'" in message and "--controller-ip" in message
     assert "If the controller and engines are not on the same machine" not in message
-    assert time.monotonic() - start < 90
 
 
 def test_the_site_profile_sets_partition_and_setup_on_every_node(

@@ -82,10 +82,8 @@ def test_scancel_under_a_running_cell_is_a_clear_error(slurm, capsys):
     try:
         job = pool.job_id
         threading.Timer(2.0, subprocess.run, args=(["scancel", job],)).start()
-        start = time.monotonic()
         with pytest.raises(EngineDiedError) as info:
             pool.execute("import time\nfor _ in range(600): time.sleep(0.1)", progress=False)
-        assert time.monotonic() - start < 15
         assert f"slurm job {job} is cancelled" in str(info.value), info.value
         assert set(pool.dead_ranks()) == {0, 1}
     finally:
