@@ -2,6 +2,7 @@
 
     python benchmarks/training.py [--ranks 1 2 4] [--steps 15] [--batch 512]
     python benchmarks/training.py --sweep 64KiB,1MiB,9MiB,17MiB,25MiB   # bucket size ladder
+    python benchmarks/training.py --timeline [--ranks 2]   # the timeline's cost per step
 
 Each configuration runs under ``mpiexec -n P`` with one BLAS/torch thread per rank
 (weak scaling: ``--batch`` samples per rank per step). Reported: the phases of the
@@ -23,6 +24,14 @@ optimizer row also runs the native loop in the same processes, alternating step 
 so "x native" (step / native loop step) compares the two under the same load.
 Efficiency = step(p=1) / step(p) of the same row (of the native row for rows not run at
 p = 1: ``--ranks 8 16`` runs p = 1 only for the native row).
+
+``--timeline`` measures what recording a timeline costs instead: the numpy rows on
+DistributedOptimizer step with the timeline off and on, alternating step by step in the
+same processes (``--steps`` of each); reported are the fastest and median step (slowest
+rank) of each, their ratio, the spans recorded per step, what one span costs (timed alone:
+two clock reads and an append) and so the share of a step the recording takes (the
+difference of two noisy step times cannot resolve it). Off, an instrumented site costs one
+read of a module flag, timed here too.
 """
 
 from __future__ import annotations
@@ -235,10 +244,64 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+TIMELINE_ROWS = [
+    ("one bucket per tensor, after backward", {"bucket_bytes": 1, "overlap": False}),
+    ("default buckets + overlap", {"overlap": True}),
+]
+
+
+def _timeline_worker(args, comm, opts: dict) -> dict | None:
+    """Steps with the timeline off and on, alternating (see the module doc)."""
+    import timeit
+
+    from workbench import _spans
+
+    rng = np.random.default_rng(comm.Get_rank())
+    X = rng.standard_normal((args.batch, args.sizes[0])).astype(np.float32)
+    y = rng.integers(0, args.sizes[-1], args.batch)
+    run = _NumpyRun(args, comm, dict(opts, bucket_bytes=_bucket(args, opts)))
+    times: dict[str, list[float]] = {"off": [], "on": []}
+    spans = []
+    for step in range(args.warmup + 2 * args.steps):
+        on = step % 2 == 1
+        if on:
+            _spans.start()
+        run.step(X, y, record=True)
+        if on:
+            _spans.stop()
+            spans.append(len(_spans.take().spans))
+        if step >= args.warmup:
+            times["on" if on else "off"].append(sum(run.samples[k][-1] for k in PHASES[:3]))
+    run.extra()
+    gathered = comm.gather(times, root=0)
+    if comm.Get_rank() != 0:
+        return None
+    out = {}
+    for mode in ("off", "on"):
+        steps = [max(g[mode][s] for g in gathered) for s in range(len(times[mode]))]
+        out[mode] = min(steps)
+        out[f"{mode}_median"] = statistics.median(steps)
+    out["spans"] = statistics.median(spans)
+    reads = timeit.repeat("_spans.on", globals={"_spans": _spans}, number=100_000, repeat=5)
+    out["flag_ns"] = min(reads) / 100_000 * 1e9
+    _spans.start()  # one span as the instrumented sites record it: two clock reads, one add
+    one = "t0 = _spans.now() if _spans.on else 0\nif t0: _spans.add('reduce', 'comm', t0)"
+    adds = timeit.repeat(one, globals={"_spans": _spans}, number=20_000, repeat=5)
+    _spans.stop()
+    _spans.take()
+    out["span_ns"] = min(adds) / 20_000 * 1e9
+    return out
+
+
 def worker(args) -> None:
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
+    if args.timeline:
+        result = _timeline_worker(args, comm, TIMELINE_ROWS[args.row][1])
+        if result is not None:
+            print("RESULT " + json.dumps(result), flush=True)
+        return
     kind, _, opts = _rows(args)[args.row]
     run = _numpy_worker if kind in ("numpy", "mpi4py") else _torch_worker
     result = run(args, comm, kind, opts)
@@ -269,6 +332,7 @@ def _launch(args, row: int, p: int) -> dict | None:
     cmd += ["--sizes", ",".join(map(str, args.sizes))]
     cmd += ["--sweep", ",".join(args.sweep)] if args.sweep else []
     cmd += ["--bucket", str(args.bucket)] if args.bucket is not None else []
+    cmd += ["--timeline"] if args.timeline else []
     env = os.environ | ONE_THREAD
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
@@ -310,10 +374,43 @@ def _line(kind: str, label: str, p: int, r: dict, base: float | None) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _timeline_table(args) -> None:
+    """``--timeline``: the cost of recording, per row and rank count."""
+    head = ["numpy model / reduction", "p", "step off ms", "median off", "step on ms",
+            "median on", "on / off (median)", "spans per step", "cost per span",
+            "spans x cost / step"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    flag = None
+    for row, (label, _) in enumerate(TIMELINE_ROWS):
+        for p in args.ranks:
+            r = _launch(args, row, p)
+            if r is None:
+                lines.append(f"| {label} | {p} | failed |" + " |" * (len(head) - 3))
+                continue
+            flag = r["flag_ns"]
+            share = r["spans"] * r["span_ns"] * 1e-9 / r["off"]
+            cells = [label, str(p), _ms(r["off"]), _ms(r["off_median"]), _ms(r["on"]),
+                     _ms(r["on_median"]), f"{r['on_median'] / r['off_median']:.3f}",
+                     f"{r['spans']:.0f}", f"{r['span_ns'] / 1e3:.2f} µs",
+                     f"{100 * share:.4f}%"]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+            print(lines[-1], flush=True)
+    print(f"\nload average at the end: {_load():.1f}\n")
+    print("\n".join(lines))
+    if flag is not None:
+        print(f"\ntimeline off: each instrumented site reads one flag: {flag:.1f} ns a read")
+
+
 def main() -> None:
     args = _parse()
     if args.worker:
         worker(args)
+        return
+    if args.timeline:
+        print(f"machine: {_machine()}")
+        print(f"model MLP {args.sizes}; {args.batch} samples per rank per step; "
+              f"{args.steps} steps off and {args.steps} on, alternating")  # fmt: skip
+        _timeline_table(args)
         return
     n_params = sum(a * b + b for a, b in itertools.pairwise(args.sizes))
     print(
@@ -383,6 +480,7 @@ def _parse() -> argparse.Namespace:
         default=None,
         help="bucket sizes to compare instead of the standard rows, e.g. 1MiB,4MiB,25MiB",
     )
+    ap.add_argument("--timeline", action="store_true", help="the timeline's cost per step")
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--row", type=int, default=0, help=argparse.SUPPRESS)

@@ -11,8 +11,9 @@ import tempfile
 import pytest
 
 # skip_guard: in CI, an unexpected skip fails the run; leftovers: a pool process or Slurm job
-# left running fails the session; jupyter_server: jp_fetch for the panel API
-pytest_plugins = ["skip_guard", "leftovers", "pytest_jupyter.jupyter_server"]
+# left running fails the session; browser: the `lab` fixture (a JupyterLab to drive);
+# jupyter_server: jp_fetch for the panel API
+pytest_plugins = ["skip_guard", "leftovers", "browser", "pytest_jupyter.jupyter_server"]
 
 # Keep cluster files and profiles of the test run away from the user's ~/.ipython.
 os.environ.setdefault("IPYTHONDIR", tempfile.mkdtemp(prefix="wb-ipython-"))

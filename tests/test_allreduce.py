@@ -6,62 +6,10 @@ intended: results must not depend on scheduling luck); every launch is bounded.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-from functools import cache
-from pathlib import Path
-
 import pytest
+from helpers import assert_passed, run_mpi
 
 pytestmark = [pytest.mark.mpi, pytest.mark.slow]
-
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ROOT / "tests" / "mpi"
-MPIEXEC = Path(sys.executable).with_name("mpiexec")
-
-
-@cache
-def run_mpi(
-    script: str, ranks: int, timeout: float = 150.0, launcher: str = "mpiexec", **env: str
-) -> tuple[int, str]:
-    """Run ``tests/mpi/<script>.py`` on ``ranks`` ranks; (exit code, stdout + stderr).
-
-    ``launcher`` is ``mpiexec`` (hydra; the script runs under ``python -m mpi4py``, which
-    aborts the job on an uncaught exception) or ``mpiexec.gforker`` (plain ``python``).
-    The launch runs in its own process group, so a timeout kills every rank.
-    """
-    if not MPIEXEC.exists():
-        pytest.skip(f"no mpiexec next to {sys.executable}")
-    full_env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        "PYTHONUNBUFFERED": "1",
-        **env,
-    }
-    runner = [sys.executable, "-m", "mpi4py"] if launcher == "mpiexec" else [sys.executable]
-    cmd = [str(MPIEXEC.with_name(launcher)), "-n", str(ranks), *runner, f"{SCRIPTS / script}.py"]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        pytest.fail(f"{' '.join(cmd)} did not finish within {timeout}s (hang?); output:\n{out}")
-    return proc.returncode, out
-
-
-def assert_passed(code: int, out: str, label: str) -> None:
-    assert code == 0 and f"{label}: PASSED" in out, f"exit code {code}; output:\n{out[-6000:]}"
 
 
 @pytest.mark.slow

@@ -143,6 +143,44 @@ def test_a_training_run_is_recorded_by_rank_0(live_pool, tmp_path):
     assert got == pytest.approx(history["val"])
 
 
+def fit_in_a_timeline(uri: str, logdir: str) -> bool:
+    import numpy as np
+    from mpi4py import MPI
+
+    import workbench as wb
+    import workbench.train as wt
+
+    X = np.random.default_rng(0).standard_normal((64, 8)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    trackers = [wb.track.mlflow(uri, experiment="timed"), wb.track.tensorboard(logdir)]
+    with wb.timeline():
+        wt.fit(wt.MLP([8, 8, 2], seed=0), X, y, epochs=2, batch_size=8 * MPI.COMM_WORLD.Get_size(),
+               progress=False,
+               callbacks=trackers, run_name="timed")  # fmt: skip
+    return True
+
+
+@slow
+def test_a_training_run_in_a_timeline_keeps_its_trace_and_summary(live_pool, tmp_path):
+    uri, logdir = f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "tb")
+    live_pool.apply(fit_in_a_timeline, (uri, logdir), timeout=180, stream=False, progress=False)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("timed").experiment_id])
+    files = {f.path for f in client.list_artifacts(run.info.run_id)}
+    assert files == {"timeline.json", "timeline-summary.txt"}, files
+    assert run.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
+    got = client.download_artifacts(run.info.run_id, "timeline.json", str(tmp_path))
+    trace = wb.timeline.load(got)
+    assert trace.ranks == list(range(live_pool.size))  # every rank's part, not rank 0's alone
+    assert {"step", "forward", "backward"} <= {e["name"] for e in trace.events}
+    (folder,) = os.listdir(os.path.join(logdir, "timed"))
+    with open(os.path.join(logdir, "timed", folder, "timeline-summary.txt")) as f:
+        text = f.read()
+    assert text.startswith(f"timeline: {live_pool.size} ranks") and "waiting" in text
+    tensors = _events(os.path.join(logdir, "timed", folder)).Tags()["tensors"]
+    assert "timeline-summary.txt" in tensors, tensors  # also in TensorBoard's Text tab
+
+
 class _Broken(wb.track.Tracker):
     """A tracker whose runs fail on their second epoch."""
 
@@ -151,6 +189,9 @@ class _Broken(wb.track.Tracker):
             def log(self, step, metrics):
                 if step == 2:
                     raise OSError("the tracking disk is full")
+
+            def attach(self, name, text):
+                pass
 
             def close(self, state, *, values=None):
                 pass

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from test_allreduce import MPIEXEC, ROOT, assert_passed, run_mpi
+from helpers import MPIEXEC, ROOT, assert_passed, run_mpi
 
 from workbench.comm import _config, _tuning
 from workbench.comm.algorithms import AutoAlgorithm

@@ -7,6 +7,7 @@ channel (:mod:`workbench.progress`) that ipywidgets draw live.
 
 from __future__ import annotations
 
+import os as _os
 from typing import Any
 
 from workbench import _provided
@@ -43,7 +44,9 @@ _LAZY = {
 }
 
 
-_SUBMODULES = {"comm", "data", "pool", "train", "select", "linalg", "widgets", "track"}
+_SUBMODULES = {
+    "comm", "data", "pool", "train", "select", "linalg", "widgets", "track", "timeline",
+}  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:
@@ -97,6 +100,12 @@ def _joblib(pool: Any, **options: Any) -> Any:
 _provided.provide("scatter", _scatter)
 _provided.provide("broadcast", _broadcast)
 _provided.provide("joblib", _joblib)
+
+
+if _os.environ.get("WORKBENCH_TIMELINE"):  # this process is recorded (workbench.timeline)
+    from workbench.timeline._record import record_process
+
+    record_process(_os.environ["WORKBENCH_TIMELINE"])
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -119,6 +119,13 @@ class WorkbenchMagics(Magics):
         "--timeout", type=positive_seconds, default=None, help="interrupt and fail after S seconds"
     )
     @argument("--no-progress", action="store_true", help="do not show the progress view")
+    @argument(
+        "--timeline",
+        metavar="PATH",
+        default=None,
+        help="record a timeline of the cell on every rank into PATH (Chrome trace JSON; "
+        "wb.timeline.show() draws it)",
+    )
     def distributed(self, line: str, cell: str) -> None:
         """Run the cell on every rank (``comm``, ``rank``, ``size`` are defined there)."""
         args = parse_argstring(self.distributed, line)
@@ -128,6 +135,12 @@ class WorkbenchMagics(Magics):
             print(f"workbench: no pool yet, started a local pool of {engines(pool.size)}")
         if args.targets is not None and max(args.targets) >= pool.size:
             raise UsageError(f"--targets {args.targets} outside this pool of {pool.size} ranks")
+        if args.timeline is not None:
+            from workbench.timeline._cells import run_recorded
+
+            run_recorded(pool, cell, args.timeline, ranks=args.targets, timeout=args.timeout,
+                         progress=not args.no_progress)  # fmt: skip
+            return
         pool.execute(cell, ranks=args.targets, timeout=args.timeout, progress=not args.no_progress)
 
 

@@ -9,14 +9,16 @@ stalls and notices dead ranks). The control block is an ``int64`` array of shape
 
 Like :mod:`workbench.comm.kernels`: pure functions on arrays and addresses, no MPI, no Python
 objects, ``cache=True``. The atomic loads and stores themselves are LLVM-level helpers of
-:mod:`workbench.comm._numba_compat`.
+:mod:`workbench.comm._numba_compat`. The kernels that do work between two flags take a
+``stamps`` array: when it is not empty (a timeline is recorded) they write the monotonic
+clock at the phase boundaries Python cannot see (see :data:`STAMPS`).
 """
 
 from __future__ import annotations
 
 from numba import njit
 
-from workbench.comm._numba_compat import cpu_relax, load_acquire, store_release
+from workbench.comm._numba_compat import clock_ns, cpu_relax, load_acquire, store_release
 from workbench.comm.kernels import reduce_into_last
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "HEADER_WORD",
     "HEADER_WORDS",
     "PID",
+    "STAMPS",
     "arrive",
     "depart",
     "headers_equal",
@@ -56,6 +59,10 @@ HEADER_WORDS = 8
 #: of ``DESC_BYTES`` like the header.
 DESC_WORD = 40
 DESC_BYTES = 224
+#: Length of the ``stamps`` array of a recorded call: [0] the input copied in
+#: (:func:`stage_and_arrive`), [1] the reduction started and [2] ended
+#: (:func:`reduce_and_depart`); an empty array records nothing.
+STAMPS = 3
 #: Words per rank row (768 bytes: flags, headers and descriptions on separate cache lines).
 CTL_WORDS = 96
 
@@ -112,25 +119,35 @@ def arrive(ctl, rank, header, slot, seq, spins):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def stage_and_arrive(ctl, rank, header, slot, seq, spins, row, src):  # pragma: no cover - compiled
-    """Copy ``src`` into the start of this rank's input ``row``, then :func:`arrive`."""
+def stage_and_arrive(
+    ctl, rank, header, slot, seq, spins, row, src, stamps
+):  # pragma: no cover - compiled
+    """Copy ``src`` into the start of this rank's input ``row`` (stamped at ``stamps[0]``),
+    then :func:`arrive`."""
     for i in range(src.size):
         row[i] = src[i]
+    if stamps.size:
+        stamps[0] = clock_ns()
     return arrive(ctl, rank, header, slot, seq, spins)
 
 
 @njit(cache=True, nogil=True)
 def reduce_and_depart(
-    ctl, rank, slot, check, seq, spins, rows, lo, hi, op, divisor
+    ctl, rank, slot, check, seq, spins, rows, lo, hi, op, divisor, stamps
 ):  # pragma: no cover
     """After everyone arrived: -2 if ``check`` and the headers of ``slot`` differ (nothing
     reduced); else reduce columns ``lo:hi`` of the input rows into the last row (see
-    :func:`workbench.comm.kernels.reduce_into_last`), publish ``DEPART = seq`` and spin for
-    the others: 0 when all departed, else the number of ranks missing."""
+    :func:`workbench.comm.kernels.reduce_into_last`; stamped at ``stamps[1]`` and
+    ``stamps[2]``), publish ``DEPART = seq`` and spin for the others: 0 when all departed,
+    else the number of ranks missing."""
     if check and not headers_equal(ctl, slot):
         return -2
+    if stamps.size:
+        stamps[1] = clock_ns()
     if hi > lo:
         reduce_into_last(rows, lo, hi, op, divisor)
+    if stamps.size:
+        stamps[2] = clock_ns()
     return depart(ctl, rank, seq, spins)
 
 

@@ -3,7 +3,8 @@ kernels (:mod:`workbench.comm._flags`).
 
 numba's public ``numba.extending.intrinsic`` lets a kernel emit LLVM IR (through llvmlite)
 for what numba has no operation for: an atomic load with acquire order, a store with release
-order, the CPU's spin-wait hint. The one helper they need from numba's internals is
+order, the CPU's spin-wait hint, the monotonic clock (the timeline's phase stamps). The one
+helper they need from numba's internals is
 ``numba.core.cgutils.get_or_insert_function``; it is read here, with a fallback on llvmlite's
 public API, so a numba upgrade that moves it is one file's work.
 """
@@ -19,6 +20,7 @@ from numba import types
 from numba.extending import intrinsic
 
 __all__ = [
+    "clock_ns",
     "cpu_relax",
     "declare_function",
     "declare_function_public",
@@ -87,6 +89,30 @@ def _cpu_relax(typingctx):  # pragma: no cover - compiled
     return sig, codegen
 
 
+_CLOCK_MONOTONIC = 1  # Linux (the kernels' platform): what time.monotonic_ns reads
+
+
+@intrinsic
+def _clock_ns(typingctx):  # pragma: no cover - compiled
+    sig = types.int64()
+
+    def codegen(context, builder, signature, args):
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        timespec = ir.LiteralStructType([i64, i64])
+        fnty = ir.FunctionType(i32, [i32, timespec.as_pointer()])
+        # a symbol, not an address: the compiled kernel stays cacheable
+        clock = declare_function(builder.module, fnty, "clock_gettime")
+        with builder.goto_entry_block():  # one slot per function, not one per loop turn
+            ts = builder.alloca(timespec)
+        builder.call(clock, [ir.Constant(i32, _CLOCK_MONOTONIC), ts])
+        zero = ir.Constant(i32, 0)
+        sec = builder.load(builder.gep(ts, [zero, zero]))
+        nsec = builder.load(builder.gep(ts, [zero, ir.Constant(i32, 1)]))
+        return builder.add(builder.mul(sec, ir.Constant(i64, 1_000_000_000)), nsec)
+
+    return sig, codegen
+
+
 # What numba-compiled code calls (numba types the calls itself: the casts only tell mypy
 # the signatures as a kernel sees them, not the decorator's ``(typingctx, ...)`` ones).
 #: ``load_acquire(addr) -> int64``: the int64 at address ``addr``, loaded with acquire order.
@@ -95,3 +121,6 @@ load_acquire = cast("Callable[[int], int]", _load_acquire)
 store_release = cast("Callable[[int, int], None]", _store_release)
 #: ``cpu_relax()``: the spin-wait hint (x86 ``PAUSE``; nothing elsewhere).
 cpu_relax = cast("Callable[[], None]", _cpu_relax)
+#: ``clock_ns() -> int64``: ``CLOCK_MONOTONIC`` in nanoseconds, the clock of
+#: :func:`time.monotonic_ns` (about 20 ns a read).
+clock_ns = cast("Callable[[], int]", _clock_ns)

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench import _spans
 from workbench.comm import _flags
 from workbench.comm._fusion import Batch
 from workbench.comm._teams import is_team_comm
@@ -54,6 +55,7 @@ class Staging(NodeWindow):
         self.seq = 0
         self._rows: dict[tuple[int, str], np.ndarray] = {}
         self._fusion: dict[str, np.ndarray] = {}  # dtype -> symmetric buffer for fused lists
+        self._stamps = np.zeros(_flags.STAMPS, dtype=np.int64)  # a recorded call's phases
         node.Barrier()  # every control row initialised before anyone uses the window
 
     def rows(self, half: int, dtype: np.dtype) -> np.ndarray:
@@ -81,6 +83,7 @@ class Staging(NodeWindow):
         capacity, reduce it and put the results into its items. Every rank calls with the
         same kind of arguments (equal headers guarantee it)."""
         self.check_usable()
+        t0 = _spans.now() if _spans.on else 0
         self.seq += 1
         seq, half, r = self.seq, self.seq & 1, self.rank
         size = -1 if error is not None else (0 if batch is None else batch.size)
@@ -94,28 +97,36 @@ class Staging(NodeWindow):
                 raise self.mismatch(seq - 1, half) from error
             if error is not None:
                 raise error
+            if t0:
+                _spans.add("wait for peers", "comm", t0)
             return
         rows = self.rows(half, batch.dtype)
         n, p = batch.size, self.p
+        stamps = self._stamps if t0 else _NO_STAMPS
         if batch.fused:
             batch.pack_into(rows[r, :n])
+            if t0:
+                stamps[0] = _spans.now()
             missing = _flags.arrive(self.ctl, r, h, half, seq, self.spins)
         else:  # one numba call copies the input in and arrives
             missing = _flags.stage_and_arrive(
-                self.ctl, r, h, half, seq, self.spins, rows[r], batch.items[0].src
+                self.ctl, r, h, half, seq, self.spins, rows[r], batch.items[0].src, stamps
             )
         if missing:
             self.wait(_flags.ARRIVE, seq, stall_seconds)
         bounds = block_bounds(n, p)
         missing = _flags.reduce_and_depart(
             self.ctl, r, half, check, seq, self.spins, rows, bounds[r], bounds[r + 1],
-            OP_CODES[op], p,
+            OP_CODES[op], p, stamps,
         )  # fmt: skip
         if missing == -2:
             raise self.mismatch(seq - 1, half)
         if missing:
             self.wait(_flags.DEPART, seq, stall_seconds)
+        t1 = _spans.now() if t0 else 0
         batch.take_result(rows[p, :n])
+        if t0:
+            _record_phases(t0, stamps, t1)
 
     def reduce_fused(self, batch: Batch, op: str, comm: Any, stall_seconds: float) -> None:
         """Reduce a fused ``batch`` through a symmetric buffer of ``comm``: one pack into it,
@@ -137,6 +148,20 @@ class Staging(NodeWindow):
 
 
 _NO_FIELDS = (0, 0, 0, 0, 0)
+_NO_STAMPS = np.zeros(0, dtype=np.int64)  # the kernels stamp nothing
+
+
+def _record_phases(t0: int, stamps: np.ndarray, t1: int) -> None:
+    """The phases of a staged call (timeline): copy in, wait for the others to arrive,
+    reduce this rank's slice, wait for them to finish, copy the result out."""
+    copied, reducing, reduced = (int(t) for t in stamps)
+    _spans.add("copy in", "comm", t0, copied)
+    _spans.add("wait for peers", "comm", copied, reducing)
+    _spans.add("reduce", "comm", reducing, reduced)
+    _spans.add("wait for peers", "comm", reduced, t1)
+    _spans.add("copy out", "comm", t1)
+
+
 _templates: dict[tuple[tuple[int, ...], int], np.ndarray] = {}
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from mpi4py import MPI
 
+from workbench import _spans
 from workbench.comm import _config
 from workbench.comm._checks import CallFields, agree, comm_state, signature
 from workbench.comm._convert import Item, check_op, finish, prepare
@@ -67,7 +68,30 @@ def reduce_items(
     check: bool | str | None,
     fusion_bytes: int | str | None,
 ) -> list[Any]:
-    """Validate, check across ranks, reduce and return the results of ``xs``."""
+    """Validate, check across ranks, reduce and return the results of ``xs``; one span on
+    the timeline when it is recorded (:mod:`workbench._spans`)."""
+    if not _spans.on:
+        return _reduce_items(xs, outs, op, comm, many, algorithm, check, fusion_bytes)
+    t0 = _spans.now()
+    try:
+        return _reduce_items(xs, outs, op, comm, many, algorithm, check, fusion_bytes)
+    finally:
+        nbytes = sum(int(getattr(x, "nbytes", 0)) for x in xs)
+        name = algorithm if isinstance(algorithm, str) or algorithm is None else algorithm.name
+        args = {"bytes": nbytes, "tensors": len(xs), "op": op, "algorithm": name or "auto"}
+        _spans.add("allreduce", "comm", t0, 0, args)
+
+
+def _reduce_items(
+    xs: Sequence[Any],
+    outs: Sequence[Any] | None,
+    op: str,
+    comm: Any,
+    many: bool,
+    algorithm: str | Algorithm | None,
+    check: bool | str | None,
+    fusion_bytes: int | str | None,
+) -> list[Any]:
     op = check_op(op)
     cfg = _config.settings(
         algorithm=algorithm if isinstance(algorithm, str) else None,
@@ -110,13 +134,17 @@ def reduce_items(
             if small:
                 return [finish(it) for it in items]
         for batch in batches:
+            t0 = _spans.now() if _spans.on else 0
             if batch.fused and cfg.check and algo.shortcuts:
                 st.reduce_fused(batch, op, comm, cfg.stall_seconds)
             else:
                 batch.run(op, comm, algo, None)
-        return [finish(it) for it in items]
+            if t0:
+                _spans.add("reduce", "comm", t0, 0, {"algorithm": algo.name, "bytes": batch.nbytes})
+        return _finish(items)
     rows = None
     if cfg.check:
+        t0 = _spans.now() if _spans.on else 0
         payload = None
         if (
             error is None
@@ -127,9 +155,24 @@ def reduce_items(
             payload = batches[0].packed()
         desc, fields = _signature(items, op, algo, many, error)
         rows = agree(comm, fields, desc, cfg.stall_seconds, payload=payload, error=error)
+        if t0:
+            _spans.add("check", "comm", t0)
     for batch in batches:
+        t0 = _spans.now() if _spans.on else 0
         batch.run(op, comm, algo, rows)
-    return [finish(it) for it in items]
+        if t0:
+            _spans.add("reduce", "comm", t0, 0, {"algorithm": algo.name, "bytes": batch.nbytes})
+    return _finish(items)
+
+
+def _finish(items: list[Item]) -> list[Any]:
+    """The results of ``items`` (copied out where they were staged); a span when recorded."""
+    if not _spans.on:
+        return [finish(it) for it in items]
+    t0 = _spans.now()
+    results = [finish(it) for it in items]
+    _spans.add("copy out", "comm", t0)
+    return results
 
 
 def _reduce_symmetric(

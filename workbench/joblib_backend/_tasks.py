@@ -14,7 +14,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from workbench import engine_store
+from workbench import _spans, engine_store
 
 __all__ = ["MIN_BYTES", "Ref", "drop_call", "nbytes", "resolve", "run_items"]
 
@@ -72,7 +72,7 @@ def run_items(blob: bytes, new: dict[str, Any]) -> tuple[Any, ...]:
     try:
         items = pickle.loads(blob)
         with parallel_config(backend="sequential"):
-            out = [f(*resolve(tuple(a)), **resolve(dict(k))) for f, a, k in items]
+            out = [_run(f, a, k) for f, a, k in items]
     except Exception as e:
         tb = traceback.format_exc()
         try:
@@ -82,6 +82,18 @@ def run_items(blob: bytes, new: dict[str, Any]) -> tuple[Any, ...]:
             exc = None
         return ("error", exc, type(e).__name__, str(e), tb)
     return ("ok", out)
+
+
+def _run(f: Any, args: Any, kwargs: Any) -> Any:
+    """One joblib task (a span on the timeline when it is recorded)."""
+    if not _spans.on:
+        return f(*resolve(tuple(args)), **resolve(dict(kwargs)))
+    t0 = _spans.now()
+    try:
+        return f(*resolve(tuple(args)), **resolve(dict(kwargs)))
+    finally:
+        name = getattr(f, "__name__", type(f).__name__)
+        _spans.add("joblib task", "joblib", t0, 0, {"function": name})
 
 
 def drop_call(prefix: str) -> int:

@@ -19,6 +19,7 @@ import traceback
 from numbers import Real
 from typing import Any
 
+from workbench import _spans
 from workbench.errors import WorkbenchError
 from workbench.progress import check_report, progress
 from workbench.sweep._checkpoint import Checkpoint
@@ -207,6 +208,7 @@ def run_trial(
         ck = spec["checkpoint"]
         kwargs["checkpoint"] = Checkpoint(ck["path"], ck["step"], report)
     start = time.perf_counter()
+    t0 = _spans.now() if _spans.on else 0
     try:
         result = {"state": TrialState.DONE, "value": _plain(objective(*args, **kwargs))}
     except TrialPruned as e:
@@ -222,6 +224,14 @@ def run_trial(
             _flush_progress()
     result["seconds"] = time.perf_counter() - start
     result["reports"] = report.kept
+    if t0 and _spans.on:
+        _spans.add(
+            "trial",
+            "sweep",
+            t0,
+            0,
+            {"trial": trial_id, "state": getattr(result["state"], "value", result["state"])},
+        )
     return result
 
 

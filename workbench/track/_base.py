@@ -30,6 +30,11 @@ class Run(abc.ABC):
         interrupted sweep); none by default."""
         return set()
 
+    @abc.abstractmethod
+    def attach(self, name: str, text: str) -> None:
+        """Keep the text file ``name`` with the run (an artifact: the timeline of a
+        training and its summary)."""
+
 
 class Tracker(abc.ABC):
     """Where runs are recorded; picklable (``wb.train.fit`` takes it to the engines)."""
@@ -104,6 +109,13 @@ class _Kept(Run):
         if self.run is not None:
             try:
                 self.run.log(step, metrics)
+            except Exception as e:  # warned, then off
+                self._off(e)
+
+    def attach(self, name: str, text: str) -> None:
+        if self.run is not None:
+            try:
+                self.run.attach(name, text)
             except Exception as e:  # warned, then off
                 self._off(e)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from workbench.errors import MissingDependencyError
@@ -43,6 +45,9 @@ class MLflowRun(Run):
     def logged_steps(self, metric: str) -> set[float]:
         return {float(m.step) for m in self.client.get_metric_history(self.run_id, metric)}
 
+    def attach(self, name: str, text: str) -> None:
+        self.client.log_text(self.run_id, text, name)
+
     def close(self, state: str, *, values: Mapping[str, float] | None = None) -> None:
         if values:
             self.log(0, {f"final_{k}": v for k, v in values.items()})
@@ -70,7 +75,18 @@ class MLflowTracker(Tracker):
     def _experiment_id(self, group: str) -> str:
         client, name = self.client(), self.experiment or group
         found = client.get_experiment_by_name(name)
-        return found.experiment_id if found is not None else client.create_experiment(name)
+        if found is not None:
+            return found.experiment_id
+        return client.create_experiment(name, artifact_location=self._artifacts())
+
+    def _artifacts(self) -> str | None:
+        """Beside a ``sqlite:///`` database, its runs' files (``mlartifacts/``): not in
+        MLflow's default ``./mlruns`` of whatever folder each rank runs in."""
+        uri = self.tracking_uri or ""
+        if not uri.startswith("sqlite:///"):
+            return None  # a file store keeps them inside; a server knows its own place
+        folder = os.path.dirname(os.path.abspath(uri[len("sqlite:///") :]))
+        return Path(folder, "mlartifacts").as_uri()
 
     def open_run(
         self, group: str, name: str, params: Mapping[str, Any], *, trial: int | None = None

@@ -75,6 +75,18 @@ class TensorBoardRun(Run):
         if values:
             self._write(step, values)
 
+    def attach(self, name: str, text: str) -> None:
+        """The file ``name`` in the run's folder; a ``.txt`` also as a text summary
+        (TensorBoard's Text tab)."""
+        with open(os.path.join(self.path, name), "w") as f:
+            f.write(text)
+        if name.endswith(".txt"):
+            from tensorboard.plugins.text.summary_v2 import text_pb
+
+            summary = text_pb(name, "```\n" + text + "\n```")  # markdown: keep the columns
+            self.writer.add_event(self.event_pb2.Event(wall_time=time.time(), step=0,
+                                                       summary=summary))  # fmt: skip
+
     def close(self, state: str, *, values: Mapping[str, float] | None = None) -> None:
         if values:
             self.log(0, {f"final_{k}": v for k, v in values.items()})

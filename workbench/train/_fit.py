@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -10,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench import track
+from workbench import _spans, track
 from workbench.comm import allreduce
 from workbench.errors import InvalidValueError
 from workbench.pool import checkpoint_requests
@@ -130,7 +131,9 @@ def fit(
     settings = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum,
                 "weight_decay": weight_decay, "seed": seed, "ranks": comm.Get_size(),
                 "model": type(model).__name__, "resumed_from_epoch": start}  # fmt: skip
-    runs = _open_runs(track.trackers(callbacks), run_name, settings, comm)
+    given = track.trackers(callbacks)
+    runs = _open_runs(given, run_name, settings, comm)
+    since = _spans.mark() if given and _spans.on else None  # the timeline goes with the run
     state_at_end = "failed"
     try:
         for epoch in range(start, epochs):
@@ -139,9 +142,12 @@ def fit(
             for batch, idx in enumerate(sampler):
                 if batch < skip:  # done before the checkpoint this run resumed from
                     continue
+                t0 = _spans.now() if _spans.on else 0
                 loss, acc = model.loss_and_grad(X[idx], y[idx])
                 opt.step()
                 step += 1
+                if t0:
+                    _spans.add("step", "train", t0, 0, {"step": step, "epoch": epoch + 1})
                 sums += (loss, acc, 1)
                 if progress:
                     report(step, total=total, loss=loss, accuracy=acc, epoch=epoch + 1)
@@ -161,6 +167,8 @@ def fit(
                 save_checkpoint(checkpoint, model, opt, epoch=epoch + 1, comm=comm)
             for run in runs:
                 run.log(epoch + 1, _epoch_metrics(history))
+        if since is not None:
+            _attach_timeline(runs, since, comm)
         state_at_end = "done"
     finally:
         opt.close()
@@ -177,6 +185,22 @@ def _open_runs(
     if comm.Get_rank() != 0:
         return []
     return track.kept_runs(trackers, name, time.strftime("fit-%Y%m%d-%H%M%S"), settings)
+
+
+def _attach_timeline(runs: list[Run], since: tuple[int, int], comm: Any) -> None:
+    """While a timeline is recorded: this training's part of it, from every rank, kept with
+    rank 0's runs as ``timeline.json`` (Chrome trace) and ``timeline-summary.txt``."""
+    from workbench.timeline import merge
+    from workbench.timeline._record import gather
+
+    record = _spans.take(comm.Get_rank(), since=since, keep=True)
+    records = gather(record, comm)
+    if records is None or not runs:
+        return
+    trace = merge(records)
+    for run in runs:
+        run.attach("timeline.json", json.dumps(trace.data, separators=(",", ":")))
+        run.attach("timeline-summary.txt", str(trace.summary()))
 
 
 def _epoch_metrics(history: History) -> dict[str, float]:

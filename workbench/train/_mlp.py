@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench import _spans
 from workbench.errors import InvalidTypeError, InvalidValueError
 
 __all__ = ["MLP", "HookHandle"]
@@ -131,6 +132,7 @@ class MLP:
         n = X.shape[0]
         if n == 0:
             raise InvalidValueError("loss_and_grad needs at least one sample, got an empty batch")
+        t0 = _spans.now() if _spans.on else 0
         acts = self._forward(X)
         logits = acts[-1]
         shifted = logits - logits.max(axis=1, keepdims=True)
@@ -142,6 +144,9 @@ class MLP:
         delta = exp / total  # softmax; becomes d loss / d logits below
         delta[rows, y] -= 1
         delta /= n
+        if t0:
+            t1 = _spans.now()
+            _spans.add("forward", "train", t0, t1)
         for layer in reversed(range(self.n_layers)):
             iw, ib = 2 * layer, 2 * layer + 1
             np.sum(delta, axis=0, out=self.grads[ib])
@@ -151,6 +156,8 @@ class MLP:
             if layer:
                 delta = delta @ self.params[iw].T
                 delta *= acts[layer] > 0
+        if t0:
+            _spans.add("backward", "train", t1)
         return loss, accuracy
 
     def _ready(self, index: int) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench import _spans
 from workbench.errors import InvalidTypeError, InvalidValueError
 from workbench.train._buckets import Reducer, bucket_bytes_setting
 from workbench.train._params import as_arrays, check_same_layout, describe, resolve_comm
@@ -235,15 +236,21 @@ class DistributedOptimizer:
         Call it to read or clip the averaged gradients before ``step()``, which then
         does not reduce them a second time.
         """
-        self.reducer.wait()
+        self._wait()
         self._averaged = True
 
     def step(self) -> None:
         """Average the gradients across ranks, then apply the wrapped optimizer's update."""
         if self.reducer.started or not self._averaged:
-            self.reducer.wait()
+            self._wait()
         self._averaged = False
-        self.optimizer.step()
+        with _spans.span("update", "train"):
+            self.optimizer.step()
+
+    def _wait(self) -> None:
+        """Wait for the buckets' allreduces (a span on the timeline when recorded)."""
+        with _spans.span("wait for gradients", "comm"):
+            self.reducer.wait()
 
     def zero_grad(self) -> None:
         """Clear the gradients: zeroes the buckets in place for torch (so ``param.grad``

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from workbench import _timeouts
+from workbench import _spans, _timeouts
 from workbench.comm import _flags, kernels
 from workbench.comm._config import settings
 from workbench.comm._convert import is_torch
@@ -248,6 +248,7 @@ def reduce_registered(
     """
     block.check_usable()
     with block.lock:
+        t0 = _spans.now() if _spans.on else 0
         block.seq += 1
         seq = block.seq
         ctl, r = block.ctl, block.rank
@@ -257,12 +258,18 @@ def reduce_registered(
         if _flags.arrive(ctl, r, block.header, 0, seq, block.spins):
             block.wait(_flags.ARRIVE, seq, stall_seconds)
         local_ok = not check or bool(_flags.headers_equal(ctl, 0))
+        t1 = _spans.now() if t0 else 0
         if block.multi_node:
             _inter_node(block, reg, op, seq, local_ok, check)
         elif local_ok and reg is not None:
             _reduce_node(block, reg, op)
+        t2 = _spans.now() if t0 else 0
         if _flags.depart(ctl, r, seq, block.spins):
             block.wait(_flags.DEPART, seq, stall_seconds)
+        if t0:  # the timeline's phases: in place, so nothing is copied
+            _spans.add("wait for peers", "comm", t0, t1)
+            _spans.add("reduce", "comm", t1, t2, {"algorithm": "symmetric"})
+            _spans.add("wait for peers", "comm", t2)
         failed = not local_ok or (block.multi_node and bool((ctl[:, _flags.ERROR] == seq).any()))
         if failed:
             raise block.mismatch(seq, 0, across_nodes=local_ok) from error
