@@ -254,3 +254,32 @@ def test_distributed_timeline_writes_the_cell_and_keeps_it_when_the_cell_fails(
     assert sorted(e["pid"] for e in kept.events if e["name"] == "before the error") == list(
         range(live_pool.size)
     )
+
+
+def _square(i: int) -> int:
+    return i * i
+
+
+@pytest.mark.slow
+def test_a_sweep_and_joblib_tasks_on_the_pool_are_on_its_timeline(live_pool, tmp_path, capsys):
+    import joblib
+    from sweep_helpers import quick
+
+    from workbench.sweep import grid
+
+    path = tmp_path / "pool.json"
+    with wb.timeline.pool(path) as rec:
+        result = wb.sweep(quick, {"x": grid([1.0, 2.0, 3.0, 4.0])}, metric="score",
+                          storage=str(tmp_path / "s.db"), show=False)  # fmt: skip
+        with live_pool.joblib():
+            squares = joblib.Parallel(n_jobs=-1)(joblib.delayed(_square)(i) for i in range(6))
+    assert squares == [i * i for i in range(6)]
+    assert f"written to {path}" in capsys.readouterr().out
+    trace = Trace.load(path)
+    assert rec.trace is not None and trace.data == rec.trace.data == wb.timeline.last().data
+    jsonschema.validate(trace.data, TRACE_SCHEMA)
+    trials = [e for e in trace.events if e["name"] == "trial"]
+    assert sorted(e["args"]["trial"] for e in trials) == sorted(t.id for t in result.trials)
+    assert all(e["args"]["state"] == "done" for e in trials)
+    tasks = [e for e in trace.events if e["name"] == "joblib task"]
+    assert len(tasks) == 6 and {e["args"]["function"] for e in tasks} == {"_square"}

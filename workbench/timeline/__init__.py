@@ -4,6 +4,8 @@ joblib tasks and cells, in the Chrome trace format that Perfetto opens.
 Three ways to record, each giving one merged trace (a track per rank, one row per thread):
 
 * ``%%distributed --timeline trace.json``: the cell on every rank (the notebook merges);
+* ``with wb.timeline.pool("trace.json"):`` in the notebook: whatever the pool's engines do
+  meanwhile (a sweep's trials, joblib tasks, several cells);
 * ``with wb.timeline("trace.json") as tl:`` on every rank (in a ``%%distributed`` cell or
   a script under ``mpiexec``): the block; rank 0 merges and writes, ``tl.trace`` there;
 * ``WORKBENCH_TIMELINE=trace.json`` in the environment of an MPI job: the whole run,
@@ -39,10 +41,20 @@ __all__ = [
     "last",
     "load",
     "merge",
+    "pool",
     "show",
     "span",
     "summary",
 ]
+
+
+def pool(path: str | os.PathLike[str] | None = None, *, pool: Any = None) -> Any:
+    """``with wb.timeline.pool(path):`` in the notebook: every engine of ``pool`` (default:
+    the current pool) records while the block runs; the merged trace is written to ``path``
+    (when given) at its end, also when it raises, and :func:`show` draws it."""
+    from workbench.timeline._cells import PoolRecording
+
+    return PoolRecording(path, pool)
 
 
 def span(name: str, args: dict[str, Any] | None = None) -> Any:
