@@ -52,6 +52,33 @@ def memcpy_bandwidth(nbytes: int = 256 * MiB, reps: int = 5) -> float:
     return nbytes / float(np.median(ts)) / 1e9
 
 
+def call_overhead(nbytes: int = 4 * KiB, n: int = 20_000) -> None:
+    """What a call costs on one rank (nothing to exchange: the Python path alone), in
+    this process: ``wb.allreduce`` of a plain array against ``comm.Allreduce``."""
+    from mpi4py import MPI
+
+    from workbench.comm import allreduce
+
+    comm = MPI.COMM_SELF
+    x = np.ones(nbytes // 4, np.float32)
+    y = np.empty_like(x)
+    cases = {
+        "comm.Allreduce(x, y)": lambda: comm.Allreduce(x, y),
+        "wb.allreduce(x) (new result)": lambda: allreduce(x, comm=comm),
+        "wb.allreduce(x, out=y)": lambda: allreduce(x, comm=comm, out=y),
+        "wb.allreduce(x, out=y, check=False)": lambda: allreduce(x, comm=comm, out=y, check=False),
+    }
+    print(f"\none rank, {nbytes // KiB} KiB float32, best of 5 x {n} calls (µs per call):")
+    for label, fn in cases.items():
+        best = float("inf")
+        for _ in range(5):
+            t = time.perf_counter()
+            for _ in range(n):
+                fn()
+            best = min(best, (time.perf_counter() - t) / n)
+        print(f"- {label:38s} {best * 1e6:6.2f}")
+
+
 def worker(quick: bool) -> None:
     from mpi4py import MPI
 
@@ -148,6 +175,7 @@ def main() -> None:
     print(f"machine: {m['host']} {m['arch']}, {m['cores']} cores, {m['processor']}")
     print(f"MPI: {facts['mpi']}")
     print(f"memcpy (1 process, 256 MiB): {memcpy_bandwidth():.1f} GB/s")
+    call_overhead()
     for p in args.ranks:
         run_under_mpiexec(p, [__file__, "--worker", *(["--quick"] if args.quick else [])])
 

@@ -80,12 +80,53 @@ def lists() -> None:
     expect_mismatch(make, [["rank 0: [(3,) float32, (2,) int64]"], ["(5,) int64"]])
 
 
+def cached_calls() -> None:
+    """Mismatches where some ranks take the cached small path (a shape called before) and
+    others the general one (a new shape, another op, a timeline being recorded)."""
+    from workbench import _spans
+
+    for _ in range(3):  # cached from the second call on
+        np.testing.assert_array_equal(allreduce(np.ones(6)), np.full(6, SIZE))
+    expect_mismatch(lambda r: np.ones(7 if r == 1 else 6),
+                    [["rank 1: (7,) float64"], ["0, 2: (6,) float64"]])  # fmt: skip
+    try:
+        allreduce(np.ones(6), op="max" if RANK == 0 else "sum")
+    except AllreduceMismatchError as exc:
+        assert "op=max" in str(exc) and "op=sum" in str(exc), str(exc)
+    else:
+        raise AssertionError("op mismatch on the cached path not detected")
+    if RANK == 0:  # rank 0 records a timeline: the general path, beside the others' cached one
+        _spans.start()
+    x = np.arange(6, dtype=np.float64) * (RANK + 1)
+    got = [allreduce(x, op=op) for op in ("sum", "max", "mean")]
+    _spans.stop()
+    _spans.take()
+    want = np.arange(6) * SIZE * (SIZE + 1) / 2
+    np.testing.assert_array_equal(got[0], want)
+    np.testing.assert_array_equal(got[1], np.arange(6) * SIZE)
+    np.testing.assert_array_equal(got[2], want / SIZE)
+    out = np.empty((2, 3), np.int32)  # into an output, 2-D, integers
+    for _ in range(3):
+        r = allreduce(np.full((2, 3), RANK, np.int32), out=out)
+        assert r is out and (out == SIZE * (SIZE - 1) // 2).all(), out
+
+
 def still_in_step() -> None:
     np.testing.assert_array_equal(allreduce(np.ones(10)), np.full(10, SIZE))
 
 
 def stall() -> None:
-    x = np.full(1000, RANK, np.float64)
+    _stall(np.full(1000, RANK, np.float64), "STALL WARNING")
+
+
+def stall_cached() -> None:
+    """The same on the cached small path: its compiled spins give way to the wait loop."""
+    x = np.full(999, RANK, np.float64)
+    allreduce(x)  # cached from here on
+    _stall(x, "STALL WARNING (cached)")
+
+
+def _stall(x: np.ndarray, label: str) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if RANK == LATE:
@@ -93,21 +134,23 @@ def stall() -> None:
         t = time.monotonic()
         r = allreduce(x)
         waited = time.monotonic() - t
-    np.testing.assert_array_equal(r, np.full(1000, SIZE * (SIZE - 1) / 2))
+    np.testing.assert_array_equal(r, np.full(x.size, SIZE * (SIZE - 1) / 2))
     stalls = [str(w.message) for w in caught if "stalled" in str(w.message)]
     if RANK != LATE:
         assert waited > STALL, waited
         assert stalls, "no stall warning"
         assert f"rank(s) {LATE} have not joined" in stalls[0], stalls[0]
         if RANK == 0:
-            print("STALL WARNING:", stalls[0], flush=True)
+            print(f"{label}:", stalls[0], flush=True)
     else:
         assert not stalls, stalls
 
 
 def main() -> None:
     f = Failures()
-    for fn in (shapes, dtypes_and_ops, local_rejection, lists, still_in_step, stall, still_in_step):
+    cases = (shapes, dtypes_and_ops, local_rejection, lists, cached_calls, still_in_step, stall,
+             still_in_step, stall_cached)  # fmt: skip
+    for fn in cases:
         f.case(fn.__name__, fn)
     f.finish(f"allreduce safety p={SIZE}")
 

@@ -1,4 +1,5 @@
-"""A rank that dies while the others wait in a zero-copy allreduce: they raise, never hang.
+"""A rank that dies while the others wait in a zero-copy allreduce (``DEATH_BUFFER=symmetric``)
+or in the cached small path of a plain array (``plain``): they raise, never hang.
 
 Run: mpiexec.gforker -n 3 python tests/mpi/allreduce_symmetric_death.py
 (every rank leaves with os._exit: MPI cannot be finalised with a dead rank). MPICH's
@@ -22,9 +23,16 @@ from workbench.errors import AllreduceAbortedError
 
 RANK, SIZE = MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size()
 
-buf = empty(1000, np.float32)
+buf = (
+    empty(1000, np.float32)
+    if os.environ.get("DEATH_BUFFER") == "symmetric"
+    else np.ones(1000, np.float32)
+)
 buf[:] = 1
 allreduce(buf, out=buf)
+assert (buf == SIZE).all()
+buf[:] = 1
+allreduce(buf, out=buf)  # (a plain array's call shape is cached from here on)
 assert (buf == SIZE).all()
 if RANK == SIZE - 1:
     os._exit(0)  # dies with the others about to wait for it

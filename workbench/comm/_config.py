@@ -78,7 +78,7 @@ _cache: tuple[tuple[object, ...], Settings] | None = None
 
 
 #: The raw values of the variables of DEFAULTS, to notice a change (see :mod:`._environ`).
-_read_env = env_reader(DEFAULTS)
+read_env = _read_env = env_reader(DEFAULTS)
 
 
 def _from_env() -> Settings:

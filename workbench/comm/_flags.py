@@ -37,6 +37,8 @@ __all__ = [
     "headers_equal",
     "publish",
     "reduce_and_depart",
+    "small_call",
+    "small_finish",
     "stage_and_arrive",
     "wait_all",
 ]
@@ -156,3 +158,37 @@ def depart(ctl, rank, seq, spins):  # pragma: no cover - compiled
     """Publish ``DEPART = seq`` and spin until every rank departed; returns ranks missing."""
     publish(ctl, rank, DEPART, seq)
     return wait_all(ctl, DEPART, seq, spins)
+
+
+@njit(cache=True, nogil=True)
+def small_call(
+    ctl, rank, header, slot, seq, spins, rows, src, out, lo, hi, op, check
+):  # pragma: no cover - compiled
+    """A whole staged call in one entry (the cached small path of
+    :mod:`workbench.comm._fast`): copy ``src`` into this rank's input row, :func:`arrive`,
+    then :func:`small_finish`. Returns 0 when done (``out`` holds the result), 1 when ranks
+    have not arrived within ``spins`` (Python waits, then calls :func:`small_finish`), 2
+    when they have not finished (Python waits, then copies the result row out), -2 on a
+    header mismatch."""
+    row = rows[rank]
+    for i in range(src.size):
+        row[i] = src[i]
+    if arrive(ctl, rank, header, slot, seq, spins):
+        return 1
+    return small_finish(ctl, rank, slot, check, seq, spins, rows, out, lo, hi, op)
+
+
+@njit(cache=True, nogil=True)
+def small_finish(ctl, rank, slot, check, seq, spins, rows, out, lo, hi, op):  # pragma: no cover
+    """After everyone arrived: what :func:`reduce_and_depart` does (unstamped), then the
+    result row copied into ``out`` once everyone departed (codes as :func:`small_call`)."""
+    if check and not headers_equal(ctl, slot):
+        return -2
+    if hi > lo:
+        reduce_into_last(rows, lo, hi, op, ctl.shape[0])
+    if depart(ctl, rank, seq, spins):
+        return 2
+    result = rows[rows.shape[0] - 1]
+    for i in range(out.size):
+        out[i] = result[i]
+    return 0

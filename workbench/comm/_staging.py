@@ -37,7 +37,7 @@ from workbench.comm.algorithms._base import block_bounds
 from workbench.comm.algorithms._symmetric import allocate, find, reduce_registered
 from workbench.comm.kernels import OP_CODES
 
-__all__ = ["STAGE_BYTES", "Staging", "staging"]
+__all__ = ["STAGE_BYTES", "Staging", "staging", "template"]
 
 #: Messages up to this many bytes are reduced inside the window (measured: below it the
 #: flag round beats the MPI library's allreduce on one node; see docs/allreduce.md).
@@ -87,7 +87,7 @@ class Staging(NodeWindow):
         self.seq += 1
         seq, half, r = self.seq, self.seq & 1, self.rank
         size = -1 if error is not None else (0 if batch is None else batch.size)
-        h = _template(fields, size)
+        h = template(fields, size)
         if check:
             self.write_description(desc, half)
         if batch is None:  # the check alone; the data goes another way
@@ -165,7 +165,7 @@ def _record_phases(t0: int, stamps: np.ndarray, t1: int) -> None:
 _templates: dict[tuple[tuple[int, ...], int], np.ndarray] = {}
 
 
-def _template(fields: tuple[int, ...], size: int) -> np.ndarray:
+def template(fields: tuple[int, ...], size: int) -> np.ndarray:
     """The call header for ``fields`` and a staged ``size`` (word 1, the call number, is
     filled in when it is written)."""
     h = _templates.get((fields, size))

@@ -60,7 +60,7 @@ class NodeWindow:
         self.header = np.zeros(_flags.HEADER_WORDS, dtype=np.int64)
         self.spins = SPINS if self.p <= len(os.sched_getaffinity(0)) else SPINS_OVERSUBSCRIBED
         self.broken: str | None = None
-        self._descs = ["", ""]
+        self.descs = ["", ""]
 
     def wait(self, column: int, seq: int, stall_seconds: float) -> None:
         """Return once every rank's ``column`` reached ``seq`` (see the module doc)."""
@@ -114,14 +114,15 @@ class NodeWindow:
 
     def write_description(self, desc: str, slot: int) -> None:
         """Put this rank's call description where the others read it on a mismatch."""
-        if desc == self._descs[slot]:
+        if desc == self.descs[slot]:
+            self.descs[slot] = desc  # (the same object from now on: a cheaper test)
             return
         raw = desc.encode()[: _flags.DESC_BYTES - 1]
         first = _flags.DESC_WORD + slot * _DESC_WORDS
         text = self.ctl[self.rank, first : first + _DESC_WORDS].view(np.uint8)
         text[:] = 0
         text[: len(raw)] = np.frombuffer(raw, dtype=np.uint8)
-        self._descs[slot] = desc
+        self.descs[slot] = desc
 
     def mismatch(
         self, seq: int, slot: int, *, across_nodes: bool = False

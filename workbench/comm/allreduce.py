@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from mpi4py import MPI
 
 from workbench import _spans
-from workbench.comm import _config
+from workbench.comm import _config, _fast
 from workbench.comm._checks import CallFields, agree, comm_state, signature
 from workbench.comm._convert import Item, check_op, finish, prepare
 from workbench.comm._fusion import plan
-from workbench.comm._staging import staging
+from workbench.comm._staging import STAGE_BYTES, staging
 from workbench.comm._teams import AllreduceHandle, submit
 from workbench.comm.algorithms import Algorithm, get_algorithm
 from workbench.comm.algorithms._symmetric import Registered, find, reduce_registered
@@ -301,6 +302,12 @@ def allreduce(
             fusion_bytes=fusion_bytes,
         )
         return x if out is x else results
+    k = None
+    if type(x) is np.ndarray and not _spans.on:  # a call shape seen before: one compiled call
+        k = _fast.key(x, op, comm, out, algorithm, check, fusion_bytes)
+        call = _fast.lookup(k) if k is not None else None
+        if call is not None:
+            return call(x, out)
     (result,) = reduce_items(
         (x,),
         None if out is None else (out,),
@@ -311,7 +318,33 @@ def allreduce(
         check=check,
         fusion_bytes=fusion_bytes,
     )
+    if k is not None and _fast.eligible(x, out):
+        small = _small_call(x, op, comm, out, algorithm, check)
+        if small is not None:
+            _fast.remember(k, small)
     return result
+
+
+def _small_call(x: np.ndarray, op: str, comm: Any, out: Any, algorithm: Any, check: Any) -> Any:
+    """The cached call (:mod:`workbench.comm._fast`) for the shape of a call that just
+    succeeded on the general path, or None when that path would not stage it."""
+    if algorithm not in (None, "auto") or (out is not None and out is not x and (
+            out.shape != x.shape or out.dtype != x.dtype)):  # fmt: skip
+        return None
+    cfg = _config.settings(check=check)
+    if cfg.algorithm != "auto":
+        return None
+    comm = MPI.COMM_WORLD if comm is None else comm
+    if comm.Get_size() == 1:
+        return _fast.Copy()
+    st = staging(comm)
+    if st is None or x.nbytes > min(st.capacity, STAGE_BYTES) or x.size == 0:
+        return None
+    algo = get_algorithm("auto")
+    op = check_op(op)
+    item = prepare(x, out, op, "input")
+    desc, fields = _signature([item], op, algo, False, None) if cfg.check else ("", _NO_FIELDS)
+    return _fast.SmallCall(st, x, op, fields, desc, cfg.check, cfg.stall_seconds)
 
 
 def allreduce_async(

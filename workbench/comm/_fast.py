@@ -1,0 +1,133 @@
+"""The cached small-call path: a plain numpy array reduced with ``auto`` in one compiled call.
+
+The general path (:func:`workbench.comm.allreduce.reduce_items`) validates the input,
+reads the settings, plans the batches, describes the call for the check and picks the
+route, every call: several microseconds of Python before any data moves, most of a small
+message's time. A call shape that went through it once (same shape, dtype, layout, op,
+output mode, communicator, arguments and environment) is remembered here as a
+:class:`SmallCall` holding everything that path computed; the next call of that shape is a
+dictionary look-up, one allocation for the result and one numba entry
+(:func:`workbench.comm._flags.small_call`) that copies the input into the node window,
+arrives, checks the headers, reduces its slice, departs and copies the result out.
+
+It is the same protocol as :meth:`workbench.comm._staging.Staging.call`, with the same call
+headers, so ranks taking either path in the same call agree: the mismatch check, the
+stall warning and the dead-rank check (Python's wait loop, once the compiled spins run out)
+all still hold. One rank is a copy. Anything else (torch tensors, float16, lists, several
+nodes, large messages, a timeline being recorded, another algorithm) takes the general path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from workbench.comm import _config, _flags
+from workbench.comm._staging import Staging, template
+from workbench.comm.algorithms._base import block_bounds
+from workbench.comm.kernels import OP_CODES
+
+__all__ = ["Copy", "SmallCall", "lookup", "remember"]
+
+_FAST_DTYPES = frozenset(np.dtype(t) for t in ("float32", "float64", "int32", "int64"))
+_MAX_PLANS = 1024
+
+Key = tuple[Any, ...]
+_plans: dict[Key, Callable[[np.ndarray, Any], Any]] = {}
+_read_env = _config.read_env
+
+
+def key(x: np.ndarray, op: str, comm: Any, out: Any, algorithm: Any, check: Any,
+        fusion_bytes: Any) -> Key | None:  # fmt: skip
+    """The cache key of a call, or None when its shape cannot be cached."""
+    if out is None:
+        mode: Any = 0
+    elif type(out) is not np.ndarray or not out.flags.writeable:
+        return None  # (a read-only output is the general path's error to raise)
+    elif out is x:
+        mode = 1
+    else:
+        mode = (out.shape, out.dtype, out.strides)
+    where = None if comm is None else comm.handle
+    return (x.shape, x.dtype, x.strides, op, where, mode, algorithm, check, fusion_bytes,
+            _read_env())  # fmt: skip
+
+
+def lookup(k: Key) -> Callable[[np.ndarray, Any], Any] | None:
+    """The cached call of key ``k``."""
+    return _plans.get(k)
+
+
+def remember(k: Key, call: Callable[[np.ndarray, Any], Any]) -> None:
+    """Cache ``call`` under ``k`` (the cache is emptied when it grows past 1024 shapes)."""
+    if len(_plans) >= _MAX_PLANS:
+        _plans.clear()
+    _plans[k] = call
+
+
+def eligible(x: Any, out: Any) -> bool:
+    """Whether a call on ``x`` (into ``out``) can ever take the cached path."""
+    return (
+        type(x) is np.ndarray
+        and x.dtype in _FAST_DTYPES
+        and x.flags.c_contiguous
+        and (out is None or out is x or (type(out) is np.ndarray and out.flags.c_contiguous))
+    )
+
+
+class Copy:
+    """One rank: the reduction is the input itself (copied unless in place)."""
+
+    __slots__ = ()
+
+    def __call__(self, x: np.ndarray, out: Any) -> Any:
+        if out is None:
+            return x.copy()
+        if out is not x:
+            np.copyto(out, x)
+        return out
+
+
+class SmallCall:
+    """A staged call of one shape on the window ``st`` (see the module doc)."""
+
+    __slots__ = ("check", "desc", "flat", "header", "hi", "lo", "n", "op", "rows", "st", "stall")
+
+    def __init__(self, st: Staging, x: np.ndarray, op: str, fields: tuple[int, ...],
+                 desc: str, check: bool, stall_seconds: float) -> None:  # fmt: skip
+        n = x.size
+        self.st, self.n, self.op = st, n, OP_CODES[op]
+        self.header = template(fields, n)
+        self.rows = (st.rows(0, x.dtype), st.rows(1, x.dtype))
+        bounds = block_bounds(n, st.p)
+        self.lo, self.hi = bounds[st.rank], bounds[st.rank + 1]
+        self.check, self.stall = check, stall_seconds
+        self.flat = x.ndim != 1
+        self.desc = desc
+
+    def __call__(self, x: np.ndarray, out: Any) -> Any:
+        st = self.st
+        if st.broken:
+            st.check_usable()
+        st.seq += 1
+        seq = st.seq
+        half = seq & 1
+        if self.check and st.descs[half] is not self.desc:  # read by the others on a mismatch
+            st.write_description(self.desc, half)
+        result = np.empty_like(x) if out is None else out
+        src, dst = (x.reshape(-1), result.reshape(-1)) if self.flat else (x, result)
+        rows = self.rows[half]
+        code = _flags.small_call(st.ctl, st.rank, self.header, half, seq, st.spins, rows,
+                                 src, dst, self.lo, self.hi, self.op, self.check)  # fmt: skip
+        if code == 1:  # someone has not arrived: wait in Python (stalls, dead ranks)
+            st.wait(_flags.ARRIVE, seq, self.stall)
+            code = _flags.small_finish(st.ctl, st.rank, half, self.check, seq, st.spins,
+                                       rows, dst, self.lo, self.hi, self.op)  # fmt: skip
+        if code == 2:  # someone has not finished reducing its slice
+            st.wait(_flags.DEPART, seq, self.stall)
+            dst[:] = rows[st.p, : self.n]
+        elif code == -2:
+            raise st.mismatch(seq - 1, half)
+        return result
