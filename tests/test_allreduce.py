@@ -36,6 +36,12 @@ def test_torch_tensors_reduced_in_place_and_returned_as_tensors() -> None:
     assert "torch checked" in out
 
 
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_cached_calls_match_numpy_and_every_rank(ranks: int) -> None:
+    code, out = run_mpi("allreduce_cached", ranks, timeout=240.0)
+    assert_passed(code, out, f"allreduce cached p={ranks}")
+
+
 def _safety() -> tuple[int, str]:
     # no case tracing here: its lines would interleave with the warnings the test reads
     return run_mpi(

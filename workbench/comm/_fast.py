@@ -1,4 +1,4 @@
-"""The cached small-call path: a plain numpy array reduced with ``auto`` in one compiled call.
+"""The cached call path: a plain numpy array reduced with ``auto`` without the general path.
 
 The general path (:func:`workbench.comm.allreduce.reduce_items`) validates the input,
 reads the settings, plans the batches, describes the call for the check and picks the
@@ -6,15 +6,18 @@ route, every call: several microseconds of Python before any data moves, most of
 message's time. A call shape that went through it once (same shape, dtype, layout, op,
 output mode, communicator, arguments and environment) is remembered here as a
 :class:`SmallCall` holding everything that path computed; the next call of that shape is a
-dictionary look-up, one allocation for the result and one numba entry
-(:func:`workbench.comm._flags.small_call`) that copies the input into the node window,
-arrives, checks the headers, reduces its slice, departs and copies the result out.
+dictionary look-up, one allocation for the result and, for a message that fits the node
+window, one numba entry (:func:`workbench.comm._flags.small_call`) that copies the input
+into the window, arrives, checks the headers, reduces its slice, departs and copies the
+result out (:class:`SmallCall`); for a larger one that ``auto`` gives to the MPI library,
+the check round and the library's call (:class:`MpiCall`).
 
 It is the same protocol as :meth:`workbench.comm._staging.Staging.call`, with the same call
 headers, so ranks taking either path in the same call agree: the mismatch check, the
 stall warning and the dead-rank check (Python's wait loop, once the compiled spins run out)
-all still hold. One rank is a copy. Anything else (torch tensors, float16, lists, several
-nodes, large messages, a timeline being recorded, another algorithm) takes the general path.
+all still hold. One rank is a copy. Anything else (torch tensors, float16, lists, a checked
+call across nodes, sizes where ``auto`` picks one of workbench's algorithms, a timeline
+being recorded, another algorithm) takes the general path.
 """
 
 from __future__ import annotations
@@ -23,14 +26,17 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from mpi4py import MPI
 
-from workbench.comm import _config, _flags
+from workbench.comm import _config, _flags, kernels
 from workbench.comm._staging import Staging, template
 from workbench.comm.algorithms._base import block_bounds
+from workbench.comm.algorithms._mpi import MPI_OPS
 from workbench.comm.kernels import OP_CODES
 
 __all__ = ["Copy", "SmallCall", "lookup", "remember"]
 
+_IN_PLACE = MPI.IN_PLACE
 _FAST_DTYPES = frozenset(np.dtype(t) for t in ("float32", "float64", "int32", "int64"))
 _MAX_PLANS = 1024
 
@@ -130,4 +136,46 @@ class SmallCall:
             dst[:] = rows[st.p, : self.n]
         elif code == -2:
             raise st.mismatch(seq - 1, half)
+        return result
+
+
+class MpiCall:
+    """A message ``auto`` gives to the MPI library (larger than the window, at a size where
+    no algorithm of workbench beats it): the check round in the node window when the check
+    is on (one compiled entry: header, arrive, compare), then the library's ``Allreduce``
+    called straight from here, with what the general path would add (the division of a
+    ``mean``) and nothing else."""
+
+    __slots__ = ("allreduce", "desc", "divide", "header", "mpi_op", "p", "st", "stall")
+
+    def __init__(self, comm: Any, st: Staging | None, op: str, fields: tuple[int, ...],
+                 desc: str, stall_seconds: float) -> None:  # fmt: skip
+        self.allreduce, self.p = comm.Allreduce, comm.Get_size()
+        self.mpi_op = MPI_OPS["sum" if op == "mean" else op]
+        self.divide = op == "mean"
+        self.st, self.desc, self.stall = st, desc, stall_seconds  # st: None when unchecked
+        self.header = template(fields, 0)
+
+    def __call__(self, x: np.ndarray, out: Any) -> Any:
+        st = self.st
+        if st is not None:  # the check, as the general path's check-only staged call
+            if st.broken:
+                st.check_usable()
+            st.seq += 1
+            seq = st.seq
+            half = seq & 1
+            if st.descs[half] is not self.desc:
+                st.write_description(self.desc, half)
+            if _flags.arrive(st.ctl, st.rank, self.header, half, seq, st.spins):
+                st.wait(_flags.ARRIVE, seq, self.stall)
+            if not _flags.headers_equal(st.ctl, half):
+                raise st.mismatch(seq - 1, half)
+        if out is x:
+            self.allreduce(_IN_PLACE, x, op=self.mpi_op)
+            result = x
+        else:
+            result = np.empty_like(x) if out is None else out
+            self.allreduce(x, result, op=self.mpi_op)
+        if self.divide:
+            kernels.divide_by(result.reshape(-1), self.p)
         return result

@@ -15,7 +15,8 @@ from workbench.comm._convert import Item, check_op, finish, prepare
 from workbench.comm._fusion import plan
 from workbench.comm._staging import STAGE_BYTES, staging
 from workbench.comm._teams import AllreduceHandle, submit
-from workbench.comm.algorithms import Algorithm, get_algorithm
+from workbench.comm.algorithms import Algorithm, AutoAlgorithm, get_algorithm
+from workbench.comm.algorithms._mpi import MPIAlgorithm
 from workbench.comm.algorithms._symmetric import Registered, find, reduce_registered
 from workbench.errors import InvalidValueError
 
@@ -338,13 +339,19 @@ def _small_call(x: np.ndarray, op: str, comm: Any, out: Any, algorithm: Any, che
     if comm.Get_size() == 1:
         return _fast.Copy()
     st = staging(comm)
-    if st is None or x.nbytes > min(st.capacity, STAGE_BYTES) or x.size == 0:
+    if x.size == 0:
         return None
     algo = get_algorithm("auto")
+    assert isinstance(algo, AutoAlgorithm)
     op = check_op(op)
     item = prepare(x, out, op, "input")
     desc, fields = _signature([item], op, algo, False, None) if cfg.check else ("", _NO_FIELDS)
-    return _fast.SmallCall(st, x, op, fields, desc, cfg.check, cfg.stall_seconds)
+    if st is not None and x.nbytes <= min(st.capacity, STAGE_BYTES):
+        return _fast.SmallCall(st, x, op, fields, desc, cfg.check, cfg.stall_seconds)
+    if isinstance(algo.select(x.nbytes, comm), MPIAlgorithm) and (st is not None or not cfg.check):
+        checked = st if cfg.check else None
+        return _fast.MpiCall(comm, checked, op, fields, desc, cfg.stall_seconds)
+    return None
 
 
 def allreduce_async(
