@@ -3,6 +3,7 @@
     python benchmarks/allreduce.py            # p = 2 and 4, 4 KiB ... 256 MiB
     python benchmarks/allreduce.py --quick    # fewer sizes and repetitions (smoke)
     python benchmarks/allreduce.py --ranks 2  # other rank counts
+    python benchmarks/allreduce.py --sizes 8B..256MiB --ranks 2 4   # x4 steps, or 4KiB,16MiB
 
 The script relaunches itself under ``mpiexec`` (next to this Python) once per rank
 count; rank 0 prints the table. Times are medians over repetitions of the slowest
@@ -30,6 +31,7 @@ from workbench.comm.tune import (
     machine_facts,
     repetitions,
     run_under_mpiexec,
+    size_label,
     table_header,
     time_collective,
 )
@@ -79,7 +81,37 @@ def call_overhead(nbytes: int = 4 * KiB, n: int = 20_000) -> None:
         print(f"- {label:38s} {best * 1e6:6.2f}")
 
 
-def worker(quick: bool) -> None:
+_UNITS = {"B": 1, "KIB": KiB, "MIB": MiB, "GIB": 1024 * MiB}
+
+
+def parse_size(text: str) -> int:
+    """``8B``, ``4KiB``, ``16MiB``: bytes (a multiple of 4, the float32 elements)."""
+    t = text.strip().upper()
+    for unit in sorted(_UNITS, key=len, reverse=True):
+        if t.endswith(unit):
+            n = int(float(t[: -len(unit)]) * _UNITS[unit])
+            break
+    else:
+        n = int(t)
+    if n < 4 or n % 4:
+        raise argparse.ArgumentTypeError(f"size {text!r}: a multiple of 4 bytes, at least 4")
+    return n
+
+
+def parse_sizes(text: str) -> list[int]:
+    """``8B..256MiB`` (x4 steps, both ends and the sizes of SIZES between them included) or
+    a comma list ``4KiB,16MiB``."""
+    if ".." in text:
+        lo, hi = (parse_size(v) for v in text.split("..", 1))
+        out = {hi} | {n for n in SIZES if lo <= n <= hi}
+        while lo < hi:
+            out.add(lo)
+            lo *= 4
+        return sorted(out)
+    return [parse_size(v) for v in text.split(",") if v.strip()]
+
+
+def worker(quick: bool, sizes: list[int] | None = None) -> None:
     from mpi4py import MPI
 
     from workbench.comm import allreduce, empty
@@ -91,7 +123,8 @@ def worker(quick: bool) -> None:
     auto = get_algorithm("auto")
     window = staging(comm)
     rows = []
-    for nbytes in QUICK_SIZES if quick else SIZES:
+    worst: tuple[float, int] | None = None  # auto's lowest ratio to native, at which size
+    for nbytes in sizes or (QUICK_SIZES if quick else SIZES):
         n = nbytes // 4
         x = np.full(n, rank + 1, np.float32)
         y = np.empty_like(x)
@@ -104,14 +137,16 @@ def worker(quick: bool) -> None:
             if window is not None and nbytes <= window.capacity:
                 chosen = "window"
             rows.append(format_row(nbytes, f"auto->{chosen}" if a == "auto" else a, t, native, p))
-        if nbytes == 4 * KiB:
+            if a == "auto" and (worst is None or native / t < worst[0]):
+                worst = (native / t, nbytes)
+        if nbytes <= 64 * KiB:
             t = time_collective(comm, lambda x=x, y=y: allreduce(x, out=y, check=False), reps)
             rows.append(format_row(nbytes, "auto,no check", t, native, p))
         buf = empty(n, np.float32)
         buf[:] = rank + 1
         t = time_collective(comm, lambda b=buf: allreduce(b, out=b), reps)
         rows.append(format_row(nbytes, "symmetric", t, native, p))
-        if nbytes == 4 * KiB:
+        if nbytes <= 64 * KiB:
             t = time_collective(comm, lambda b=buf: allreduce(b, out=b, check=False), reps)
             rows.append(format_row(nbytes, "symmetric,no check", t, native, p))
         del buf
@@ -144,6 +179,8 @@ def worker(quick: bool) -> None:
         print(f"auto: {auto.plan(comm).source}\n")
         print(table_header())
         print("\n".join(rows))
+        if worst is not None:
+            print(f"\nauto's lowest ratio to native: {worst[0]:.2f}x at {size_label(worst[1])}")
         print(f"\n200 tensors, {total / 1e6:.1f} MB total:")
         print(f"- one native Allreduce per tensor: {t_native * 1e3:8.2f} ms")
         print(
@@ -165,10 +202,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer sizes and repetitions")
     ap.add_argument("--ranks", type=int, nargs="+", default=[2, 4], help="rank counts (2 4)")
+    ap.add_argument("--sizes", type=parse_sizes, default=None,
+                    help="message sizes: 8B..256MiB (x4 steps) or 4KiB,16MiB")  # fmt: skip
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        worker(args.quick)
+        worker(args.quick, args.sizes)
         return
     facts = machine_facts()
     m = facts["machine"]
@@ -177,7 +216,8 @@ def main() -> None:
     print(f"memcpy (1 process, 256 MiB): {memcpy_bandwidth():.1f} GB/s")
     call_overhead()
     for p in args.ranks:
-        run_under_mpiexec(p, [__file__, "--worker", *(["--quick"] if args.quick else [])])
+        sizes = ["--sizes", ",".join(f"{n}B" for n in args.sizes)] if args.sizes else []
+        run_under_mpiexec(p, [__file__, "--worker", *(["--quick"] if args.quick else []), *sizes])
 
 
 if __name__ == "__main__":

@@ -92,7 +92,9 @@ def time_collective(comm: Any, fn: Callable[[], object], reps: int) -> float:
 
 
 def size_label(nbytes: int) -> str:
-    """``4 KiB``, ``16 MiB``, ..."""
+    """``8 B``, ``4 KiB``, ``16 MiB``, ..."""
+    if nbytes < KiB:
+        return f"{nbytes} B"
     return f"{nbytes // MiB} MiB" if nbytes >= MiB else f"{nbytes // KiB} KiB"
 
 
