@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.mpi, pytest.mark.slow]
 def test_every_algorithm_op_dtype_and_size_matches_numpy(ranks: int) -> None:
     code, out = run_mpi("allreduce_correctness", ranks)
     assert_passed(code, out, f"allreduce correctness p={ranks}")
-    assert "700 cases" in out  # 7 algorithms x 4 ops x 5 dtypes x 5 sizes
+    assert "800 cases" in out  # 8 algorithms x 4 ops x 5 dtypes x 5 sizes
 
 
 @pytest.mark.parametrize("ranks", [1, 3])
@@ -72,11 +72,17 @@ def test_symmetric_buffers_zero_copy(ranks: int) -> None:
     assert_passed(code, out, f"allreduce symmetric p={ranks}")
 
 
-@pytest.mark.parametrize("buffer", ["symmetric", "plain"])
+@pytest.mark.parametrize("buffer", ["symmetric", "plain", "cma"])
 def test_rank_that_dies_in_a_zero_copy_allreduce_makes_the_others_raise(buffer: str) -> None:
-    """Symmetric buffers, and plain small arrays on the cached path (one compiled call)."""
+    """Symmetric buffers, plain small arrays on the cached path (one compiled call), and
+    plain arrays copied between the ranks (cross-memory attach)."""
+    env = (
+        {"WORKBENCH_ALLREDUCE_ALGO": "cma", "WORKBENCH_ALLREDUCE_CHECK": "0"}
+        if buffer == "cma"
+        else {}
+    )
     code, out = run_mpi("allreduce_symmetric_death", 3, timeout=60.0, launcher="mpiexec.gforker",
-                        DEATH_BUFFER=buffer)  # fmt: skip
+                        DEATH_BUFFER=buffer, **env)  # fmt: skip
     assert code == 0, out
     for rank in (0, 1):
         assert f"[rank {rank}] aborted after" in out and "rank 2 (pid" in out, out

@@ -44,8 +44,9 @@ def test_quick_run_writes_the_table_and_prints_it(quick_table: tuple[Path, str])
     entry = table["layouts"]["p=2 nodes=1x2"]
     assert (entry["ranks"], entry["nodes"], entry["ranks_per_node"]) == (2, 1, 2)
     assert [r["bytes"] for r in entry["sizes"]] == [4 * KiB, 64 * KiB, 1 * MiB]
+    cma = set() if "(cma) is not allowed here" in printed else {"cma"}  # the kernel's say
     for row in entry["sizes"]:
-        assert set(row["us"]) == {"mpi", "ring", "rhd", "shm"} and row["native_us"] > 0
+        assert set(row["us"]) == {"mpi", "ring", "rhd", "shm"} | cma and row["native_us"] > 0
         assert row["best"] == min(row["us"], key=row["us"].get)
     assert "| native MPI" in printed and "x native" in printed and " <-" in printed
     assert "p=2 nodes=1x2: 4 KiB " in printed

@@ -13,7 +13,8 @@ from _common import COMM, RANK, SIZE, Failures
 from workbench.comm import allreduce
 from workbench.comm.algorithms import HierarchicalAlgorithm
 
-ALGORITHMS = ["auto", "mpi", "ring", "rhd", "shm", "hierarchical", HierarchicalAlgorithm(2)]
+ALGORITHMS = ["auto", "mpi", "ring", "rhd", "shm", "hierarchical", "cma",
+              HierarchicalAlgorithm(2)]  # fmt: skip
 OPS = ["sum", "mean", "max", "min"]
 DTYPES = ["float16", "float32", "float64", "int32", "int64"]
 SIZES = [0, 1, 7, 1023, (1 << 20) + 3]  # elements; the last is > 1 MiB for every dtype

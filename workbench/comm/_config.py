@@ -3,7 +3,7 @@
 =========================== ============================================ ==========
 variable                    meaning                                      default
 =========================== ============================================ ==========
-WORKBENCH_ALLREDUCE_ALGO    auto, ring, rhd, shm, hierarchical, mpi      auto
+WORKBENCH_ALLREDUCE_ALGO    auto, ring, rhd, shm, hierarchical, mpi, cma auto
 WORKBENCH_FUSION_BYTES      fusion buffer size for lists of tensors      64MiB
 WORKBENCH_SEGMENT_BYTES     pipeline segment of the ring algorithm       1MiB
 WORKBENCH_ALLREDUCE_CHECK   on/off: check shapes/dtypes/op across ranks  on
@@ -45,7 +45,7 @@ ENV_CHECK = "WORKBENCH_ALLREDUCE_CHECK"
 ENV_STALL = "WORKBENCH_STALL_SECONDS"
 ENV_TUNE_FILE = "WORKBENCH_TUNE_FILE"
 
-ALGORITHM_NAMES = ("auto", "ring", "rhd", "shm", "hierarchical", "mpi")
+ALGORITHM_NAMES = ("auto", "ring", "rhd", "shm", "hierarchical", "mpi", "cma")
 DEFAULTS = {
     ENV_ALGO: "auto",
     ENV_FUSION: "64MiB",

@@ -23,6 +23,8 @@ from workbench.comm.kernels import reduce_into_last
 
 __all__ = [
     "ARRIVE",
+    "CMA_DST",
+    "CMA_SRC",
     "CTL_WORDS",
     "DEPART",
     "DESC_BYTES",
@@ -65,8 +67,13 @@ DESC_BYTES = 224
 #: (:func:`stage_and_arrive`), [1] the reduction started and [2] ended
 #: (:func:`reduce_and_depart`); an empty array records nothing.
 STAMPS = 3
-#: Words per rank row (768 bytes: flags, headers and descriptions on separate cache lines).
-CTL_WORDS = 96
+#: Columns where a rank publishes the addresses of its input and output for cross-memory
+#: attach (:mod:`workbench.comm.algorithms._cma`), before it arrives.
+CMA_SRC = 96
+CMA_DST = 97
+#: Words per rank row (832 bytes: flags, headers, descriptions and addresses on separate
+#: cache lines).
+CTL_WORDS = 104
 
 
 @njit(cache=True, nogil=True)

@@ -3,8 +3,9 @@ kernels (:mod:`workbench.comm._flags`).
 
 numba's public ``numba.extending.intrinsic`` lets a kernel emit LLVM IR (through llvmlite)
 for what numba has no operation for: an atomic load with acquire order, a store with release
-order, the CPU's spin-wait hint, the monotonic clock (the timeline's phase stamps). The one
-helper they need from numba's internals is
+order, the CPU's spin-wait hint, the monotonic clock (the timeline's phase stamps), and
+Linux's cross-memory attach (``process_vm_readv``/``writev``: one rank copying straight
+from or into another's private array). The one helper they need from numba's internals is
 ``numba.core.cgutils.get_or_insert_function``; it is read here, with a fallback on llvmlite's
 public API, so a numba upgrade that moves it is one file's work.
 """
@@ -26,6 +27,8 @@ __all__ = [
     "declare_function_public",
     "load_acquire",
     "store_release",
+    "vm_read",
+    "vm_write",
 ]
 
 
@@ -113,6 +116,47 @@ def _clock_ns(typingctx):  # pragma: no cover - compiled
     return sig, codegen
 
 
+def _vm_copy(name: str) -> Any:
+    """An intrinsic calling Linux's ``name`` (``process_vm_readv``/``process_vm_writev``)
+    with one local and one remote ``iovec``: ``(pid, local address, remote address,
+    nbytes) -> bytes copied, or -errno``."""
+
+    @intrinsic
+    def _call(typingctx, pid, local, remote, nbytes):  # pragma: no cover - compiled
+        sig = types.int64(pid, local, remote, nbytes)
+
+        def codegen(context, builder, signature, args):
+            i32, i64 = ir.IntType(32), ir.IntType(64)
+            iovec = ir.LiteralStructType([i64, i64])  # (base, length) on a 64-bit Linux
+            fnty = ir.FunctionType(i64, [i32, iovec.as_pointer(), i64, iovec.as_pointer(),
+                                         i64, i64])  # fmt: skip
+            fn = declare_function(builder.module, fnty, name)
+            errno_loc = declare_function(builder.module, ir.FunctionType(i32.as_pointer(), []),
+                                         "__errno_location")  # fmt: skip
+            with builder.goto_entry_block():
+                mine, theirs = builder.alloca(iovec), builder.alloca(iovec)
+            zero, one = ir.Constant(i32, 0), ir.Constant(i32, 1)
+            pid_v, loc, rem, n = (context.cast(builder, v, t, types.int64)
+                                  for v, t in zip(args, signature.args, strict=True))  # fmt: skip
+            builder.store(loc, builder.gep(mine, [zero, zero]))
+            builder.store(n, builder.gep(mine, [zero, one]))
+            builder.store(rem, builder.gep(theirs, [zero, zero]))
+            builder.store(n, builder.gep(theirs, [zero, one]))
+            one64, zero64 = ir.Constant(i64, 1), ir.Constant(i64, 0)
+            got = builder.call(fn, [builder.trunc(pid_v, i32), mine, one64, theirs, one64, zero64])
+            errno = builder.sext(builder.load(builder.call(errno_loc, [])), i64)
+            failed = builder.icmp_signed("<", got, zero64)
+            return builder.select(failed, builder.neg(errno), got)
+
+        return sig, codegen
+
+    return _call
+
+
+_process_vm_readv = _vm_copy("process_vm_readv")
+_process_vm_writev = _vm_copy("process_vm_writev")
+
+
 # What numba-compiled code calls (numba types the calls itself: the casts only tell mypy
 # the signatures as a kernel sees them, not the decorator's ``(typingctx, ...)`` ones).
 #: ``load_acquire(addr) -> int64``: the int64 at address ``addr``, loaded with acquire order.
@@ -121,6 +165,11 @@ load_acquire = cast("Callable[[int], int]", _load_acquire)
 store_release = cast("Callable[[int, int], None]", _store_release)
 #: ``cpu_relax()``: the spin-wait hint (x86 ``PAUSE``; nothing elsewhere).
 cpu_relax = cast("Callable[[], None]", _cpu_relax)
+#: ``vm_read(pid, local, remote, nbytes) -> int64``: copy ``nbytes`` from address ``remote``
+#: of process ``pid`` to ``local`` here (``process_vm_readv``): bytes copied, or -errno.
+vm_read = cast("Callable[[int, int, int, int], int]", _process_vm_readv)
+#: ``vm_write(pid, local, remote, nbytes) -> int64``: the other way (``process_vm_writev``).
+vm_write = cast("Callable[[int, int, int, int], int]", _process_vm_writev)
 #: ``clock_ns() -> int64``: ``CLOCK_MONOTONIC`` in nanoseconds, the clock of
 #: :func:`time.monotonic_ns` (about 20 ns a read).
 clock_ns = cast("Callable[[], int]", _clock_ns)

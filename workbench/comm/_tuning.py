@@ -49,9 +49,9 @@ __all__ = [
 
 VERSION = 1
 #: The algorithms the tuner measures and a table may name.
-MEASURABLE = ("mpi", "ring", "rhd", "shm", "hierarchical")
+MEASURABLE = ("mpi", "ring", "rhd", "shm", "hierarchical", "cma")
 #: Algorithms that need shared windows: never on a team's communicator.
-WINDOW_ALGORITHMS = frozenset({"shm", "hierarchical"})
+WINDOW_ALGORITHMS = frozenset({"shm", "hierarchical", "cma"})
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,8 @@ class Layout:
         return f"p={self.ranks} nodes={self.nodes}x{self.per_node or 'mixed'}"
 
     def allowed(self) -> frozenset[str]:
-        """Algorithms that run on this layout (``shm`` needs one node)."""
-        return frozenset(MEASURABLE) - ({"shm"} if self.nodes > 1 else set())
+        """Algorithms that run on this layout (``shm`` and ``cma`` need one node)."""
+        return frozenset(MEASURABLE) - ({"shm", "cma"} if self.nodes > 1 else set())
 
 
 def node_layout(comm: Any) -> Layout:
@@ -96,16 +96,21 @@ class Plan:
         return (self.team if team else self.algorithms)[i]
 
 
-def builtin_plan(layout: Layout, small: int, large: int) -> Plan:
+def builtin_plan(layout: Layout, small: int, large: int, *, cma: int = 0) -> Plan:
     """Today's fixed thresholds: ``mpi`` below ``small``; on one node ``mpi`` (2 ranks) or
     ``shm`` up to ``large`` and ``ring`` beyond; ``hierarchical`` across nodes; teams
-    ``mpi`` then ``ring`` from ``large``."""
+    ``mpi`` then ``ring`` from ``large``. With ``cma`` (bytes, where the kernel allows
+    cross-memory attach) two ranks of one node use ``cma`` from that size on."""
     edges = (0, small, max(small, large))
     if layout.nodes > 1:
         algos = ("mpi", "hierarchical", "hierarchical")
     else:
         algos = ("mpi", "mpi" if layout.ranks == 2 else "shm", "ring")
-    return Plan(edges, algos, ("mpi", "mpi", "ring"), "built-in thresholds")
+    plan = Plan(edges, algos, ("mpi", "mpi", "ring"), "built-in thresholds")
+    if cma and layout.nodes == 1 and layout.ranks == 2:
+        plan = Plan((0, small, max(small, cma)), ("mpi", "mpi", "cma"), plan.team,
+                    "built-in thresholds, cross-memory attach")  # fmt: skip
+    return plan
 
 
 def choose(

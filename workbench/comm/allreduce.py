@@ -276,7 +276,7 @@ def allreduce(
     ``mean``, ``max`` or ``min``; dtypes float16/32/64 and int32/64 (float16 is reduced
     in float32; ``mean`` of integers raises TypeError). ``out is x`` reduces in place,
     ``out`` another array writes there, otherwise a new array (a tensor for torch
-    input) is returned. ``algorithm`` (auto, ring, rhd, shm, hierarchical, mpi or an
+    input) is returned. ``algorithm`` (auto, ring, rhd, shm, hierarchical, mpi, cma or an
     :class:`~workbench.comm.algorithms.Algorithm`) and ``check`` override
     ``WORKBENCH_ALLREDUCE_ALGO`` and ``WORKBENCH_ALLREDUCE_CHECK``. With the check on,
     ranks passing different shapes, dtypes or op all raise

@@ -143,6 +143,7 @@ def machine_facts() -> dict[str, Any]:
 def measure(comm: Any, sizes: Sequence[int], *, quick: bool = False) -> dict[str, Any]:
     """Time native MPI and every algorithm that runs on ``comm`` at each size (collective);
     rank 0 prints the table as it goes. Returns the table entry of ``comm``'s layout."""
+    from workbench.comm.algorithms import available
     from workbench.comm.allreduce import allreduce
 
     layout = node_layout(comm)
@@ -154,6 +155,11 @@ def measure(comm: Any, sizes: Sequence[int], *, quick: bool = False) -> dict[str
     def say(line: str) -> None:
         if rank == 0:
             print(line, flush=True)
+
+    refused = available(comm) if "cma" in names else None
+    if refused is not None:
+        names.remove("cma")
+        say(f"cross-memory attach (cma) is not allowed here: {refused}; not measured")
 
     say(f"\n### p = {p} ranks, {layout.nodes} node(s) x {layout.per_node or 'mixed'}")
     say("float32 sum, out of place; `<-` marks what auto will use\n")

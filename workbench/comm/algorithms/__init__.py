@@ -18,6 +18,7 @@ from workbench.comm._teams import is_team_comm
 from workbench.comm._topology import Topology, topology
 from workbench.comm._tuning import Layout, Plan, builtin_plan, load_plans, node_layout
 from workbench.comm.algorithms._base import Algorithm, block_bounds, scratch, take_input
+from workbench.comm.algorithms._cma import CmaAlgorithm, available
 from workbench.comm.algorithms._hierarchical import HierarchicalAlgorithm
 from workbench.comm.algorithms._mpi import MPIAlgorithm
 from workbench.comm.algorithms._rhd import RHDAlgorithm
@@ -28,6 +29,7 @@ from workbench.errors import InvalidTypeError, SetupError
 __all__ = [
     "Algorithm",
     "AutoAlgorithm",
+    "CmaAlgorithm",
     "HierarchicalAlgorithm",
     "MPIAlgorithm",
     "RHDAlgorithm",
@@ -47,6 +49,9 @@ SMALL_BYTES = 64 << 10
 #: From this many bytes on, the pipelined ring wins on one node (measured: messages fall
 #: out of the caches there and MPICH's single-copy path loses its edge).
 LARGE_BYTES = 32 << 20
+#: From this many bytes on, two ranks of one node copy straight between their arrays
+#: (``cma``, where the kernel allows it; measured in docs/allreduce.md).
+CMA_BYTES = 1 << 20
 
 
 class AutoAlgorithm(Algorithm):
@@ -83,9 +88,18 @@ class AutoAlgorithm(Algorithm):
         if found is None:
             layout = node_layout(comm)
             tuned = self._tuned_plan(comm, layout) if self.tuned else None
-            found = tuned or builtin_plan(layout, self.small_bytes, self.large_bytes)
+            found = tuned or builtin_plan(layout, self.small_bytes, self.large_bytes,
+                                          cma=self._cma_bytes(comm, layout))  # fmt: skip
             self._plans[comm.handle] = found
         return found
+
+    @staticmethod
+    def _cma_bytes(comm: Any, layout: Layout) -> int:
+        """:data:`CMA_BYTES` where ``cma`` works for ``comm`` (one node, not a team's
+        communicator, a kernel that allows it: probed collectively), else 0."""
+        if layout.nodes != 1 or layout.ranks != 2 or is_team_comm(comm):
+            return 0
+        return CMA_BYTES if available(comm) is None else 0
 
     @staticmethod
     def _tuned_plan(comm: Any, layout: Layout) -> Plan | None:
@@ -128,6 +142,7 @@ _NAMED: dict[str, Algorithm] = {
     "rhd": RHDAlgorithm(),
     "shm": ShmAlgorithm(),
     "hierarchical": HierarchicalAlgorithm(),
+    "cma": CmaAlgorithm(),
 }
 
 

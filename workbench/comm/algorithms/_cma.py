@@ -1,0 +1,210 @@
+"""Cross-memory attach: each rank reads its slice straight out of the other ranks' arrays.
+
+Linux's ``process_vm_readv``/``process_vm_writev`` copy between the memory of two processes
+of the same user in one kernel pass, so a private (not shared) array needs no staging copy
+into shared memory. On one node, after every rank published the addresses of its input
+and output (control words of a small node window) and arrived:
+
+* rank ``r`` owns slice ``r`` (:func:`block_bounds`): it reads that slice of every other
+  rank's input (into its output slice directly for the first, into scratch for the rest),
+  combines it with its own, and writes the finished slice into every other rank's output;
+* then it departs, and waits until everyone departed (its own output is then complete,
+  and nobody reads its input any more).
+
+Per rank that is ``(p - 1) / p`` of the message read from the others, the same written to
+them, and one combining pass over its slice: no copy of the whole message in and out of a
+shared buffer (what ``shm`` and MPICH's shared-memory path pay). A failed copy (a kernel
+that forbids it) is published in the ``ERROR`` word before departing, so every rank raises
+instead of one hanging. Whether the kernel allows it here is probed once per node
+(:func:`available`; ``python -m workbench.comm.tune`` reports it).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from workbench.comm import _flags, kernels
+from workbench.comm._config import ENV_ALGO, settings
+from workbench.comm._numba_compat import vm_read, vm_write
+from workbench.comm._topology import topology
+from workbench.comm._window import NodeWindow
+from workbench.comm.algorithms._base import Algorithm, block_bounds, scratch, take_input
+from workbench.errors import AllreduceAbortedError, InvalidValueError, SetupError
+
+__all__ = ["CmaAlgorithm", "available", "cma_allreduce"]
+
+_SRC, _DST = _flags.CMA_SRC, _flags.CMA_DST
+_OPS = {"sum": kernels.OP_CODES["sum"], "max": kernels.OP_CODES["max"],
+        "min": kernels.OP_CODES["min"]}  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
+def _combine(dst, src, op):  # pragma: no cover - compiled
+    if op == kernels.OP_MAX:
+        for i in range(dst.size):
+            if src[i] > dst[i]:
+                dst[i] = src[i]
+    elif op == kernels.OP_MIN:
+        for i in range(dst.size):
+            if src[i] < dst[i]:
+                dst[i] = src[i]
+    else:
+        for i in range(dst.size):
+            dst[i] += src[i]
+
+
+@njit(cache=True, nogil=True)
+def _exchange(ctl, rank, src, dst, tmp, lo, hi, op):  # pragma: no cover - compiled
+    """Slice ``lo:hi`` of everyone's input combined into ``dst`` here and written into
+    everyone's output (see the module doc); 0, or the first failed copy's -errno."""
+    p = ctl.shape[0]
+    n = hi - lo
+    if n == 0:
+        return 0
+    size = src.itemsize
+    nbytes = n * size
+    mine = dst[lo:hi]
+    in_place = src.ctypes.data == dst.ctypes.data
+    first = True
+    for k in range(1, p):
+        q = (rank + k) % p
+        pid = ctl[q, _flags.PID]
+        remote = ctl[q, _SRC] + lo * size
+        if first and not in_place:  # straight into the output slice, then ours on top
+            got = vm_read(pid, mine.ctypes.data, remote, nbytes)
+            if got != nbytes:
+                return got if got < 0 else -5  # (EIO: a short copy)
+            _combine(mine, src[lo:hi], op)
+        else:
+            got = vm_read(pid, tmp.ctypes.data, remote, nbytes)
+            if got != nbytes:
+                return got if got < 0 else -5
+            _combine(mine, tmp[:n], op)
+        first = False
+    for k in range(1, p):
+        q = (rank + k) % p
+        got = vm_write(ctl[q, _flags.PID], mine.ctypes.data, ctl[q, _DST] + lo * size, nbytes)
+        if got != nbytes:
+            return got if got < 0 else -5
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def _probe(pid, dst, src):  # pragma: no cover - compiled
+    return vm_read(pid, dst.ctypes.data, src.ctypes.data, src.nbytes)
+
+
+def _self_probe() -> str | None:
+    """None when this process may copy with ``process_vm_readv``, else why not."""
+    src, dst = np.arange(4, dtype=np.int64), np.zeros(4, dtype=np.int64)
+    try:
+        got = _probe(os.getpid(), dst, src)
+    except Exception as e:  # no such function (not Linux): numba fails to link it
+        return f"{type(e).__name__}: {e}"
+    if got != src.nbytes or not (dst == src).all():
+        return os.strerror(-got) if got < 0 else "a short copy"
+    return None
+
+
+class _Window(NodeWindow):
+    """The control rows of one node communicator (no data: the arrays stay private)."""
+
+    def __init__(self, node: Any) -> None:
+        super().__init__(node, 0, "this communicator (cross-memory attach)")
+        self.seq = 0
+        self.header = np.zeros(_flags.HEADER_WORDS, dtype=np.int64)
+        why = _self_probe()
+        everyone = node.allgather(why)
+        self.refused = next((w for w in everyone if w is not None), None)
+
+
+_lock = threading.Lock()
+_windows: dict[int, _Window] = {}
+
+
+def _window(node: Any) -> _Window:
+    """The window of ``node`` (created collectively at its first use)."""
+    key = node.handle
+    found = _windows.get(key)
+    if found is None:
+        found = _Window(node)
+        with _lock:
+            _windows[key] = found
+    return found
+
+
+def available(comm: Any) -> str | None:
+    """None when cross-memory attach works between the ranks of the one-node ``comm``,
+    else why not (collective at the first call on ``comm``)."""
+    return _window(topology(comm).node).refused
+
+
+def cma_allreduce(buf: np.ndarray, op: str, node: Any, src: np.ndarray | None = None,
+                  stall_seconds: float = 60.0) -> None:  # fmt: skip
+    """Allreduce ``buf`` in place over the one-node ``node`` (see the module doc); the
+    local contribution is read from ``src`` when given."""
+    p, r = node.Get_size(), node.Get_rank()
+    if src is None:
+        src = buf
+    if p == 1 or buf.size == 0:
+        take_input(buf, src)
+        return
+    w = _window(node)
+    if w.refused:
+        raise SetupError(
+            f"algorithm='cma': this kernel does not let the ranks copy from each other "
+            f"({w.refused}); use 'auto' (which then does not pick it) or 'shm' "
+            f"(as argument or in {ENV_ALGO})"
+        )
+    w.check_usable()
+    w.seq += 1
+    seq, ctl = w.seq, w.ctl
+    ctl[r, _SRC] = src.ctypes.data
+    ctl[r, _DST] = buf.ctypes.data
+    if _flags.arrive(ctl, r, w.header, 0, seq, w.spins):  # publishes the addresses too
+        w.wait(_flags.ARRIVE, seq, stall_seconds)
+    bounds = block_bounds(buf.size, p)
+    lo, hi = bounds[r], bounds[r + 1]
+    tmp = scratch(buf.dtype, hi - lo, 3)
+    failed = _exchange(ctl, r, src, buf, tmp, lo, hi, _OPS[op])
+    if failed:
+        _flags.publish(ctl, r, _flags.ERROR, seq)
+    if _flags.depart(ctl, r, seq, w.spins):
+        w.wait(_flags.DEPART, seq, stall_seconds)
+    if failed or (ctl[:, _flags.ERROR] == seq).any():
+        who = [q for q in range(p) if ctl[q, _flags.ERROR] == seq]
+        why = f" ({os.strerror(-failed)})" if failed < 0 else ""
+        raise AllreduceAbortedError(
+            f"algorithm='cma': copying between the ranks failed on node rank(s) {who}{why} "
+            f"in call #{seq}; the result is incomplete on every rank. Use 'shm' or 'mpi' "
+            f"(as argument or in {ENV_ALGO})"
+        )
+
+
+class CmaAlgorithm(Algorithm):
+    """Cross-memory attach on one node (see the module doc); ``auto`` picks it for large
+    messages on one node where the kernel allows it."""
+
+    name = "cma"
+    team_safe = False  # creates a window on first use
+    single_node = True
+    shortcuts = False
+
+    def reduce(self, buf: np.ndarray, op: str, comm: Any, *, src: np.ndarray | None = None) -> None:
+        """Reduce ``buf`` over ``comm`` by copying between the ranks (see the base class)."""
+        if comm.Get_size() == 1:
+            take_input(buf, src)
+            return
+        topo = topology(comm)
+        if not topo.single_node:  # every rank sees the same node count: all raise together
+            raise InvalidValueError(
+                f"algorithm='cma' works on one node only, but this communicator of "
+                f"{comm.Get_size()} ranks spans {topo.n_nodes} nodes; use 'auto' or "
+                f"'hierarchical' (as argument or in {ENV_ALGO})"
+            )
+        cma_allreduce(buf, op, topo.node, src, settings().stall_seconds)
