@@ -95,20 +95,37 @@ def _exchange(ctl, rank, src, dst, tmp, lo, hi, op):  # pragma: no cover - compi
 
 
 @njit(cache=True, nogil=True)
-def _probe(pid, dst, src):  # pragma: no cover - compiled
-    return vm_read(pid, dst.ctypes.data, src.ctypes.data, src.nbytes)
+def _probe(pid, dst, remote):  # pragma: no cover - compiled
+    return vm_read(pid, dst.ctypes.data, remote, dst.nbytes)
 
 
-def _self_probe() -> str | None:
-    """None when this process may copy with ``process_vm_readv``, else why not."""
-    src, dst = np.arange(4, dtype=np.int64), np.zeros(4, dtype=np.int64)
-    try:
-        got = _probe(os.getpid(), dst, src)
-    except Exception as e:  # no such function (not Linux): numba fails to link it
-        return f"{type(e).__name__}: {e}"
-    if got != src.nbytes or not (dst == src).all():
-        return os.strerror(-got) if got < 0 else "a short copy"
-    return None
+def _probe_peers(w: NodeWindow) -> str | None:
+    """None when this rank can read every other rank's memory through the pids they
+    published, else why not: each rank publishes a random token and its address, and
+    reads everyone else's (ranks in different pid namespaces, as some container setups
+    make them, would otherwise read a stranger's memory)."""
+    token = np.random.default_rng().integers(1, 2**62, size=1, dtype=np.int64)
+    w.ctl[w.rank, _SRC] = token.ctypes.data
+    w.ctl[w.rank, _DST] = token[0]
+    w.node.Barrier()
+    got = np.zeros(1, dtype=np.int64)
+    why = None
+    for q in range(w.p):
+        if q == w.rank:
+            continue
+        try:
+            n = _probe(w.ctl[q, _flags.PID], got, w.ctl[q, _SRC])
+        except Exception as e:  # no such function (not Linux): numba fails to link it
+            why = f"{type(e).__name__}: {e}"
+            break
+        if n < 0:
+            why = f"process_vm_readv: {os.strerror(-n)}"
+            break
+        if n != 8 or got[0] != w.ctl[q, _DST]:
+            why = "the ranks' process ids do not name each other (separate pid namespaces?)"
+            break
+    w.node.Barrier()  # (the token stays alive until everyone has read it)
+    return why
 
 
 class _Window(NodeWindow):
@@ -118,8 +135,8 @@ class _Window(NodeWindow):
         super().__init__(node, 0, "this communicator (cross-memory attach)")
         self.seq = 0
         self.header = np.zeros(_flags.HEADER_WORDS, dtype=np.int64)
-        why = _self_probe()
-        everyone = node.allgather(why)
+        node.Barrier()  # every control row initialised (its pid published) before the probe
+        everyone = node.allgather(_probe_peers(self))
         self.refused = next((w for w in everyone if w is not None), None)
 
 
