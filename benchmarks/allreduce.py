@@ -38,7 +38,7 @@ from workbench.comm.tune import (
 
 SIZES = [4 * KiB, 64 * KiB, 1 * MiB, 4 * MiB, 16 * MiB, 64 * MiB, 256 * MiB]
 QUICK_SIZES = [4 * KiB, 4 * MiB, 64 * MiB]
-ALGOS = ["auto", "mpi", "ring", "rhd", "shm", "hierarchical"]
+ALGOS = ["auto", "mpi", "ring", "rhd", "shm", "hierarchical", "cma"]
 
 
 def memcpy_bandwidth(nbytes: int = 256 * MiB, reps: int = 5) -> float:
