@@ -81,3 +81,22 @@ def test_a_recorded_timeline_takes_the_general_path_with_its_spans():
         _spans.stop()
     names = [s[2] for s in _spans.take().spans]
     assert "allreduce" in names
+
+
+def test_read_only_in_place_and_symmetric_buffers_are_never_cached():
+    from workbench.comm import empty
+
+    x = np.ones(4)
+    allreduce(x, out=x)
+    allreduce(x, out=x)
+    assert len(_fast._plans) == 1
+    x.flags.writeable = False
+    for _ in range(2):
+        with pytest.raises(TypeError, match="is read-only"):
+            allreduce(x, out=x)  # the general path's error, every time
+    buf = empty(4, np.float64)
+    buf[:] = 2
+    for _ in range(2):
+        assert allreduce(buf, out=buf) is buf
+    assert len(_fast._plans) == 1  # a symmetric buffer keeps its own zero-copy path
+    assert _fast.key(buf, "sum", None, buf, None, None, None) is None

@@ -152,8 +152,8 @@ def take(
     global _dropped, _began
     first, began = since if since is not None else (0, _began)
     spans = _spans[first:]
-    if not keep:
-        del _spans[first:]
+    if not keep:  # (spans a team's thread added meanwhile stay for the next take)
+        del _spans[first : first + len(spans)]
     ended = now()
     rec = Record(
         rank=rank,

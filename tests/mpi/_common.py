@@ -29,6 +29,8 @@ class Failures:
             fn(*args, **kw)
         except Exception:
             self.items.append(f"rank {RANK} {name}:\n{traceback.format_exc()}")
+            if TRACE:  # at once: a rank that failed may leave the others waiting
+                print(f"[rank {RANK}] FAILED {self.items[-1]}", file=sys.stderr, flush=True)
 
     def finish(self, label: str) -> None:
         """Print every rank's failures on rank 0 and exit 1 if any rank failed."""

@@ -78,8 +78,24 @@ def mismatch_against_a_cached_shape() -> None:
             raise AssertionError("no mismatch raised")
 
 
+def cma_mismatch_without_the_check() -> None:
+    """Cross-memory attach compares sizes before any copy, with the check off too: ranks
+    passing different sizes all raise instead of writing past each other's arrays."""
+    for _ in range(2):
+        try:
+            allreduce(np.ones(5000 + RANK), algorithm="cma", check=False)
+        except AllreduceMismatchError as exc:
+            assert "algorithm=cma" in str(exc) and "(5000,) float64" in str(exc), str(exc)
+        else:
+            raise AssertionError("no mismatch raised")
+    x = np.full(300_001, RANK + 1.0)
+    np.testing.assert_array_equal(allreduce(x, algorithm="cma", check=False),
+                                  np.full(300_001, SIZE * (SIZE + 1) / 2))  # fmt: skip
+
+
 def main() -> None:
     f = Failures()
+    f.case("cma mismatch without the check", cma_mismatch_without_the_check)
     f.case("every shape", every_shape)
     f.case("mismatch against a cached shape", mismatch_against_a_cached_shape)
     f.finish(f"allreduce cached p={SIZE}")

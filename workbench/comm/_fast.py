@@ -32,6 +32,7 @@ from workbench.comm import _config, _flags, kernels
 from workbench.comm._staging import Staging, template
 from workbench.comm.algorithms._base import block_bounds
 from workbench.comm.algorithms._mpi import MPI_OPS
+from workbench.comm.algorithms._symmetric import find
 from workbench.comm.kernels import OP_CODES
 
 __all__ = ["Copy", "SmallCall", "lookup", "remember"]
@@ -48,11 +49,15 @@ _read_env = _config.read_env
 def key(x: np.ndarray, op: str, comm: Any, out: Any, algorithm: Any, check: Any,
         fusion_bytes: Any) -> Key | None:  # fmt: skip
     """The cache key of a call, or None when its shape cannot be cached."""
+    if algorithm is not None and type(algorithm) is not str:
+        return None  # an Algorithm instance: maybe unhashable, and never cached anyway
     if out is None:
         mode: Any = 0
     elif type(out) is not np.ndarray or not out.flags.writeable:
         return None  # (a read-only output is the general path's error to raise)
     elif out is x:
+        if find(x) is not None:  # a symmetric buffer: its own zero-copy protocol, always
+            return None
         mode = 1
     else:
         mode = (out.shape, out.dtype, out.strides)

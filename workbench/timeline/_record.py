@@ -25,7 +25,7 @@ __all__ = ["GATHER_SECONDS", "Recording", "begin_cell", "end_cell", "gather", "r
 
 #: How long rank 0 waits for the other ranks' records.
 GATHER_SECONDS = 60.0
-_TAG = 0x57424C  # "WBL": the records' messages
+_TAG = 0x5742  # "WB": the records' messages (within the 32767 every MPI allows)
 _last: list[Trace] = []  # the last trace this process merged or loaded
 
 
@@ -50,27 +50,40 @@ def _world() -> Any:
 
 def gather(record: Record, comm: Any, seconds: float = GATHER_SECONDS) -> list[Record] | None:
     """Every rank's record on rank 0 of ``comm`` (None elsewhere), waited for at most
-    ``seconds``; a rank missing then is named in a warning and left out."""
+    ``seconds``; a rank missing then is named in a warning and left out.
+
+    Each gather on ``comm`` is numbered alike on every rank; a record that arrives late
+    from an earlier gather is dropped, never taken for this one's. A send rank 0 has not
+    taken in time stays referenced (``_pending``) until it completes."""
+    from mpi4py import MPI
+
     rank, size = comm.Get_rank(), comm.Get_size()
+    gen = _generation[comm.handle] = _generation.get(comm.handle, 0) + 1
     deadline = time.monotonic() + seconds
+    _pending[:] = [(req, buf) for req, buf in _pending if not req.Test()]
     if rank != 0:
-        req = comm.Isend(_packed(record), dest=0, tag=_TAG)
+        buf = _packed((gen, record))
+        req = comm.Isend([buf, MPI.BYTE], dest=0, tag=_TAG)
         while not req.Test():
             if time.monotonic() > deadline:
+                _pending.append((req, buf))  # its buffer must outlive the send
                 warnings.warn(f"timeline: rank 0 did not take rank {rank}'s record within "
                               f"{seconds:.0f} s", stacklevel=2)  # fmt: skip
                 return None
             time.sleep(0.001)
         return None
-    from mpi4py import MPI
-
     records, status = [record], MPI.Status()
-    # asked source by source: one rank's messages keep their order, so the record of a later
-    # gather (the training's, then the block's) never stands in for this one's
+    # asked source by source: one rank's messages keep their order, and the number of the
+    # gather tells a late record of an earlier one (dropped) from this one's
     waiting = set(range(1, size))
     while waiting and time.monotonic() < deadline:
-        arrived = {r for r in waiting if comm.Iprobe(source=r, tag=_TAG, status=status)
-                   and _take(comm, status, records)}  # fmt: skip
+        arrived = set()
+        for r in waiting:
+            if comm.Iprobe(source=r, tag=_TAG, status=status):
+                got_gen, got = _received(comm, status)
+                if got_gen == gen:
+                    records.append(got)
+                    arrived.add(r)
         waiting -= arrived
         if not arrived:
             time.sleep(0.001)
@@ -80,20 +93,24 @@ def gather(record: Record, comm: Any, seconds: float = GATHER_SECONDS) -> list[R
     return records
 
 
-def _take(comm: Any, status: Any, records: list[Record]) -> bool:
-    """Receive the probed message (``status``) into ``records``."""
+_generation: dict[int, int] = {}  # communicator handle -> gathers made on it
+_pending: list[tuple[Any, Any]] = []  # (request, buffer) of sends not taken in time
+
+
+def _received(comm: Any, status: Any) -> tuple[int, Record]:
+    """The probed message (``status``): (gather number, record)."""
     from mpi4py import MPI
 
     buf = bytearray(status.Get_count(MPI.BYTE))
     comm.Recv([buf, MPI.BYTE], source=status.Get_source(), tag=_TAG)
-    records.append(pickle.loads(buf))
-    return True
+    got: tuple[int, Record] = pickle.loads(buf)
+    return got
 
 
-def _packed(record: Record) -> Any:
+def _packed(obj: Any) -> Any:
     import numpy as np
 
-    return np.frombuffer(pickle.dumps(record, protocol=5), dtype=np.uint8)
+    return np.frombuffer(pickle.dumps(obj, protocol=5), dtype=np.uint8)
 
 
 class Recording:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -168,7 +169,11 @@ def fit(
             for run in runs:
                 run.log(epoch + 1, _epoch_metrics(history))
         if since is not None:
-            _attach_timeline(runs, since, comm)
+            try:
+                _attach_timeline(runs, since, comm)
+            except Exception as e:  # the training is done: say what was not kept
+                warnings.warn(f"wb.train.fit: the timeline was not kept with the run "
+                              f"({type(e).__name__}: {e})", stacklevel=2)  # fmt: skip
         state_at_end = "done"
     finally:
         opt.close()

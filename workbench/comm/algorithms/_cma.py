@@ -58,6 +58,26 @@ def _combine(dst, src, op):  # pragma: no cover - compiled
             dst[i] += src[i]
 
 
+_CHUNK = 1 << 30  # bytes per system call at most (the kernel caps one near 2 GiB)
+
+
+@njit(cache=True, nogil=True)
+def _copy(write, pid, local, remote, nbytes):  # pragma: no cover - compiled
+    """All ``nbytes`` between ``local`` here and ``remote`` in ``pid``, in chunks: 0, or
+    -errno (-5, EIO, for a copy that stops short)."""
+    done = 0
+    while done < nbytes:
+        n = min(nbytes - done, _CHUNK)
+        if write:
+            got = vm_write(pid, local + done, remote + done, n)
+        else:
+            got = vm_read(pid, local + done, remote + done, n)
+        if got <= 0:
+            return got if got < 0 else -5
+        done += got
+    return 0
+
+
 @njit(cache=True, nogil=True)
 def _exchange(ctl, rank, src, dst, tmp, lo, hi, op):  # pragma: no cover - compiled
     """Slice ``lo:hi`` of everyone's input combined into ``dst`` here and written into
@@ -76,21 +96,22 @@ def _exchange(ctl, rank, src, dst, tmp, lo, hi, op):  # pragma: no cover - compi
         pid = ctl[q, _flags.PID]
         remote = ctl[q, _SRC] + lo * size
         if first and not in_place:  # straight into the output slice, then ours on top
-            got = vm_read(pid, mine.ctypes.data, remote, nbytes)
-            if got != nbytes:
-                return got if got < 0 else -5  # (EIO: a short copy)
+            failed = _copy(False, pid, mine.ctypes.data, remote, nbytes)
+            if failed:
+                return failed
             _combine(mine, src[lo:hi], op)
         else:
-            got = vm_read(pid, tmp.ctypes.data, remote, nbytes)
-            if got != nbytes:
-                return got if got < 0 else -5
+            failed = _copy(False, pid, tmp.ctypes.data, remote, nbytes)
+            if failed:
+                return failed
             _combine(mine, tmp[:n], op)
         first = False
     for k in range(1, p):
         q = (rank + k) % p
-        got = vm_write(ctl[q, _flags.PID], mine.ctypes.data, ctl[q, _DST] + lo * size, nbytes)
-        if got != nbytes:
-            return got if got < 0 else -5
+        failed = _copy(True, ctl[q, _flags.PID], mine.ctypes.data, ctl[q, _DST] + lo * size,
+                       nbytes)  # fmt: skip
+        if failed:
+            return failed
     return 0
 
 
@@ -134,7 +155,7 @@ class _Window(NodeWindow):
     def __init__(self, node: Any) -> None:
         super().__init__(node, 0, "this communicator (cross-memory attach)")
         self.seq = 0
-        self.header = np.zeros(_flags.HEADER_WORDS, dtype=np.int64)
+        self.held: tuple[np.ndarray, np.ndarray] | None = None
         node.Barrier()  # every control row initialised (its pid published) before the probe
         everyone = node.allgather(_probe_peers(self))
         self.refused = next((w for w in everyone if w is not None), None)
@@ -181,18 +202,41 @@ def cma_allreduce(buf: np.ndarray, op: str, node: Any, src: np.ndarray | None = 
     w.check_usable()
     w.seq += 1
     seq, ctl = w.seq, w.ctl
+    # what every rank must agree on before touching another's memory (word 1: the call
+    # number, which arrive writes), and what a mismatch shows
+    header = w.header
+    header[0], header[2], header[3] = buf.nbytes, buf.dtype.num, _OPS[op]
+    w.write_description(f"({buf.size},) {buf.dtype.name} op={op} algorithm=cma", 0)
     ctl[r, _SRC] = src.ctypes.data
     ctl[r, _DST] = buf.ctypes.data
-    if _flags.arrive(ctl, r, w.header, 0, seq, w.spins):  # publishes the addresses too
-        w.wait(_flags.ARRIVE, seq, stall_seconds)
-    bounds = block_bounds(buf.size, p)
-    lo, hi = bounds[r], bounds[r + 1]
-    tmp = scratch(buf.dtype, hi - lo, 3)
-    failed = _exchange(ctl, r, src, buf, tmp, lo, hi, _OPS[op])
-    if failed:
-        _flags.publish(ctl, r, _flags.ERROR, seq)
-    if _flags.depart(ctl, r, seq, w.spins):
-        w.wait(_flags.DEPART, seq, stall_seconds)
+    w.held = (src, buf)  # alive until this call is over everywhere (see below)
+    try:
+        if _flags.arrive(ctl, r, header, 0, seq, w.spins):  # publishes the addresses too
+            w.wait(_flags.ARRIVE, seq, stall_seconds)
+        agreed = bool(_flags.headers_equal(ctl, 0))
+        # (read while every rank is still in this call: nobody's description changes yet)
+        mismatch = None if agreed else w.mismatch(seq, 0)
+        failed = 0
+        if agreed:
+            bounds = block_bounds(buf.size, p)
+            lo, hi = bounds[r], bounds[r + 1]
+            tmp = scratch(buf.dtype, hi - lo, 3)
+            failed = _exchange(ctl, r, src, buf, tmp, lo, hi, _OPS[op])
+            if failed:
+                _flags.publish(ctl, r, _flags.ERROR, seq)
+        if _flags.depart(ctl, r, seq, w.spins):
+            w.wait(_flags.DEPART, seq, stall_seconds)
+    except BaseException:
+        # left in the middle (an interrupt, a dead rank): the others may still copy from
+        # and into this rank's arrays, which stay referenced; the window is not used again
+        w.broken = w.broken or (
+            f"an allreduce (call #{seq}) was interrupted on node rank {r} while the ranks "
+            "copied between their arrays; restart the pool (`%wb restart`)"
+        )
+        raise
+    w.held = None
+    if mismatch is not None:
+        raise mismatch
     if failed or (ctl[:, _flags.ERROR] == seq).any():
         who = [q for q in range(p) if ctl[q, _flags.ERROR] == seq]
         why = f" ({os.strerror(-failed)})" if failed < 0 else ""

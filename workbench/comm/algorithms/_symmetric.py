@@ -258,6 +258,8 @@ def reduce_registered(
         if _flags.arrive(ctl, r, block.header, 0, seq, block.spins):
             block.wait(_flags.ARRIVE, seq, stall_seconds)
         local_ok = not check or bool(_flags.headers_equal(ctl, 0))
+        # (read before departing: a rank that leaves first rewrites its description)
+        local_mismatch = None if local_ok else block.mismatch(seq, 0)
         t1 = _spans.now() if t0 else 0
         if block.multi_node:
             _inter_node(block, reg, op, seq, local_ok, check)
@@ -270,9 +272,10 @@ def reduce_registered(
             _spans.add("wait for peers", "comm", t0, t1)
             _spans.add("reduce", "comm", t1, t2, {"algorithm": "symmetric"})
             _spans.add("wait for peers", "comm", t2)
-        failed = not local_ok or (block.multi_node and bool((ctl[:, _flags.ERROR] == seq).any()))
-        if failed:
-            raise block.mismatch(seq, 0, across_nodes=local_ok) from error
+        if local_mismatch is not None:
+            raise local_mismatch from error
+        if block.multi_node and bool((ctl[:, _flags.ERROR] == seq).any()):
+            raise block.mismatch(seq, 0, across_nodes=True) from error
         if error is not None:
             raise error
 
