@@ -271,9 +271,15 @@ def _detached(*args: str):
     try:
         yield cluster_file
     finally:
-        if os.path.exists(cluster_file):
-            subprocess.run([sys.executable, "-m", "workbench.cli", "pool", "stop", cluster_file],
-                           capture_output=True, timeout=120)  # fmt: skip
+        _stop_if_left(cluster_file)
+
+
+def _stop_if_left(cluster_file: str | None) -> None:
+    """Stop the pool of ``cluster_file`` when the test did not: a failed test must leave
+    nothing running (nor a newer cluster file that a later test would attach to)."""
+    if cluster_file and os.path.exists(cluster_file):
+        subprocess.run([sys.executable, "-m", "workbench.cli", "pool", "stop", cluster_file],
+                       capture_output=True, timeout=180)  # fmt: skip
 
 
 def _open_panel(page) -> None:
@@ -374,6 +380,7 @@ def test_pools_panel_shows_a_slurm_pool_pending_then_running_with_time_left(lab,
     cmd = [sys.executable, "-m", "workbench.cli", "pool", "start", "--detach", "--slurm",
            "-n", "1", "--time", "5", "--extra=--begin=now+6"]  # fmt: skip
     starter = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    cluster_file = None
     try:
         with _page(tmp_path / "panel-slurm.png", 900) as page:
             page.goto(f"{url}/lab?reset&token={token}")
@@ -384,9 +391,13 @@ def test_pools_panel_shows_a_slurm_pool_pending_then_running_with_time_left(lab,
             page.screenshot(path=str(tmp_path / "panel-slurm-pending.png"))
             pool.filter(has_text="left").locator(".wb-rank").first.wait_for(timeout=120_000)
             running = pool.first.inner_text()
+            cluster_file = pool.first.get_attribute("data-cluster-file")
             pool.first.locator(".wb-stop").click()
-            pool.first.wait_for(state="detached", timeout=60_000)
+            # (a Slurm pool's stop cancels the job and waits for it: minutes on a loaded
+            # machine, where 60 s ran out once)
+            pool.first.wait_for(state="detached", timeout=180_000)
     finally:
         starter.wait(timeout=120)
+        _stop_if_left(cluster_file)
     assert "BeginTime" in pending or "pending" in pending, pending
     assert "running" in running and re.search(r"\d+:\d\d left", running), running
