@@ -19,7 +19,7 @@ from _common import COMM, RANK, SIZE, Failures
 
 from workbench.comm import AllreduceMismatchError, _fast, allreduce
 
-SIZES = (1, 1000, 200_000)  # elements: the window for the first two; 200_000 x 8 B beyond it
+SIZES = (1, 1000, 100_000, 200_000)  # elements: the window; 0.4-1.6 MB beyond it (mpi, cma)
 OPS = ("sum", "mean", "max", "min")
 DTYPES = (np.float32, np.float64, np.int32, np.int64)
 

@@ -64,7 +64,7 @@ def picks(comm: object, *sizes: int) -> list[str]:
 def builtin(nbytes: int) -> str:
     if nbytes < 64 * KiB:
         return "mpi"
-    if SIZE == 2 and CMA and nbytes >= 1 * MiB:  # two ranks copy between them (cma)
+    if SIZE == 2 and CMA and nbytes >= 512 * KiB:  # two ranks copy between them (cma)
         return "cma"
     if nbytes >= 32 * MiB:
         return "ring"
