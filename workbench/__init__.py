@@ -10,7 +10,7 @@ from __future__ import annotations
 import os as _os
 from typing import Any
 
-from workbench import _provided
+from workbench import _provided, _spans
 
 # Eager, and light: these functions must win over the submodules of the same name.
 from workbench.progress import progress
@@ -102,10 +102,10 @@ _provided.provide("broadcast", _broadcast)
 _provided.provide("joblib", _joblib)
 
 
-if _os.environ.get("WORKBENCH_TIMELINE"):  # this process is recorded (workbench.timeline)
+if _os.environ.get(_spans.ENV):  # this process is recorded (workbench.timeline)
     from workbench.timeline._record import record_process
 
-    record_process(_os.environ["WORKBENCH_TIMELINE"])
+    record_process(_os.environ[_spans.ENV])
 
 
 def load_ipython_extension(ipython: Any) -> None:
