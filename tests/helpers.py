@@ -24,6 +24,14 @@ def wait_idle(pool, timeout: float = 5.0) -> None:
         time.sleep(0.1)
 
 
+def stop_if_left(cluster_file: str | None) -> None:
+    """Stop the pool of ``cluster_file`` when the test did not: a failed test must leave
+    nothing running (nor a newer cluster file that a later test would attach to)."""
+    if cluster_file and os.path.exists(cluster_file):
+        subprocess.run([sys.executable, "-m", "workbench.cli", "pool", "stop", cluster_file],
+                       capture_output=True, timeout=180)  # fmt: skip
+
+
 def run_template(name: str, tmp_path, *params: str, timeout: float = 300):
     """Run ``notebooks/<name>`` headless with ``workbench run -p ...`` in ``tmp_path``
     (the kernel's files stay out of notebooks/); return the executed notebook."""

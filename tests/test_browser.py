@@ -21,6 +21,7 @@ from browser import (
     _page,
     _write_notebook,
 )
+from helpers import stop_if_left
 
 pytestmark = pytest.mark.slow  # (minutes in all: `pytest -m 'not slow'` skips them)
 
@@ -271,15 +272,7 @@ def _detached(*args: str):
     try:
         yield cluster_file
     finally:
-        _stop_if_left(cluster_file)
-
-
-def _stop_if_left(cluster_file: str | None) -> None:
-    """Stop the pool of ``cluster_file`` when the test did not: a failed test must leave
-    nothing running (nor a newer cluster file that a later test would attach to)."""
-    if cluster_file and os.path.exists(cluster_file):
-        subprocess.run([sys.executable, "-m", "workbench.cli", "pool", "stop", cluster_file],
-                       capture_output=True, timeout=180)  # fmt: skip
+        stop_if_left(cluster_file)
 
 
 def _open_panel(page) -> None:
@@ -398,6 +391,6 @@ def test_pools_panel_shows_a_slurm_pool_pending_then_running_with_time_left(lab,
             pool.first.wait_for(state="detached", timeout=180_000)
     finally:
         starter.wait(timeout=120)
-        _stop_if_left(cluster_file)
+        stop_if_left(cluster_file)
     assert "BeginTime" in pending or "pending" in pending, pending
     assert "running" in running and re.search(r"\d+:\d\d left", running), running

@@ -4,6 +4,7 @@ an unauthenticated request refused."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import time
 
 import pytest
+from helpers import stop_if_left
 from tornado.httpclient import HTTPClientError
 
 from workbench.pool import Pool
@@ -46,26 +48,35 @@ async def test_a_pool_from_the_command_line_is_listed_busy_then_stopped(jp_fetch
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=True)
     cluster_file = next(line.split(": ", 1)[1] for line in out.stdout.splitlines()
                         if line.startswith("cluster file: "))  # fmt: skip
-    pool = _find(await _pools(jp_fetch), cluster_file)
-    assert pool is not None and pool["state"] == "running" and pool["backend"] == "local"
-    assert [r["state"] for r in pool["ranks"]] == ["idle", "idle"] and pool["registered"] == 2
-    assert {"rank", "host", "pid", "memory"} <= set(pool["ranks"][0])
-    other = Pool.attach(cluster_file)  # another client keeps the ranks busy
     try:
-        other.client[:].apply_async(time.sleep, 4)
-        busy = _find(await _pools(jp_fetch), cluster_file)
-        assert [r["state"] for r in busy["ranks"]] == ["busy", "busy"], busy["ranks"]
+        pool = _find(await _pools(jp_fetch), cluster_file)
+        assert pool is not None and pool["state"] == "running" and pool["backend"] == "local"
+        assert [r["state"] for r in pool["ranks"]] == ["idle", "idle"] and pool["registered"] == 2
+        assert {"rank", "host", "pid", "memory"} <= set(pool["ranks"][0])
+        other = Pool.attach(cluster_file)  # another client keeps the ranks busy
+        try:
+            other.client[:].apply_async(time.sleep, 30)
+            # the controller hands the tasks to the engines one after the other: poll (bounded)
+            deadline = time.monotonic() + 25
+            while True:
+                states = [r["state"] for r in _find(await _pools(jp_fetch), cluster_file)["ranks"]]
+                if states == ["busy", "busy"] or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+            assert states == ["busy", "busy"], states
+        finally:
+            other.close()
+        pids = [r["pid"] for r in pool["ranks"]]
+        response = await jp_fetch("workbench", "api", "pools", pool["id"], method="DELETE",
+                                  request_timeout=90)  # fmt: skip
+        assert "stopped the pool of 2 MPI engines" in json.loads(response.body)["message"]
+        deadline = time.monotonic() + 20
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in pids), "engines still running after stop"
+        assert _find(await _pools(jp_fetch), cluster_file) is None
     finally:
-        other.close()
-    pids = [r["pid"] for r in pool["ranks"]]
-    response = await jp_fetch("workbench", "api", "pools", pool["id"], method="DELETE",
-                              request_timeout=90)  # fmt: skip
-    assert "stopped the pool of 2 MPI engines" in json.loads(response.body)["message"]
-    deadline = time.monotonic() + 20
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not any(_alive(p) for p in pids), "engines still running after stop"
-    assert _find(await _pools(jp_fetch), cluster_file) is None
+        stop_if_left(cluster_file)
 
 
 @pytest.mark.slow
