@@ -5,6 +5,7 @@ Run: mpiexec -n P python -m mpi4py tests/mpi/allreduce_features.py
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 
@@ -32,7 +33,7 @@ def fused_mixed() -> None:
         for s, d in zip(shapes, dtypes, strict=True)
     ]
     for fb in (None, 64, 4096, 1 << 20):  # tiny fusion buffers force several batches
-        for algo in ("auto", "ring", "shm"):
+        for algo in ("auto", "ring", "shm", "cma"):
             res = allreduce(xs, "sum", algorithm=algo, fusion_bytes=fb)
             assert isinstance(res, list) and len(res) == len(xs)
             for x, r in zip(xs, res, strict=True):
@@ -53,6 +54,56 @@ def fused_in_place_many() -> None:
     assert res is xs and [x.ctypes.data for x in xs] == before
     for x in xs:
         np.testing.assert_allclose(x, (SIZE - 1) / 2, rtol=1e-6)
+
+
+def fused_direct() -> None:
+    """Lists reduced straight between the tensors (cma, chosen or picked by auto for a
+    large list on two ranks): pieces that cross tensors, empty tensors, every op, in place,
+    into given outputs, a tensor listed twice, and a mismatch that the check does not see."""
+    rng = np.random.default_rng(11)
+    sizes = [0, 70_000, 1, 0, 200_003, 5, 131_072, 0, 3, 90_000]  # > 512 KiB of float32
+    for dtype in ("float32", "float64", "int64"):
+        xs = [rng.integers(-50, 50, n).astype(dtype) + RANK for n in sizes]
+        everyone = [[x - RANK + q for x in xs] for q in range(SIZE)]
+        for algo in ("cma", "auto"):
+            for op in ("sum", "mean", "max", "min"):
+                if op == "mean" and dtype == "int64":
+                    continue
+                want = [getattr(np, {"mean": "mean", "sum": "sum", "max": "max",
+                                      "min": "min"}[op])([e[k] for e in everyone], axis=0)
+                        for k in range(len(xs))]  # fmt: skip
+                kept = [x.copy() for x in xs]
+                got = allreduce(xs, op, algorithm=algo)
+                for x, k in zip(xs, kept, strict=True):
+                    np.testing.assert_array_equal(x, k)  # inputs untouched
+                for g, w in zip(got, want, strict=True):
+                    np.testing.assert_allclose(g, w.astype(dtype), rtol=1e-12)
+                outs = [np.full_like(x, -7) for x in xs]
+                res = allreduce(xs, op, out=outs, algorithm=algo)
+                assert all(r is o for r, o in zip(res, outs, strict=True))
+                for o, g in zip(outs, got, strict=True):
+                    np.testing.assert_array_equal(o, g)
+                digest = hashlib.sha1(np.concatenate(got).tobytes()).hexdigest()
+                assert len(set(COMM.allgather(digest))) == 1, "ranks disagree"
+        ys = [x.copy() for x in xs]
+        allreduce(ys, "sum", out=ys, algorithm="cma")
+        for y, w in zip(ys, [np.sum([e[k] for e in everyone], axis=0) for k in range(len(xs))],
+                        strict=True):  # fmt: skip
+            np.testing.assert_array_equal(y, w.astype(dtype))
+    # a tensor listed twice, in place: both entries get the sum of the one tensor
+    a = np.full(300_000, float(RANK + 1))
+    allreduce([a, a], "sum", out=[a, a], algorithm="cma")
+    np.testing.assert_array_equal(a, np.full(300_000, SIZE * (SIZE + 1) / 2))
+    if SIZE == 1:
+        return
+    # different lists with the check off: the call header still catches it on every rank
+    bad = [np.ones(100_000 + (RANK if k == 1 else 0), np.float32) for k in range(3)]
+    try:
+        allreduce(bad, "sum", algorithm="cma", check=False)
+    except Exception as exc:
+        assert "Mismatch" in type(exc).__name__ and "3 tensors" in str(exc), exc
+    else:
+        raise AssertionError("a mismatched list was reduced")
 
 
 def in_place() -> None:
@@ -244,6 +295,7 @@ def main() -> None:
     for fn in (
         fused_mixed,
         fused_in_place_many,
+        fused_direct,
         in_place,
         zero_length,
         other_inputs,

@@ -82,6 +82,18 @@ class Batch:
                 it.dst = np.empty_like(it.src)
         kernels.unpack_flat(src, typed.List([it.dst for it in self.items]), self.offsets)
 
+    def targets(self) -> list[np.ndarray]:
+        """The arrays the results go to, allocated where the caller gave none (views of one
+        new array when it gave none at all)."""
+        if all(it.dst is None for it in self.items):
+            flat = np.empty(self.size, dtype=self.dtype)
+            for k, it in enumerate(self.items):
+                it.dst = flat[self.offsets[k] : self.offsets[k + 1]]
+        for it in self.items:
+            if it.dst is None:
+                it.dst = np.empty_like(it.src)
+        return [it.dst for it in self.items]  # type: ignore[misc]  # (all set above)
+
     def run(self, op: str, comm: Any, algo: Algorithm, rows: np.ndarray | None = None) -> None:
         """Reduce (or, with ``rows`` gathered by the check, combine locally) and scatter back."""
         base = "sum" if op == "mean" else op

@@ -3,9 +3,10 @@ kernels (:mod:`workbench.comm._flags`).
 
 numba's public ``numba.extending.intrinsic`` lets a kernel emit LLVM IR (through llvmlite)
 for what numba has no operation for: an atomic load with acquire order, a store with release
-order, the CPU's spin-wait hint, the monotonic clock (the timeline's phase stamps), and
-Linux's cross-memory attach (``process_vm_readv``/``writev``: one rank copying straight
-from or into another's private array). The one helper they need from numba's internals is
+order, the CPU's spin-wait hint, the monotonic clock (the timeline's phase stamps), an
+address as a pointer (an array known by address only), and Linux's cross-memory attach
+(``process_vm_readv``/``writev``: one rank copying straight from or into another's private
+array). The one helper they need from numba's internals is
 ``numba.core.cgutils.get_or_insert_function``; it is read here, with a fallback on llvmlite's
 public API, so a numba upgrade that moves it is one file's work.
 """
@@ -21,6 +22,7 @@ from numba import types
 from numba.extending import intrinsic
 
 __all__ = [
+    "as_voidptr",
     "clock_ns",
     "cpu_relax",
     "declare_function",
@@ -88,6 +90,16 @@ def _cpu_relax(typingctx):  # pragma: no cover - compiled
             fnty = ir.FunctionType(ir.VoidType(), [])
             builder.call(declare_function(builder.module, fnty, "llvm.x86.sse2.pause"), [])
         return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _as_voidptr(typingctx, addr):  # pragma: no cover - compiled
+    sig = types.voidptr(addr)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
 
     return sig, codegen
 
@@ -170,6 +182,9 @@ cpu_relax = cast("Callable[[], None]", _cpu_relax)
 vm_read = cast("Callable[[int, int, int, int], int]", _process_vm_readv)
 #: ``vm_write(pid, local, remote, nbytes) -> int64``: the other way (``process_vm_writev``).
 vm_write = cast("Callable[[int, int, int, int], int]", _process_vm_writev)
+#: ``as_voidptr(addr) -> void*``: an address as a pointer, for ``numba.carray(ptr, n, dtype)``
+#: (an array of this process that a kernel knows by address only).
+as_voidptr = cast("Callable[[int], Any]", _as_voidptr)
 #: ``clock_ns() -> int64``: ``CLOCK_MONOTONIC`` in nanoseconds, the clock of
 #: :func:`time.monotonic_ns` (about 20 ns a read).
 clock_ns = cast("Callable[[], int]", _clock_ns)

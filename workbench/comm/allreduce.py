@@ -12,10 +12,10 @@ from workbench import _spans
 from workbench.comm import _config, _fast
 from workbench.comm._checks import CallFields, agree, comm_state, signature
 from workbench.comm._convert import Item, check_op, finish, prepare
-from workbench.comm._fusion import plan
+from workbench.comm._fusion import Batch, plan
 from workbench.comm._staging import STAGE_BYTES, staging
 from workbench.comm._teams import AllreduceHandle, submit
-from workbench.comm.algorithms import Algorithm, AutoAlgorithm, get_algorithm
+from workbench.comm.algorithms import Algorithm, AutoAlgorithm, CmaAlgorithm, get_algorithm
 from workbench.comm.algorithms._mpi import MPIAlgorithm
 from workbench.comm.algorithms._symmetric import Registered, find, reduce_registered
 from workbench.errors import InvalidValueError
@@ -137,12 +137,17 @@ def _reduce_items(
                 return [finish(it) for it in items]
         for batch in batches:
             t0 = _spans.now() if _spans.on else 0
-            if batch.fused and cfg.check and algo.shortcuts:
+            direct = _direct(batch, algo, comm)
+            if direct is not None:  # a list reduced straight between the tensors: no packing
+                direct.reduce_many([it.src for it in batch.items], batch.targets(),
+                                   batch.offsets, op, comm)  # fmt: skip
+            elif batch.fused and cfg.check and algo.shortcuts:
                 st.reduce_fused(batch, op, comm, cfg.stall_seconds)
             else:
                 batch.run(op, comm, algo, None)
             if t0:
-                _spans.add("reduce", "comm", t0, 0, {"algorithm": algo.name, "bytes": batch.nbytes})
+                name = algo.name if direct is None else direct.name
+                _spans.add("reduce", "comm", t0, 0, {"algorithm": name, "bytes": batch.nbytes})
         return _finish(items)
     rows = None
     if cfg.check:
@@ -165,6 +170,16 @@ def _reduce_items(
         if t0:
             _spans.add("reduce", "comm", t0, 0, {"algorithm": algo.name, "bytes": batch.nbytes})
     return _finish(items)
+
+
+def _direct(batch: Batch, algo: Algorithm, comm: Any) -> CmaAlgorithm | None:
+    """The algorithm that reduces the fused ``batch`` without packing it (``cma``, chosen,
+    or picked by ``auto`` for the batch's size), else None."""
+    if not batch.fused:
+        return None
+    if isinstance(algo, AutoAlgorithm):
+        algo = algo.select(batch.nbytes, comm)
+    return algo if isinstance(algo, CmaAlgorithm) else None
 
 
 def _finish(items: list[Item]) -> list[Any]:

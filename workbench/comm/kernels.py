@@ -12,6 +12,8 @@ import numpy as np
 from numba import njit
 
 __all__ = [
+    "combine",
+    "combine_into",
     "divide_by",
     "pack_flat",
     "reduce_into_last",
@@ -52,6 +54,36 @@ def reduce_min(dst, src):  # pragma: no cover - compiled
     for i in range(dst.size):
         if src[i] < dst[i]:
             dst[i] = src[i]
+
+
+@njit(cache=True, nogil=True)
+def combine(dst, src, op):  # pragma: no cover - compiled
+    """dst[i] = dst[i] (op) src[i] for ``op`` OP_SUM, OP_MAX or OP_MIN."""
+    if op == OP_MAX:
+        for i in range(dst.size):
+            if src[i] > dst[i]:
+                dst[i] = src[i]
+    elif op == OP_MIN:
+        for i in range(dst.size):
+            if src[i] < dst[i]:
+                dst[i] = src[i]
+    else:
+        for i in range(dst.size):
+            dst[i] += src[i]
+
+
+@njit(cache=True, nogil=True)
+def combine_into(dst, a, b, op):  # pragma: no cover - compiled
+    """dst[i] = a[i] (op) b[i] over ``dst.size`` elements (``dst`` may be ``a``)."""
+    if op == OP_MAX:
+        for i in range(dst.size):
+            dst[i] = b[i] if b[i] > a[i] else a[i]  # (as combine does, NaN included)
+    elif op == OP_MIN:
+        for i in range(dst.size):
+            dst[i] = b[i] if b[i] < a[i] else a[i]
+    else:
+        for i in range(dst.size):
+            dst[i] = a[i] + b[i]
 
 
 @njit(cache=True, nogil=True)

@@ -13,50 +13,45 @@ and output (control words of a small node window) and arrived:
 
 Per rank that is ``(p - 1) / p`` of the message read from the others, the same written to
 them, and one combining pass over its slice: no copy of the whole message in and out of a
-shared buffer (what ``shm`` and MPICH's shared-memory path pay). A failed copy (a kernel
-that forbids it) is published in the ``ERROR`` word before departing, so every rank raises
-instead of one hanging. Whether the kernel allows it here is probed once per node
-(:func:`available`; ``python -m workbench.comm.tune`` reports it).
+shared buffer (what ``shm`` and MPICH's shared-memory path pay).
+
+A fused list of tensors (:func:`cma_allreduce_many`) goes the same way without being packed
+first: each rank publishes a table of its tensors' addresses, and slice ``r`` of the list's
+concatenation is read, combined and written piece by piece, straight between the tensors.
+
+A failed copy (a kernel that forbids it) is published in the ``ERROR`` word before
+departing, so every rank raises instead of one hanging. Whether the kernel allows it here is
+probed once per node (:func:`available`; ``python -m workbench.comm.tune`` reports it).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import zlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import numba
 import numpy as np
 from numba import njit
 
 from workbench.comm import _flags, kernels
 from workbench.comm._config import ENV_ALGO, settings
-from workbench.comm._numba_compat import vm_read, vm_write
+from workbench.comm._numba_compat import as_voidptr, vm_read, vm_write
 from workbench.comm._topology import topology
 from workbench.comm._window import NodeWindow
 from workbench.comm.algorithms._base import Algorithm, block_bounds, scratch, take_input
 from workbench.errors import AllreduceAbortedError, InvalidValueError, SetupError
 
-__all__ = ["CmaAlgorithm", "available", "cma_allreduce"]
+__all__ = ["CmaAlgorithm", "available", "cma_allreduce", "cma_allreduce_many"]
 
 _SRC, _DST = _flags.CMA_SRC, _flags.CMA_DST
-_OPS = {"sum": kernels.OP_CODES["sum"], "max": kernels.OP_CODES["max"],
-        "min": kernels.OP_CODES["min"]}  # fmt: skip
-
-
-@njit(cache=True, nogil=True)
-def _combine(dst, src, op):  # pragma: no cover - compiled
-    if op == kernels.OP_MAX:
-        for i in range(dst.size):
-            if src[i] > dst[i]:
-                dst[i] = src[i]
-    elif op == kernels.OP_MIN:
-        for i in range(dst.size):
-            if src[i] < dst[i]:
-                dst[i] = src[i]
-    else:
-        for i in range(dst.size):
-            dst[i] += src[i]
-
+_OPS = kernels.OP_CODES  # (mean: summed, then divided, by the fused path only)
+_combine = kernels.combine
+#: Elements read from a peer per system call in the fused path: the piece is combined
+#: while it is still in the cache.
+_PIECE = 1 << 16
 
 _CHUNK = 1 << 30  # bytes per system call at most (the kernel caps one near 2 GiB)
 
@@ -113,6 +108,82 @@ def _exchange(ctl, rank, src, dst, tmp, lo, hi, op):  # pragma: no cover - compi
         if failed:
             return failed
     return 0
+
+
+@njit(cache=True, nogil=True)
+def _exchange_many(ctl, rank, tables, offsets, tmp, lo, hi, op, mean, like):  # pragma: no cover
+    """:func:`_exchange` for a list: elements ``lo:hi`` of the concatenation of the tensors
+    in ``tables[q]`` (rows of source and result address; ``offsets``: where each tensor
+    starts), read piece by piece through ``tmp``; 0, or the first failed copy's -errno."""
+    p, k = tables.shape[0], tables.shape[1]
+    for d in range(1, p):  # the others' address tables first
+        q = (rank + d) % p
+        failed = _copy(False, ctl[q, _flags.PID], tables[q].ctypes.data, ctl[q, _SRC], k * 16)
+        if failed:
+            return failed
+    size = like.itemsize
+    first = np.searchsorted(offsets, lo, side="right") - 1
+    for d in range(1, p):
+        q = (rank + d) % p
+        pid = ctl[q, _flags.PID]
+        t, pos = first, lo
+        while pos < hi:
+            while offsets[t + 1] <= pos:
+                t += 1
+            end = min(hi, offsets[t + 1], pos + tmp.size)
+            m, at = end - pos, (pos - offsets[t]) * size
+            failed = _copy(False, pid, tmp.ctypes.data, tables[q, t, 0] + at, m * size)
+            if failed:
+                return failed
+            dst = numba.carray(as_voidptr(tables[rank, t, 1] + at), m, like.dtype)
+            if d == 1:  # this rank's own input and the first peer's, into the result
+                own = numba.carray(as_voidptr(tables[rank, t, 0] + at), m, like.dtype)
+                kernels.combine_into(dst, own, tmp[:m], op)
+            else:
+                _combine(dst, tmp[:m], op)
+            pos = end
+    t, pos = first, lo
+    while pos < hi:
+        while offsets[t + 1] <= pos:
+            t += 1
+        end = min(hi, offsets[t + 1])
+        m, at = end - pos, (pos - offsets[t]) * size
+        if mean:
+            kernels.divide_by(numba.carray(as_voidptr(tables[rank, t, 1] + at), m, like.dtype), p)
+        for d in range(1, p):
+            q = (rank + d) % p
+            failed = _copy(True, ctl[q, _flags.PID], tables[rank, t, 1] + at,
+                           tables[q, t, 1] + at, m * size)  # fmt: skip
+            if failed:
+                return failed
+        pos = end
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def _overlaps(table, nbytes):  # pragma: no cover - compiled
+    """Whether a result range of ``table`` (rows of source and result address, ``nbytes``
+    each) overlaps any other range of it: the others write results while this rank still
+    reads its inputs, so such a list is staged first."""
+    k = table.shape[0]
+    starts = np.empty(2 * k, dtype=np.int64)
+    ends = np.empty(2 * k, dtype=np.int64)
+    n = 0
+    for t in range(k):
+        if nbytes[t] == 0:
+            continue
+        for c in range(2):
+            if c == 0 and table[t, 0] == table[t, 1]:
+                continue  # in place: one range
+            starts[n], ends[n] = table[t, c], table[t, c] + nbytes[t]
+            n += 1
+    order = np.argsort(starts[:n])
+    reach = -1
+    for i in order:
+        if starts[i] < reach:
+            return True
+        reach = max(reach, ends[i])
+    return False
 
 
 @njit(cache=True, nogil=True)
@@ -182,34 +253,38 @@ def available(comm: Any) -> str | None:
     return _window(topology(comm).node).refused
 
 
-def cma_allreduce(buf: np.ndarray, op: str, node: Any, src: np.ndarray | None = None,
-                  stall_seconds: float = 60.0) -> None:  # fmt: skip
-    """Allreduce ``buf`` in place over the one-node ``node`` (see the module doc); the
-    local contribution is read from ``src`` when given."""
-    p, r = node.Get_size(), node.Get_rank()
-    if src is None:
-        src = buf
-    if p == 1 or buf.size == 0:
-        take_input(buf, src)
-        return
-    w = _window(node)
+def _refused(w: _Window) -> None:
     if w.refused:
         raise SetupError(
             f"algorithm='cma': this kernel does not let the ranks copy from each other "
             f"({w.refused}); use 'auto' (which then does not pick it) or 'shm' "
             f"(as argument or in {ENV_ALGO})"
         )
+
+
+def _run(
+    w: _Window,
+    fields: tuple[int, int, int, int, int],
+    desc: str,
+    addresses: tuple[int, int],
+    held: Any,
+    exchange: Callable[[np.ndarray, int], int],
+    stall_seconds: float,
+) -> None:
+    """One call on ``w``: publish ``addresses`` and the header ``fields`` (bytes, dtype, op,
+    tensors, layout), arrive, compare the headers, ``exchange(ctl, seq)`` (0 or -errno),
+    depart; every rank raises when the headers differ or a copy failed anywhere."""
+    _refused(w)
     w.check_usable()
     w.seq += 1
-    seq, ctl = w.seq, w.ctl
+    seq, ctl, r, p = w.seq, w.ctl, w.rank, w.p
     # what every rank must agree on before touching another's memory (word 1: the call
     # number, which arrive writes), and what a mismatch shows
     header = w.header
-    header[0], header[2], header[3] = buf.nbytes, buf.dtype.num, _OPS[op]
-    w.write_description(f"({buf.size},) {buf.dtype.name} op={op} algorithm=cma", 0)
-    ctl[r, _SRC] = src.ctypes.data
-    ctl[r, _DST] = buf.ctypes.data
-    w.held = (src, buf)  # alive until this call is over everywhere (see below)
+    header[0], (header[2], header[3], header[4], header[5]) = fields[0], fields[1:]
+    w.write_description(desc, 0)
+    ctl[r, _SRC], ctl[r, _DST] = addresses
+    w.held = held  # alive until this call is over everywhere (see below)
     try:
         if _flags.arrive(ctl, r, header, 0, seq, w.spins):  # publishes the addresses too
             w.wait(_flags.ARRIVE, seq, stall_seconds)
@@ -218,10 +293,7 @@ def cma_allreduce(buf: np.ndarray, op: str, node: Any, src: np.ndarray | None = 
         mismatch = None if agreed else w.mismatch(seq, 0)
         failed = 0
         if agreed:
-            bounds = block_bounds(buf.size, p)
-            lo, hi = bounds[r], bounds[r + 1]
-            tmp = scratch(buf.dtype, hi - lo, 3)
-            failed = _exchange(ctl, r, src, buf, tmp, lo, hi, _OPS[op])
+            failed = exchange(ctl, seq)
             if failed:
                 _flags.publish(ctl, r, _flags.ERROR, seq)
         if _flags.depart(ctl, r, seq, w.spins):
@@ -247,6 +319,76 @@ def cma_allreduce(buf: np.ndarray, op: str, node: Any, src: np.ndarray | None = 
         )
 
 
+def cma_allreduce(buf: np.ndarray, op: str, node: Any, src: np.ndarray | None = None,
+                  stall_seconds: float = 60.0) -> None:  # fmt: skip
+    """Allreduce ``buf`` in place over the one-node ``node`` (see the module doc); the
+    local contribution is read from ``src`` when given."""
+    p, r = node.Get_size(), node.Get_rank()
+    if src is None:
+        src = buf
+    if p == 1 or buf.size == 0:
+        take_input(buf, src)
+        return
+    bounds = block_bounds(buf.size, p)
+    lo, hi = bounds[r], bounds[r + 1]
+    code = _OPS[op]
+
+    def exchange(ctl: np.ndarray, seq: int) -> int:
+        tmp = scratch(buf.dtype, hi - lo, 3)
+        return int(_exchange(ctl, r, src, buf, tmp, lo, hi, code))
+
+    fields = (buf.nbytes, buf.dtype.num, code, 1, buf.size)
+    desc = f"({buf.size},) {buf.dtype.name} op={op} algorithm=cma"
+    _run(_window(node), fields, desc, (src.ctypes.data, buf.ctypes.data), (src, buf), exchange,
+         stall_seconds)  # fmt: skip
+
+
+def cma_allreduce_many(
+    srcs: Sequence[np.ndarray],
+    dsts: Sequence[np.ndarray],
+    offsets: np.ndarray,
+    op: str,
+    node: Any,
+    stall_seconds: float = 60.0,
+) -> None:
+    """Allreduce the flat tensors ``srcs`` (one dtype; ``offsets``: their cumulative sizes,
+    ``[0, ...]``) into ``dsts`` (each ``srcs[k]`` itself, or an array of its size) over the
+    one-node ``node`` without packing them (see the module doc). ``op`` may be ``mean``."""
+    p, r, k = node.Get_size(), node.Get_rank(), len(srcs)
+    dtype = srcs[0].dtype
+    n = int(offsets[-1])
+    if p == 1 or n == 0:
+        for s, d in zip(srcs, dsts, strict=True):
+            take_input(d, s)
+        return
+    tables = np.empty((p, k, 2), dtype=np.int64)
+    tables[r, :, 0] = [a.ctypes.data for a in srcs]
+    tables[r, :, 1] = [a.ctypes.data for a in dsts]
+    staged = None
+    if _overlaps(tables[r], np.diff(offsets) * dtype.itemsize):
+        # (a tensor listed twice, results over inputs): reduce private copies, then unpack
+        staged = (np.concatenate(srcs), np.empty(n, dtype=dtype))
+        tables[r, :, 0] = staged[0].ctypes.data + offsets[:-1] * dtype.itemsize
+        tables[r, :, 1] = staged[1].ctypes.data + offsets[:-1] * dtype.itemsize
+    bounds = block_bounds(n, p)
+    lo, hi = bounds[r], bounds[r + 1]
+    base = "sum" if op == "mean" else op
+
+    def exchange(ctl: np.ndarray, seq: int) -> int:
+        tmp = scratch(dtype, min(_PIECE, max(hi - lo, 1)), 3)
+        return int(_exchange_many(ctl, r, tables, offsets, tmp, lo, hi, _OPS[base],
+                                  op == "mean", tmp))  # fmt: skip
+
+    fields = (n * dtype.itemsize, dtype.num, kernels.OP_CODES[op], k,
+              zlib.crc32(offsets.astype(np.int64).tobytes()))  # fmt: skip
+    desc = f"{k} tensors ({n} elements) {dtype.name} op={op} algorithm=cma"
+    _run(_window(node), fields, desc, (tables[r].ctypes.data, 0), (srcs, dsts, tables, staged),
+         exchange, stall_seconds)  # fmt: skip
+    if staged is not None:
+        for t, d in enumerate(dsts):
+            d[...] = staged[1][offsets[t] : offsets[t + 1]]
+
+
 class CmaAlgorithm(Algorithm):
     """Cross-memory attach on one node (see the module doc); ``auto`` picks it for large
     messages on one node where the kernel allows it."""
@@ -261,11 +403,22 @@ class CmaAlgorithm(Algorithm):
         if comm.Get_size() == 1:
             take_input(buf, src)
             return
-        topo = topology(comm)
-        if not topo.single_node:  # every rank sees the same node count: all raise together
-            raise InvalidValueError(
-                f"algorithm='cma' works on one node only, but this communicator of "
-                f"{comm.Get_size()} ranks spans {topo.n_nodes} nodes; use 'auto' or "
-                f"'hierarchical' (as argument or in {ENV_ALGO})"
-            )
-        cma_allreduce(buf, op, topo.node, src, settings().stall_seconds)
+        cma_allreduce(buf, op, _node(comm), src, settings().stall_seconds)
+
+    def reduce_many(self, srcs: Sequence[np.ndarray], dsts: Sequence[np.ndarray],
+                    offsets: np.ndarray, op: str, comm: Any) -> None:  # fmt: skip
+        """A fused list of one dtype straight between the tensors (:func:`cma_allreduce_many`)."""
+        cma_allreduce_many(srcs, dsts, offsets, op, _node(comm), settings().stall_seconds)
+
+
+def _node(comm: Any) -> Any:
+    """The node communicator of the one-node ``comm`` (every rank sees the same node count,
+    so a multi-node ``comm`` raises on all ranks together)."""
+    topo = topology(comm)
+    if not topo.single_node:
+        raise InvalidValueError(
+            f"algorithm='cma' works on one node only, but this communicator of "
+            f"{comm.Get_size()} ranks spans {topo.n_nodes} nodes; use 'auto' or "
+            f"'hierarchical' (as argument or in {ENV_ALGO})"
+        )
+    return topo.node
