@@ -13,7 +13,7 @@ import numpy as np
 from _common import COMM, RANK, SIZE, Failures
 
 from workbench.comm import allreduce, allreduce_async, settings
-from workbench.comm.algorithms import HierarchicalAlgorithm, ShmAlgorithm
+from workbench.comm.algorithms import HierarchicalAlgorithm, ShmAlgorithm, available, get_algorithm
 from workbench.errors import InvalidValueError
 
 try:
@@ -90,20 +90,36 @@ def fused_direct() -> None:
         for y, w in zip(ys, [np.sum([e[k] for e in everyone], axis=0) for k in range(len(xs))],
                         strict=True):  # fmt: skip
             np.testing.assert_array_equal(y, w.astype(dtype))
-    # a tensor listed twice, in place: both entries get the sum of the one tensor
+    if SIZE == 2 and available(COMM) is None:  # the case above took the direct path
+        assert get_algorithm("auto").select(1 << 20, COMM).name == "cma"
+    # results over inputs: each list is staged privately, the sums stay right
+    total = SIZE * (SIZE + 1) / 2
     a = np.full(300_000, float(RANK + 1))
-    allreduce([a, a], "sum", out=[a, a], algorithm="cma")
-    np.testing.assert_array_equal(a, np.full(300_000, SIZE * (SIZE + 1) / 2))
+    allreduce([a, a], "sum", out=[a, a], algorithm="cma")  # one tensor listed twice
+    np.testing.assert_array_equal(a, np.full(300_000, total))
+    a, b = np.full(300_000, float(RANK + 1)), np.full(300_000, 2.0 * (RANK + 1))
+    allreduce([a, b], "sum", out=[b, a], algorithm="cma")  # swapped outputs
+    np.testing.assert_array_equal(b, np.full(300_000, total))
+    np.testing.assert_array_equal(a, np.full(300_000, 2 * total))
+    big = np.arange(600_001, dtype=np.float64) + RANK
+    want = (np.arange(600_001) * SIZE + SIZE * (SIZE - 1) / 2)[[0, 300_000]]
+    shifted = [big[1:300_001], big[300_001:600_001]]  # each result one element past its input
+    allreduce([big[:300_000], big[300_000:600_000]], "sum", out=shifted, algorithm="cma")
+    np.testing.assert_array_equal(big[[1, 300_001]], want)
+    twice = allreduce([a, a], "max", algorithm="cma")  # one input twice, new results
+    np.testing.assert_array_equal(twice[0], twice[1])
     if SIZE == 1:
         return
-    # different lists with the check off: the call header still catches it on every rank
-    bad = [np.ones(100_000 + (RANK if k == 1 else 0), np.float32) for k in range(3)]
-    try:
-        allreduce(bad, "sum", algorithm="cma", check=False)
-    except Exception as exc:
-        assert "Mismatch" in type(exc).__name__ and "3 tensors" in str(exc), exc
-    else:
-        raise AssertionError("a mismatched list was reduced")
+    # different lists with the check off: the call header still catches it on every rank,
+    # also when only the sizes' checksum differs (same count, same total)
+    for extra in ([RANK, 0, 0], [RANK, -RANK, 0]):
+        bad = [np.ones(100_000 + e, np.float32) for e in extra]
+        try:
+            allreduce(bad, "sum", algorithm="cma", check=False)
+        except Exception as exc:
+            assert "Mismatch" in type(exc).__name__ and "3 tensors" in str(exc), exc
+        else:
+            raise AssertionError(f"a mismatched list was reduced ({extra})")
 
 
 def in_place() -> None:

@@ -16,6 +16,7 @@ from workbench.comm._fusion import Batch, plan
 from workbench.comm._staging import STAGE_BYTES, staging
 from workbench.comm._teams import AllreduceHandle, submit
 from workbench.comm.algorithms import Algorithm, AutoAlgorithm, CmaAlgorithm, get_algorithm
+from workbench.comm.algorithms._cma import DIRECT_AVERAGE_BYTES
 from workbench.comm.algorithms._mpi import MPIAlgorithm
 from workbench.comm.algorithms._symmetric import Registered, find, reduce_registered
 from workbench.errors import InvalidValueError
@@ -174,8 +175,8 @@ def _reduce_items(
 
 def _direct(batch: Batch, algo: Algorithm, comm: Any) -> CmaAlgorithm | None:
     """The algorithm that reduces the fused ``batch`` without packing it (``cma``, chosen,
-    or picked by ``auto`` for the batch's size), else None."""
-    if not batch.fused:
+    or picked by ``auto`` for the batch's size, for tensors that are not tiny), else None."""
+    if not batch.fused or batch.nbytes < DIRECT_AVERAGE_BYTES * len(batch.items):
         return None
     if isinstance(algo, AutoAlgorithm):
         algo = algo.select(batch.nbytes, comm)

@@ -44,14 +44,24 @@ from workbench.comm._window import NodeWindow
 from workbench.comm.algorithms._base import Algorithm, block_bounds, scratch, take_input
 from workbench.errors import AllreduceAbortedError, InvalidValueError, SetupError
 
-__all__ = ["CmaAlgorithm", "available", "cma_allreduce", "cma_allreduce_many"]
+__all__ = [
+    "DIRECT_AVERAGE_BYTES",
+    "CmaAlgorithm",
+    "available",
+    "cma_allreduce",
+    "cma_allreduce_many",
+]
 
 _SRC, _DST = _flags.CMA_SRC, _flags.CMA_DST
-_OPS = kernels.OP_CODES  # (mean: summed, then divided, by the fused path only)
+_OPS = {op: kernels.OP_CODES[op] for op in ("sum", "max", "min")}  # (the fused path: mean too)
 _combine = kernels.combine
 #: Elements read from a peer per system call in the fused path: the piece is combined
 #: while it is still in the cache.
 _PIECE = 1 << 16
+#: A fused list goes straight between its tensors when they average at least this many
+#: bytes; smaller ones are packed (per tensor the direct path costs two address look-ups
+#: and two system calls per peer, about what packing 4 KiB costs).
+DIRECT_AVERAGE_BYTES = 4 << 10
 
 _CHUNK = 1 << 30  # bytes per system call at most (the kernel caps one near 2 GiB)
 
@@ -163,11 +173,12 @@ def _exchange_many(ctl, rank, tables, offsets, tmp, lo, hi, op, mean, like):  # 
 @njit(cache=True, nogil=True)
 def _overlaps(table, nbytes):  # pragma: no cover - compiled
     """Whether a result range of ``table`` (rows of source and result address, ``nbytes``
-    each) overlaps any other range of it: the others write results while this rank still
-    reads its inputs, so such a list is staged first."""
+    each) overlaps another range of it (an input, or another result): the others write
+    results while this rank still reads its inputs, so such a list is staged first."""
     k = table.shape[0]
     starts = np.empty(2 * k, dtype=np.int64)
     ends = np.empty(2 * k, dtype=np.int64)
+    result = np.zeros(2 * k, dtype=np.bool_)
     n = 0
     for t in range(k):
         if nbytes[t] == 0:
@@ -175,14 +186,15 @@ def _overlaps(table, nbytes):  # pragma: no cover - compiled
         for c in range(2):
             if c == 0 and table[t, 0] == table[t, 1]:
                 continue  # in place: one range
-            starts[n], ends[n] = table[t, c], table[t, c] + nbytes[t]
+            starts[n], ends[n], result[n] = table[t, c], table[t, c] + nbytes[t], c == 1
             n += 1
-    order = np.argsort(starts[:n])
-    reach = -1
-    for i in order:
-        if starts[i] < reach:
+    reach, reach_result = -1, -1  # the furthest end of the ranges so far, of the results
+    for i in np.argsort(starts[:n]):
+        if starts[i] < reach_result or (result[i] and starts[i] < reach):
             return True
         reach = max(reach, ends[i])
+        if result[i]:
+            reach_result = max(reach_result, ends[i])
     return False
 
 
@@ -226,7 +238,7 @@ class _Window(NodeWindow):
     def __init__(self, node: Any) -> None:
         super().__init__(node, 0, "this communicator (cross-memory attach)")
         self.seq = 0
-        self.held: tuple[np.ndarray, np.ndarray] | None = None
+        self.held: tuple[Any, ...] | None = None  # what the others may still copy
         node.Barrier()  # every control row initialised (its pid published) before the probe
         everyone = node.allgather(_probe_peers(self))
         self.refused = next((w for w in everyone if w is not None), None)
@@ -357,9 +369,10 @@ def cma_allreduce_many(
     p, r, k = node.Get_size(), node.Get_rank(), len(srcs)
     dtype = srcs[0].dtype
     n = int(offsets[-1])
-    if p == 1 or n == 0:
-        for s, d in zip(srcs, dsts, strict=True):
-            take_input(d, s)
+    if p == 1 or n == 0:  # (through a copy: a result may lie over another input)
+        flat = np.concatenate(srcs)
+        for t, d in enumerate(dsts):
+            d[...] = flat[offsets[t] : offsets[t + 1]]
         return
     tables = np.empty((p, k, 2), dtype=np.int64)
     tables[r, :, 0] = [a.ctypes.data for a in srcs]
@@ -379,9 +392,9 @@ def cma_allreduce_many(
         return int(_exchange_many(ctl, r, tables, offsets, tmp, lo, hi, _OPS[base],
                                   op == "mean", tmp))  # fmt: skip
 
-    fields = (n * dtype.itemsize, dtype.num, kernels.OP_CODES[op], k,
-              zlib.crc32(offsets.astype(np.int64).tobytes()))  # fmt: skip
-    desc = f"{k} tensors ({n} elements) {dtype.name} op={op} algorithm=cma"
+    layout = zlib.crc32(offsets.astype(np.int64).tobytes())
+    fields = (n * dtype.itemsize, dtype.num, kernels.OP_CODES[op], k, layout)
+    desc = f"{k} tensors ({n} elements, sizes {layout:08x}) {dtype.name} op={op} algorithm=cma"
     _run(_window(node), fields, desc, (tables[r].ctypes.data, 0), (srcs, dsts, tables, staged),
          exchange, stall_seconds)  # fmt: skip
     if staged is not None:
