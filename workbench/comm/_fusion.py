@@ -3,7 +3,9 @@
 Tensors are grouped by dtype (in order of first appearance) and cut into batches of
 at most ``fusion_bytes``; a tensor larger than that travels alone, unpacked.
 Out-of-place results are views into the batch's own buffer (packed once, no
-unpack); in-place results are packed into a reusable scratch buffer and unpacked.
+unpack); in-place results are packed into a reusable scratch buffer and unpacked. A batch
+that ``cma`` reduces between the tensors themselves is not packed at all: its results are
+:meth:`Batch.targets`.
 """
 
 from __future__ import annotations
