@@ -272,3 +272,25 @@ def test_stopping_a_pool_whose_controller_dies_first_leaves_none_of_its_processe
     pool.stop()
     _, alive = psutil.wait_procs(family, timeout=30)
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], alive
+
+
+@pytest.mark.slow  # a pool of its own
+def test_a_killed_controllers_schedulers_die_with_it():
+    """However the controller dies (ipyparallel's own stop kills it after 5 s without an
+    exit; CI once found two of its schedulers orphaned to PID 1 at the session's end), the
+    scheduler processes it forked end with it, with no stop of ours to reap them."""
+    import psutil
+
+    from workbench.pool import _ipp
+
+    pool = Pool.local(1, progress=False)
+    try:
+        pid = _ipp.controller_pid(pool.cluster)
+        family = psutil.Process(pid).children(recursive=True)
+        assert family, "the controller has scheduler processes"
+        assert "ipyparallel.controller" in " ".join(psutil.Process(pid).cmdline())
+        os.kill(pid, signal.SIGKILL)
+        _, alive = psutil.wait_procs(family, timeout=30)
+        assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], alive
+    finally:
+        pool.stop()

@@ -20,8 +20,9 @@ site profile, ``_site``), ``_launch`` (build, start, reload and stop clusters; l
 once), ``_allocation`` (the allocation this process runs in), ``_command`` (how each engine
 starts: setup lines, container, python; the launch spec kept beside the cluster file),
 ``_address`` (where the controller listens for nodes), ``_diagnose`` (why engines failed, in
-one sentence), ``_guard`` (stops a pool whose starter was killed), ``_lifecycle`` (attach,
-replace the engines, tear down), ``_slurm`` (batch script, job state), ``_jobwatch`` (a Slurm
+one sentence), ``_guard`` (stops a pool whose starter was killed), ``_with_children`` (the
+controller's forked schedulers die with it), ``_lifecycle`` (attach, replace the engines,
+tear down), ``_slurm`` (batch script, job state), ``_jobwatch`` (a Slurm
 pool's job: ended? time left, the warning before its limit; ``_timelimit`` counts down),
 ``_enginemap`` (which engine is which rank), ``_placed`` (the data placed on the engines),
 ``_report`` (dead ranks and the status table), ``_wait`` (waiting on work: progress, Ctrl-C,

@@ -117,6 +117,10 @@ def new_cluster(
         log=_logs.cluster_logger(cluster_id),
         **kwargs,
     )
+    # the controller's forked schedulers die with it, however it ends (see _with_children)
+    cluster.config.LocalControllerLauncher.controller_cmd = [
+        sys.executable, "-m", "workbench.pool._with_children", "ipyparallel.controller"
+    ]  # fmt: skip
     _logs.log_to(cluster.log, log_file(cluster))
     return cluster
 
