@@ -249,19 +249,32 @@ def test_a_notebook_function_finds_the_notebooks_imports_on_the_engines(live_poo
     live_pool.execute("del SCALE")
 
 
-@pytest.mark.slow  # a pool of its own
-def test_stopping_a_pool_whose_controller_dies_first_leaves_none_of_its_processes(monkeypatch):
-    """Seen under load: the controller killed while stopping, its scheduler processes left
-    orphaned to PID 1. Whatever of the controller's family outlives the stop is ended."""
+def _controller_and_schedulers(pool: Pool) -> tuple[int, list]:
+    """The pid of ``pool``'s controller and its processes (the schedulers it forked)."""
     import psutil
 
     from workbench.pool import _ipp
 
-    pool = Pool.local(1, progress=False)
     pid = _ipp.controller_pid(pool.cluster)
     family = psutil.Process(pid).children(recursive=True)
     assert family, "the controller has scheduler processes"
+    return pid, family
 
+
+def _assert_gone(procs: list) -> None:
+    """Every one of ``procs`` exits within 30 s (a zombie counts as gone)."""
+    import psutil
+
+    _, alive = psutil.wait_procs(procs, timeout=30)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], alive
+
+
+@pytest.mark.slow  # a pool of its own
+def test_stopping_a_pool_whose_controller_dies_first_leaves_none_of_its_processes(monkeypatch):
+    """Seen under load: the controller killed while stopping, its scheduler processes left
+    orphaned to PID 1. Whatever of the controller's family outlives the stop is ended."""
+    pool = Pool.local(1, progress=False)
+    pid, family = _controller_and_schedulers(pool)
     stop = pool.cluster.stop_cluster_sync
 
     def killed_first():  # the controller alone, as a SIGKILL would; then the usual stop
@@ -270,8 +283,7 @@ def test_stopping_a_pool_whose_controller_dies_first_leaves_none_of_its_processe
 
     monkeypatch.setattr(pool.cluster, "stop_cluster_sync", killed_first, raising=False)
     pool.stop()
-    _, alive = psutil.wait_procs(family, timeout=30)
-    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], alive
+    _assert_gone(family)
 
 
 @pytest.mark.slow  # a pool of its own
@@ -281,16 +293,11 @@ def test_a_killed_controllers_schedulers_die_with_it():
     scheduler processes it forked end with it, with no stop of ours to reap them."""
     import psutil
 
-    from workbench.pool import _ipp
-
     pool = Pool.local(1, progress=False)
     try:
-        pid = _ipp.controller_pid(pool.cluster)
-        family = psutil.Process(pid).children(recursive=True)
-        assert family, "the controller has scheduler processes"
+        pid, family = _controller_and_schedulers(pool)
         assert "ipyparallel.controller" in " ".join(psutil.Process(pid).cmdline())
         os.kill(pid, signal.SIGKILL)
-        _, alive = psutil.wait_procs(family, timeout=30)
-        assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], alive
+        _assert_gone(family)
     finally:
         pool.stop()

@@ -418,8 +418,9 @@ def stop_quietly(cluster: ipp.Cluster) -> None:
     being stopped) goes to the pool's log file, like everything else the cluster logs.
     """
     _ipp.drop_unsubmitted(cluster)  # (stopping them would run `scancel ''`)
-    # the controller's scheduler processes outlive it when it is killed (seen under load:
-    # orphaned to PID 1): whatever of its family is left after the stop is ended too
+    # whatever of the controller's family outlives the stop is ended: the controller itself
+    # when ipyparallel's stop failed, and its schedulers where the kernel does not end them
+    # with it (they do on Linux: see _with_children)
     controller = _procs.family(_ipp.controller_pid(cluster))
     try:
         cluster.stop_cluster_sync()

@@ -52,7 +52,7 @@ def wait_gone(engines: list[EngineInfo], timeout: float) -> None:
 
 def family(pid: int | None) -> list[psutil.Process]:
     """Process ``pid`` and all its descendants on this machine (none if it is gone): the
-    controller's schedulers, say, which outlive it when it is killed."""
+    controller's schedulers, say."""
     if pid is None:
         return []
     try:

@@ -40,7 +40,7 @@ def main(argv: list[str]) -> None:
     if sys.platform.startswith("linux"):
         parent = os.getpid()
         os.register_at_fork(after_in_child=lambda: _die_with(parent))
-    sys.argv = [argv[0], *argv[1:]]
+    sys.argv = list(argv)  # (runpy puts the module's path in argv[0])
     runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
 
 
