@@ -6,6 +6,9 @@ intended: results must not depend on scheduling luck); every launch is bounded.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from helpers import assert_passed, run_mpi
 
@@ -40,6 +43,18 @@ def test_torch_tensors_reduced_in_place_and_returned_as_tensors() -> None:
 def test_cached_calls_match_numpy_and_every_rank(ranks: int) -> None:
     code, out = run_mpi("allreduce_cached", ranks, timeout=240.0)
     assert_passed(code, out, f"allreduce cached p={ranks}")
+
+
+def test_cached_calls_given_to_the_mpi_library(tmp_path: Path) -> None:
+    """Two ranks whose tuning table picks ``mpi`` beyond the node window (as where the
+    kernel forbids cross-memory attach): those calls are cached too (:class:`MpiCall`)."""
+    row = {"bytes": 1 << 20, "best": "mpi"}
+    entry = {"ranks": 2, "nodes": 1, "ranks_per_node": 2, "sizes": [row]}
+    table = tmp_path / "tune.json"
+    table.write_text(json.dumps({"version": 1, "layouts": {"p=2 nodes=1x2": entry}}))
+    code, out = run_mpi("allreduce_cached", 2, timeout=240.0, WORKBENCH_TUNE_FILE=str(table),
+                        EXPECT_MPI_CALLS="1")  # fmt: skip
+    assert_passed(code, out, "allreduce cached p=2")
 
 
 def _safety() -> tuple[int, str]:

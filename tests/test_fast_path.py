@@ -49,10 +49,17 @@ def test_the_key_tells_apart_op_dtype_layout_arguments_and_environment(monkeypat
         _fast.key(np.ones(8)[::2], "sum", None, None, None, None, None),
         _fast.key(x, "sum", None, None, "ring", None, None),
         _fast.key(x, "sum", None, None, None, False, None),
+        _fast.key(x, "sum", None, x, None, None, None),
+        _fast.key(x, "sum", None, np.ones(4), None, None, None),
+        _fast.key(x, "sum", None, np.ones(4, np.float32), None, None, None),
     }
+    assert len(keys) == 10
+    # the environment is not in the key: a change of it empties the cache
+    k = _fast.key(x, "sum", None, None, None, None, None)
+    _fast.remember(k, _fast.Copy())
+    assert _fast.key(x, "sum", None, None, None, None, None) == k and k in _fast._plans
     monkeypatch.setenv("WORKBENCH_ALLREDUCE_CHECK", "0")
-    keys.add(_fast.key(x, "sum", None, None, None, None, None))
-    assert len(keys) == 8
+    assert _fast.key(x, "sum", None, None, None, None, None) == k and _fast._plans == {}
     readonly = np.ones(4)
     readonly.flags.writeable = False
     assert _fast.key(x, "sum", None, readonly, None, None, None) is None

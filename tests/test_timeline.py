@@ -66,7 +66,7 @@ TRACE_SCHEMA = {
         },
     },
 }
-PHASES = ["copy in", "wait for peers", "reduce", "wait for peers", "copy out"]
+PHASES = ["copy in", "wait for peers", "reduce", "copy out"]  # two ranks: one wait
 
 
 @pytest.fixture

@@ -80,7 +80,8 @@ def fused_list_of_separate_buffers() -> None:
 
 
 def large_plain_lists_through_a_symmetric_buffer() -> None:
-    # > 64 KiB in all: after the check, packed into a symmetric buffer, reduced, unpacked
+    # > 64 KiB in all: from p = 3, beyond the node window, packed into a symmetric buffer
+    # after the check, reduced, unpacked (at p = 2 the window takes up to 512 KiB, cma more)
     sizes = [3, 70_000, 1, 20_000, 513]
     for dtype, op in ((np.float32, "sum"), (np.float64, "mean"), (np.int64, "max")):
         xs = [contribution(n, dtype, RANK) for n in sizes]

@@ -49,10 +49,11 @@ def env_reader(
     if found is not None:
         data, encodekey = found
         get = data.get
-        keys = tuple((encodekey(k), d) for k, d in defaults.items())
+        keys = tuple(encodekey(k) for k in defaults)
+        values = tuple(defaults.values())
 
         def read_raw() -> tuple[object, ...]:
-            return tuple([get(k, d) for k, d in keys])
+            return tuple(map(get, keys, values))  # (cheaper than a comprehension)
 
         return read_raw
     public = environ.get

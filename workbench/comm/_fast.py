@@ -4,13 +4,15 @@ The general path (:func:`workbench.comm.allreduce.reduce_items`) validates the i
 reads the settings, plans the batches, describes the call for the check and picks the
 route, every call: several microseconds of Python before any data moves, most of a small
 message's time. A call shape that went through it once (same shape, dtype, layout, op,
-output mode, communicator, arguments and environment) is remembered here as a
-:class:`SmallCall` holding everything that path computed; the next call of that shape is a
-dictionary look-up, one allocation for the result and, for a message that fits the node
-window, one numba entry (:func:`workbench.comm._flags.small_call`) that copies the input
-into the window, arrives, checks the headers, reduces its slice, departs and copies the
-result out (:class:`SmallCall`); for a larger one that ``auto`` gives to the MPI library,
-the check round and the library's call (:class:`MpiCall`).
+output mode, communicator and arguments, under the same settings in the environment) is
+remembered here as a :class:`SmallCall` holding everything that path computed; the next
+call of that shape is a dictionary look-up, one allocation for the result and, for a
+message that fits the node window, one numba entry (:func:`workbench.comm._flags.small_call`)
+that copies the input into the window, arrives, checks the headers and reduces the whole
+message into the result (on more ranks, for a message too large to read whole: reduces its
+slice, departs and copies the result out; :class:`SmallCall`); for a larger one that
+``auto`` gives to the MPI library, the check round and the library's call
+(:class:`MpiCall`).
 
 It is the same protocol as :meth:`workbench.comm._staging.Staging.call`, with the same call
 headers, so ranks taking either path in the same call agree: the mismatch check, the
@@ -29,7 +31,7 @@ import numpy as np
 from mpi4py import MPI
 
 from workbench.comm import _config, _flags, kernels
-from workbench.comm._staging import Staging, template
+from workbench.comm._staging import Staging, reduce_once, template
 from workbench.comm.algorithms._base import block_bounds
 from workbench.comm.algorithms._mpi import MPI_OPS
 from workbench.comm.algorithms._symmetric import find
@@ -42,33 +44,37 @@ _FAST_DTYPES = frozenset(np.dtype(t) for t in ("float32", "float64", "int32", "i
 _MAX_PLANS = 1024
 
 Key = tuple[Any, ...]
-_plans: dict[Key, Callable[[np.ndarray, Any], Any]] = {}
+_plans: dict[Key | None, Callable[[np.ndarray, Any], Any]] = {}  # (None: never stored)
 _read_env = _config.read_env
+_env = [_read_env()]  # the settings in the environment that the cached calls were made under
 
 
 def key(x: np.ndarray, op: str, comm: Any, out: Any, algorithm: Any, check: Any,
         fusion_bytes: Any) -> Key | None:  # fmt: skip
-    """The cache key of a call, or None when its shape cannot be cached."""
+    """The cache key of a call, or None when its shape cannot be cached. A change of the
+    settings in the environment empties the cache (cheaper than a key that holds them)."""
     if algorithm is not None and type(algorithm) is not str:
         return None  # an Algorithm instance: maybe unhashable, and never cached anyway
+    env = _read_env()
+    if env != _env[0]:  # (the same value objects while unchanged: compared by identity)
+        _plans.clear()
+        _env[0] = env
+    where = None if comm is None else comm.handle
     if out is None:
-        mode: Any = 0
-    elif type(out) is not np.ndarray or not out.flags.writeable:
+        return (x.shape, x.dtype, x.strides, op, where, algorithm, check, fusion_bytes)
+    if type(out) is not np.ndarray or not out.flags.writeable:
         return None  # (a read-only output is the general path's error to raise)
-    elif out is x:
+    if out is x:
         if find(x) is not None:  # a symmetric buffer: its own zero-copy protocol, always
             return None
-        mode = 1
-    else:
-        mode = (out.shape, out.dtype, out.strides)
-    where = None if comm is None else comm.handle
-    return (x.shape, x.dtype, x.strides, op, where, mode, algorithm, check, fusion_bytes,
-            _read_env())  # fmt: skip
+        return (x.shape, x.dtype, x.strides, op, where, algorithm, check, fusion_bytes, 1)
+    return (x.shape, x.dtype, x.strides, op, where, algorithm, check, fusion_bytes,
+            out.shape, out.dtype, out.strides)  # fmt: skip
 
 
-def lookup(k: Key) -> Callable[[np.ndarray, Any], Any] | None:
-    """The cached call of key ``k``."""
-    return _plans.get(k)
+#: ``lookup(k)``: the cached call of key ``k`` (None for ``k`` None); the dictionary's own
+#: method, one Python call less on every cached call.
+lookup = _plans.get
 
 
 def remember(k: Key, call: Callable[[np.ndarray, Any], Any]) -> None:
@@ -104,19 +110,27 @@ class Copy:
 class SmallCall:
     """A staged call of one shape on the window ``st`` (see the module doc)."""
 
-    __slots__ = ("check", "desc", "flat", "header", "hi", "lo", "n", "op", "rows", "st", "stall")
+    __slots__ = ("check", "desc", "flat", "hi", "lo", "n", "once", "op", "plan", "rows", "st",
+                 "stall")  # fmt: skip
 
     def __init__(self, st: Staging, x: np.ndarray, op: str, fields: tuple[int, ...],
                  desc: str, check: bool, stall_seconds: float) -> None:  # fmt: skip
         n = x.size
         self.st, self.n, self.op = st, n, OP_CODES[op]
-        self.header = template(fields, n)
         self.rows = (st.rows(0, x.dtype), st.rows(1, x.dtype))
         bounds = block_bounds(n, st.p)
         self.lo, self.hi = bounds[st.rank], bounds[st.rank + 1]
         self.check, self.stall = check, stall_seconds
         self.flat = x.ndim != 1
         self.desc = desc
+        self.once = reduce_once(x.nbytes, st.p)
+        self.plan = plan = np.zeros(_flags.PLAN_WORDS, dtype=np.int64)
+        plan[: _flags.PLAN_HEADER] = (
+            st.ctl.ctypes.data, st.p, self.rows[0].ctypes.data, self.rows[1].ctypes.data,
+            self.rows[0].shape[1], st.rank, st.spins, self.lo, self.hi, self.op, check,
+            self.once, 0, 0, 0, 0,
+        )  # fmt: skip
+        plan[_flags.PLAN_HEADER :] = template(fields, n)
 
     def __call__(self, x: np.ndarray, out: Any) -> Any:
         st = self.st
@@ -129,16 +143,15 @@ class SmallCall:
             st.write_description(self.desc, half)
         result = np.empty_like(x) if out is None else out
         src, dst = (x.reshape(-1), result.reshape(-1)) if self.flat else (x, result)
-        rows = self.rows[half]
-        code = _flags.small_call(st.ctl, st.rank, self.header, half, seq, st.spins, rows,
-                                 src, dst, self.lo, self.hi, self.op, self.check)  # fmt: skip
+        code = _flags.small_call(self.plan, half, seq, src, dst)  # (the window by address)
         if code == 1:  # someone has not arrived: wait in Python (stalls, dead ranks)
             st.wait(_flags.ARRIVE, seq, self.stall)
             code = _flags.small_finish(st.ctl, st.rank, half, self.check, seq, st.spins,
-                                       rows, dst, self.lo, self.hi, self.op)  # fmt: skip
+                                       self.rows[half], dst, self.lo, self.hi, self.op,
+                                       self.once)  # fmt: skip
         if code == 2:  # someone has not finished reducing its slice
             st.wait(_flags.DEPART, seq, self.stall)
-            dst[:] = rows[st.p, : self.n]
+            dst[:] = self.rows[half][st.p, : self.n]
         elif code == -2:
             raise st.mismatch(seq - 1, half)
         return result

@@ -16,10 +16,17 @@ clock at the phase boundaries Python cannot see (see :data:`STAMPS`).
 
 from __future__ import annotations
 
-from numba import njit
+import numpy as np
+from numba import carray, njit
 
-from workbench.comm._numba_compat import clock_ns, cpu_relax, load_acquire, store_release
-from workbench.comm.kernels import reduce_into_last
+from workbench.comm._numba_compat import (
+    as_voidptr,
+    clock_ns,
+    cpu_relax,
+    load_acquire,
+    store_release,
+)
+from workbench.comm.kernels import reduce_into_last, reduce_rows
 
 __all__ = [
     "ARRIVE",
@@ -33,6 +40,8 @@ __all__ = [
     "HEADER_WORD",
     "HEADER_WORDS",
     "PID",
+    "PLAN_HEADER",
+    "PLAN_WORDS",
     "STAMPS",
     "arrive",
     "depart",
@@ -74,6 +83,14 @@ CMA_DST = 97
 #: Words per rank row (832 bytes: flags, headers, descriptions and addresses on separate
 #: cache lines).
 CTL_WORDS = 104
+#: The ``plan`` of :func:`small_call`: int64 words at these indices (the address of the
+#: control block and the number of ranks; the addresses of the two halves' rows and their
+#: length in elements; this rank, spins, the slice ``lo:hi`` it reduces, op code, check,
+#: one-wait) followed by the call header.
+(PLAN_CTL, PLAN_P, PLAN_ROWS, _, PLAN_COLS, PLAN_RANK, PLAN_SPINS, PLAN_LO, PLAN_HI, PLAN_OP,
+ PLAN_CHECK, PLAN_ONCE) = range(12)  # fmt: skip
+PLAN_HEADER = 16
+PLAN_WORDS = PLAN_HEADER + HEADER_WORDS
 
 
 @njit(cache=True, nogil=True)
@@ -168,34 +185,48 @@ def depart(ctl, rank, seq, spins):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def small_call(
-    ctl, rank, header, slot, seq, spins, rows, src, out, lo, hi, op, check
-):  # pragma: no cover - compiled
+def small_call(plan, slot, seq, src, out):  # pragma: no cover - compiled
     """A whole staged call in one entry (the cached small path of
-    :mod:`workbench.comm._fast`): copy ``src`` into this rank's input row, :func:`arrive`,
-    then :func:`small_finish`. Returns 0 when done (``out`` holds the result), 1 when ranks
-    have not arrived within ``spins`` (Python waits, then calls :func:`small_finish`), 2
-    when they have not finished (Python waits, then copies the result row out), -2 on a
-    header mismatch."""
+    :mod:`workbench.comm._fast`): copy ``src`` into this rank's input row of half ``slot``,
+    :func:`arrive`, then :func:`small_finish`, with what does not change between calls of
+    one shape in ``plan`` (:data:`PLAN_WORDS`: the window by address, so that three arrays
+    cross the call instead of five, a cheaper entry). Returns 0 when done (``out`` holds
+    the result), 1 when ranks have not arrived within the spins (Python waits, then calls
+    :func:`small_finish`), 2 when they have not finished (Python waits, then copies the
+    result row out), -2 on a header mismatch."""
+    p = plan[PLAN_P]
+    ctl = carray(as_voidptr(plan[PLAN_CTL]), (p, CTL_WORDS), np.int64)
+    rows = carray(as_voidptr(plan[PLAN_ROWS + slot]), (p + 1, plan[PLAN_COLS]), src.dtype)
+    rank, spins = plan[PLAN_RANK], plan[PLAN_SPINS]
     row = rows[rank]
     for i in range(src.size):
         row[i] = src[i]
-    if arrive(ctl, rank, header, slot, seq, spins):
+    if arrive(ctl, rank, plan[PLAN_HEADER:], slot, seq, spins):
         return 1
-    return small_finish(ctl, rank, slot, check, seq, spins, rows, out, lo, hi, op)
+    return small_finish(ctl, rank, slot, plan[PLAN_CHECK], seq, spins, rows, out,
+                        plan[PLAN_LO], plan[PLAN_HI], plan[PLAN_OP], plan[PLAN_ONCE])  # fmt: skip
 
 
 @njit(cache=True, nogil=True)
-def small_finish(ctl, rank, slot, check, seq, spins, rows, out, lo, hi, op):  # pragma: no cover
-    """After everyone arrived: what :func:`reduce_and_depart` does (unstamped), then the
-    result row copied into ``out`` once everyone departed (codes as :func:`small_call`)."""
+def small_finish(
+    ctl, rank, slot, check, seq, spins, rows, out, lo, hi, op, once
+):  # pragma: no cover - compiled
+    """After everyone arrived: -2 if ``check`` and the headers of ``slot`` differ. With
+    ``once``, reduce every input row whole into ``out`` (the one-wait protocol of
+    :mod:`workbench.comm._staging`) and return 0. Otherwise what :func:`reduce_and_depart`
+    does (unstamped), then the result row copied into ``out`` once everyone departed
+    (codes as :func:`small_call`)."""
     if check and not headers_equal(ctl, slot):
         return -2
+    p = ctl.shape[0]
+    if once:
+        reduce_rows(out, rows[:p], op, p)
+        return 0
     if hi > lo:
-        reduce_into_last(rows, lo, hi, op, ctl.shape[0])
+        reduce_into_last(rows, lo, hi, op, p)
     if depart(ctl, rank, seq, spins):
         return 2
-    result = rows[rows.shape[0] - 1]
+    result = rows[p]
     for i in range(out.size):
         out[i] = result[i]
     return 0

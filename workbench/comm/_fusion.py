@@ -18,7 +18,6 @@ from numba import typed
 from workbench.comm import kernels
 from workbench.comm._convert import Item
 from workbench.comm.algorithms import Algorithm, scratch
-from workbench.comm.algorithms._base import ROWWISE
 
 __all__ = ["Batch", "plan"]
 
@@ -108,7 +107,7 @@ class Batch:
             target = self.packed()
             src = None
         if rows is not None:
-            ROWWISE[base](target, rows)
+            kernels.reduce_rows(target, rows, kernels.OP_CODES[base], 1)
         else:
             algo.reduce(target, base, comm, src=src)
         if op == "mean" and target.size:

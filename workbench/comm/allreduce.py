@@ -13,7 +13,7 @@ from workbench.comm import _config, _fast
 from workbench.comm._checks import CallFields, agree, comm_state, signature
 from workbench.comm._convert import Item, check_op, finish, prepare
 from workbench.comm._fusion import Batch, plan
-from workbench.comm._staging import STAGE_BYTES, staging
+from workbench.comm._staging import staging
 from workbench.comm._teams import AllreduceHandle, submit
 from workbench.comm.algorithms import Algorithm, AutoAlgorithm, CmaAlgorithm, get_algorithm
 from workbench.comm.algorithms._cma import DIRECT_AVERAGE_BYTES
@@ -302,7 +302,14 @@ def allreduce(
     of slices that tile one range of it) with ``out=x`` is reduced in place with no copies
     (with ``algorithm`` auto); every rank must then pass its buffer the same way.
     """
-    if isinstance(x, (list, tuple)):
+    k = None
+    if type(x) is np.ndarray:
+        if not _spans.on:  # a call shape seen before: one compiled call
+            k = _fast.key(x, op, comm, out, algorithm, check, fusion_bytes)
+            call = _fast.lookup(k)  # (None for k None)
+            if call is not None:
+                return call(x, out)
+    elif isinstance(x, (list, tuple)):
         if out is not None and out is not x and len(out) != len(x):
             raise InvalidValueError(
                 f"allreduce: out has {len(out)} entries but {len(x)} tensors were passed"
@@ -319,12 +326,6 @@ def allreduce(
             fusion_bytes=fusion_bytes,
         )
         return x if out is x else results
-    k = None
-    if type(x) is np.ndarray and not _spans.on:  # a call shape seen before: one compiled call
-        k = _fast.key(x, op, comm, out, algorithm, check, fusion_bytes)
-        call = _fast.lookup(k) if k is not None else None
-        if call is not None:
-            return call(x, out)
     (result,) = reduce_items(
         (x,),
         None if out is None else (out,),
@@ -362,7 +363,7 @@ def _small_call(x: np.ndarray, op: str, comm: Any, out: Any, algorithm: Any, che
     op = check_op(op)
     item = prepare(x, out, op, "input")
     desc, fields = _signature([item], op, algo, False, None) if cfg.check else ("", _NO_FIELDS)
-    if st is not None and x.nbytes <= min(st.capacity, STAGE_BYTES):
+    if st is not None and x.nbytes <= st.capacity:
         return _fast.SmallCall(st, x, op, fields, desc, cfg.check, cfg.stall_seconds)
     if isinstance(algo.select(x.nbytes, comm), MPIAlgorithm) and (st is not None or not cfg.check):
         checked = st if cfg.check else None

@@ -19,9 +19,7 @@ __all__ = [
     "reduce_into_last",
     "reduce_max",
     "reduce_min",
-    "reduce_rows_max",
-    "reduce_rows_min",
-    "reduce_rows_sum",
+    "reduce_rows",
     "reduce_sum",
     "reduce_to_all",
     "unpack_flat",
@@ -87,38 +85,19 @@ def combine_into(dst, a, b, op):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def reduce_rows_sum(dst, rows):  # pragma: no cover - compiled
-    """dst[i] = rows[0, i] + rows[1, i] + ... (rows summed in row order)."""
+def reduce_rows(dst, rows, op, divisor):  # pragma: no cover - compiled
+    """dst[i] = rows[0, i] (op) rows[1, i] (op) ... over ``dst.size`` elements, rows combined
+    in row order (every rank reducing the same rows gets the same bits); ``op`` is one of
+    the ``OP_*`` codes and the mean is the sum divided by ``divisor``."""
     n = dst.size
-    dst[:] = rows[0, :n]
+    first = rows[0]
+    for i in range(n):
+        dst[i] = first[i]
     for r in range(1, rows.shape[0]):
-        row = rows[r]
+        combine(dst, rows[r, :n], OP_SUM if op == OP_MEAN else op)
+    if op == OP_MEAN:
         for i in range(n):
-            dst[i] += row[i]
-
-
-@njit(cache=True, nogil=True)
-def reduce_rows_max(dst, rows):  # pragma: no cover - compiled
-    """dst[i] = max over r of rows[r, i]."""
-    n = dst.size
-    dst[:] = rows[0, :n]
-    for r in range(1, rows.shape[0]):
-        row = rows[r]
-        for i in range(n):
-            if row[i] > dst[i]:
-                dst[i] = row[i]
-
-
-@njit(cache=True, nogil=True)
-def reduce_rows_min(dst, rows):  # pragma: no cover - compiled
-    """dst[i] = min over r of rows[r, i]."""
-    n = dst.size
-    dst[:] = rows[0, :n]
-    for r in range(1, rows.shape[0]):
-        row = rows[r]
-        for i in range(n):
-            if row[i] < dst[i]:
-                dst[i] = row[i]
+            dst[i] = dst[i] / divisor
 
 
 @njit(cache=True, nogil=True)

@@ -14,7 +14,6 @@ from workbench.comm import kernels
 __all__ = [
     "CAPABILITIES",
     "ELEMENTWISE",
-    "ROWWISE",
     "Algorithm",
     "block_bounds",
     "scratch",
@@ -23,12 +22,6 @@ __all__ = [
 
 #: op name -> kernel ``f(dst, src)`` combining ``src`` into ``dst`` elementwise.
 ELEMENTWISE = {"sum": kernels.reduce_sum, "max": kernels.reduce_max, "min": kernels.reduce_min}
-#: op name -> kernel ``f(dst, rows)`` reducing a stack of rows (one per rank) into ``dst``.
-ROWWISE = {
-    "sum": kernels.reduce_rows_sum,
-    "max": kernels.reduce_rows_max,
-    "min": kernels.reduce_rows_min,
-}
 
 
 class Algorithm(abc.ABC):

@@ -23,7 +23,8 @@ from mpi4py import MPI
 from workbench import _timeouts
 from workbench.comm._config import ENV_ALGO
 from workbench.comm._topology import topology
-from workbench.comm.algorithms._base import ROWWISE, Algorithm, block_bounds, take_input
+from workbench.comm.algorithms._base import Algorithm, block_bounds, take_input
+from workbench.comm.kernels import OP_CODES, reduce_rows
 from workbench.errors import InvalidValueError
 
 __all__ = ["ShmAlgorithm", "shm_allreduce"]
@@ -90,7 +91,7 @@ def shm_allreduce(buf: np.ndarray, op: str, node: Any, src: np.ndarray | None = 
         take_input(buf, src)
         return
     w = _window(node, buf.nbytes)
-    reduce_rows = ROWWISE[op]
+    code = OP_CODES[op]
     cap = w.slot_bytes // buf.itemsize
     for start in range(0, buf.size, cap):
         m = min(cap, buf.size - start)
@@ -103,7 +104,7 @@ def shm_allreduce(buf: np.ndarray, op: str, node: Any, src: np.ndarray | None = 
         bounds = block_bounds(m, p)
         lo, hi = bounds[r], bounds[r + 1]
         if hi > lo:
-            reduce_rows(rows[p, lo:hi], rows[:p, lo:hi])
+            reduce_rows(rows[p, lo:hi], rows[:p, lo:hi], code, 1)
         w.win.Sync()
         node.Barrier()
         w.win.Sync()

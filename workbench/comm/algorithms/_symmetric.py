@@ -44,7 +44,7 @@ from workbench.comm._config import settings
 from workbench.comm._convert import is_torch
 from workbench.comm._topology import topology
 from workbench.comm._window import NodeWindow
-from workbench.comm.algorithms._base import ROWWISE, block_bounds, scratch
+from workbench.comm.algorithms._base import block_bounds, scratch
 from workbench.comm.algorithms._ring import ring_allreduce
 from workbench.errors import InvalidTypeError, InvalidValueError
 
@@ -342,7 +342,8 @@ def _inter_node(
     work = _F32 if reg.dtype == _F16 else reg.dtype
     part = scratch(work, hi - lo, slot=3)
     base = "sum" if op == "mean" else op
-    ROWWISE[base](part, cols.astype(work) if work != reg.dtype else cols)
+    rows = cols.astype(work) if work != reg.dtype else cols
+    kernels.reduce_rows(part, rows, kernels.OP_CODES[base], 1)
     ring_allreduce(part, base, block.rail, settings().segment_bytes)
     if op == "mean" and part.size:
         kernels.divide_by(part, block.comm_size)
