@@ -48,7 +48,8 @@ __all__ = ["STAGE_BYTES", "Staging", "reduce_once", "staging", "template"]
 #: flag round beats the MPI library's allreduce on one node; see docs/allreduce.md) ...
 STAGE_BYTES = 64 << 10
 #: ... and up to this many on two ranks, where the one-wait protocol moves less memory than
-#: any other (measured 1.6x the MPI library at 512 KiB, even with cma from 1 MiB).
+#: the slice protocol (measured 1.6x the MPI library at 512 KiB, about as fast as cma there;
+#: cma takes the larger messages).
 PAIR_STAGE_BYTES = 512 << 10
 #: On more ranks, every rank reduces the whole message (one wait) while what it reads of
 #: the others' rows stays under this many bytes: about the cost of a second flag wait.
