@@ -74,7 +74,7 @@ _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 def repetitions(nbytes: int, quick: bool) -> int:
     """How many times to time a message of ``nbytes`` (more for small ones)."""
     budget = (64 if quick else 512) * MiB
-    return int(min(50 if quick else 300, max(3 if quick else 5, budget // max(nbytes, 1))))
+    return int(min(50 if quick else 2000, max(3 if quick else 5, budget // max(nbytes, 1))))
 
 
 def time_collective(comm: Any, fn: Callable[[], object], reps: int) -> float:
