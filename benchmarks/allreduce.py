@@ -134,7 +134,7 @@ def worker(quick: bool, sizes: list[int] | None = None) -> None:
         for a in ALGOS:
             t = time_collective(comm, lambda a=a, x=x, y=y: allreduce(x, out=y, algorithm=a), reps)
             chosen = auto.select(nbytes, comm).name
-            if window is not None and nbytes <= window.capacity:
+            if window is not None and nbytes <= window.capacity and auto.stages(nbytes, comm):
                 chosen = "window"
             rows.append(format_row(nbytes, f"auto->{chosen}" if a == "auto" else a, t, native, p))
             if a == "auto" and (worst is None or native / t < worst[0]):

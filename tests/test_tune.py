@@ -46,7 +46,9 @@ def test_quick_run_writes_the_table_and_prints_it(quick_table: tuple[Path, str])
     assert [r["bytes"] for r in entry["sizes"]] == [4 * KiB, 64 * KiB, 1 * MiB]
     cma = set() if "(cma) is not allowed here" in printed else {"cma"}  # the kernel's say
     for row in entry["sizes"]:
-        assert set(row["us"]) == {"mpi", "ring", "rhd", "shm"} | cma and row["native_us"] > 0
+        window = {"window"} if row["bytes"] <= 512 * KiB else set()  # (two ranks' window)
+        assert set(row["us"]) == {"mpi", "ring", "rhd", "shm"} | cma | window
+        assert row["native_us"] > 0
         assert row["best"] == min(row["us"], key=row["us"].get)
     assert "| native MPI" in printed and "x native" in printed and " <-" in printed
     assert "p=2 nodes=1x2: 4 KiB " in printed
@@ -81,6 +83,23 @@ def test_nearest_bucket_and_never_slower_than_mpi() -> None:
     assert plan.pick(1 * MiB, team=True) == "ring"  # teams never get shared windows
     two_nodes = _plan({"bytes": 1 * MiB, "best": "shm", "us": {"mpi": 9, "shm": 1}}, nodes=2)
     assert two_nodes.pick(1 * MiB) == "mpi"  # shm cannot span nodes
+
+
+def test_the_window_only_where_it_won() -> None:
+    """Rows that measured the node window let it take their sizes only where it won; rows
+    that did not leave it to the window's capacity; no bucket picks it as an algorithm."""
+    plan = _plan(
+        {"bytes": 4 * KiB, "best": "window", "us": {"mpi": 10, "window": 5}},
+        {"bytes": 64 * KiB, "us": {"mpi": 40, "window": 30, "shm": 35}},
+        {"bytes": 256 * KiB, "us": {"mpi": 100, "window": 140, "shm": 90}},
+        {"bytes": 4 * MiB, "us": {"mpi": 900, "shm": 700}},
+    )
+    sizes = (1 * KiB, 4 * KiB, 64 * KiB, 256 * KiB, 4 * MiB)
+    assert [plan.stages(n) for n in sizes] == [True, True, True, False, True]
+    assert [plan.pick(n) for n in sizes] == ["mpi", "mpi", "shm", "shm", "shm"]
+    assert _plan({"bytes": 4 * KiB, "us": {"mpi": 10}}).stages(4 * KiB)  # not measured
+    slower = _plan({"bytes": 4 * KiB, "us": {"mpi": 10, "window": 11}})
+    assert not slower.stages(4 * KiB)  # never where it lost to the library
 
 
 def test_corrupt_table_warns_once_and_is_ignored(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from _common import COMM, RANK, SIZE, Failures
 
-from workbench.comm import ENV_ALGO, allreduce, get_algorithm
+from workbench.comm import ENV_ALGO, _fast, allreduce, get_algorithm
 from workbench.comm._config import ENV_TUNE_FILE
 from workbench.comm._teams import team_comm
 from workbench.comm.algorithms import AutoAlgorithm, available
@@ -157,6 +157,29 @@ def overrides_win() -> None:
     assert get_algorithm("mpi").name == "mpi"
 
 
+def window_where_it_won() -> None:
+    """A table that measured the node window: ``auto`` lets the window take only the sizes
+    where it won (below 32 KiB here); a larger repeated call is cached as the library's."""
+    use_table(
+        "window",
+        entry(
+            {"bytes": 4 * KiB, "best": "window", "us": {"mpi": 10, "window": 5}},
+            {"bytes": 256 * KiB, "us": {"mpi": 100, "window": 140}},
+        ),
+    )
+    comm = fresh()
+    got = [AUTO.stages(n, comm) for n in (8, 4 * KiB, 31 * KiB, 33 * KiB, 256 * KiB)]
+    assert got == [True, True, True, False, False], got
+    assert picks(comm, 4 * KiB, 256 * KiB) == ["mpi", "mpi"]
+    for nbytes, kind in ((4 * KiB, "SmallCall"), (64 * KiB, "MpiCall")):
+        x = np.full(nbytes // 4, RANK + 1, np.float32)
+        for _ in range(2):  # the first call takes the general path, the second the cached one
+            y = allreduce(x, comm=comm)
+            assert (y == SIZE * (SIZE + 1) / 2).all()
+        cached = _fast.lookup(_fast.key(x, "sum", comm, None, None, None, None))
+        assert type(cached).__name__ == kind, (nbytes, cached)
+
+
 def measured_table() -> None:
     path = Path(os.environ["WORKBENCH_TEST_TUNED"])
     os.environ[ENV_TUNE_FILE] = str(path)
@@ -170,7 +193,11 @@ def measured_table() -> None:
     for row in rows:
         fastest = min(row["us"], key=row["us"].get)
         assert row["best"] == fastest and row["us"][fastest] <= row["us"]["mpi"], row
-        assert picks(comm, row["bytes"]) == [row["best"]], (row, picks(comm, row["bytes"]))
+        algorithms = {k: v for k, v in row["us"].items() if k != "window"}
+        want = min(algorithms, key=algorithms.get)  # (where the window won: the next best)
+        assert picks(comm, row["bytes"]) == [want], (row, picks(comm, row["bytes"]))
+        staged = row["best"] == "window" or "window" not in row["us"]
+        assert AUTO.stages(row["bytes"], comm) == staged, row
     if RANK == 0:
         print(f"MEASURED TABLE used for {LAYOUT}", flush=True)
 
@@ -184,6 +211,7 @@ def main() -> None:
     f.case("no_entry_for_layout", no_entry_for_layout)
     f.case("rank0_table_wins", rank0_table_wins)
     f.case("overrides_win", overrides_win)
+    f.case("window_where_it_won", window_where_it_won)
     if os.environ.get("WORKBENCH_TEST_TUNED"):
         f.case("measured_table", measured_table)
     COMM.Barrier()

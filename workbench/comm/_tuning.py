@@ -34,6 +34,7 @@ from workbench.comm._topology import topology
 
 __all__ = [
     "MEASURABLE",
+    "STAGED",
     "VERSION",
     "WINDOW_ALGORITHMS",
     "Layout",
@@ -52,6 +53,9 @@ VERSION = 1
 MEASURABLE = ("mpi", "ring", "rhd", "shm", "hierarchical", "cma")
 #: Algorithms that need shared windows: never on a team's communicator.
 WINDOW_ALGORITHMS = frozenset({"shm", "hierarchical", "cma"})
+#: What a row may also name: the node window of small calls (:mod:`workbench.comm._staging`;
+#: not an algorithm: a message it takes never reaches one), measured on one node.
+STAGED = "window"
 
 
 @dataclass(frozen=True)
@@ -83,17 +87,24 @@ def node_layout(comm: Any) -> Layout:
 @dataclass(frozen=True)
 class Plan:
     """Algorithm names per size bucket: bucket ``i`` holds sizes from ``edges[i]`` on.
-    ``team`` is the same without window-based algorithms; ``source`` says where it came from."""
+    ``team`` is the same without window-based algorithms; ``source`` says where it came from.
+    ``staged`` says per bucket whether the node window may take a message (empty: wherever
+    it fits, as where the table did not measure it)."""
 
     edges: tuple[int, ...]
     algorithms: tuple[str, ...]
     team: tuple[str, ...]
     source: str
+    staged: tuple[bool, ...] = ()
 
     def pick(self, nbytes: int, team: bool = False) -> str:
         """The algorithm name for a message of ``nbytes`` (on a team's communicator)."""
         i = bisect_right(self.edges, nbytes) - 1
         return (self.team if team else self.algorithms)[i]
+
+    def stages(self, nbytes: int) -> bool:
+        """Whether the node window may take a message of ``nbytes`` (where it fits)."""
+        return not self.staged or self.staged[bisect_right(self.edges, nbytes) - 1]
 
 
 def builtin_plan(layout: Layout, small: int, large: int, *, cma: int = 0) -> Plan:
@@ -150,23 +161,29 @@ def plan_from_entry(entry: Mapping[str, Any], source: str) -> tuple[Layout, Plan
     sizes: list[int] = []
     algos: list[str] = []
     team: list[str] = []
+    staged: list[bool] = []
     allowed = layout.allowed()
     for row in rows:
         nbytes = int(row["bytes"])
         us = {str(k): _number(row["us"], k) for k in row.get("us", {})}
         best = row.get("best")
         named = ({best} if best else set()) | set(us)
-        if not named <= set(MEASURABLE) or nbytes <= 0 or (sizes and nbytes == sizes[-1]):
+        if not named <= {*MEASURABLE, STAGED} or nbytes <= 0 or (sizes and nbytes == sizes[-1]):
             raise ValueError(f"{layout.key}: bad row {dict(row)}")
         if best is None and not us:
             raise ValueError(f"{layout.key}: row of {nbytes} bytes names no algorithm")
         times = {k: v for k, v in us.items() if v is not None}
         ref = times.get("mpi", _number(row, "native_us"))
         sizes.append(nbytes)
+        # the window, where the row measured it, only where it won (nowhere across nodes)
+        measured = STAGED in named and layout.nodes == 1
+        staged.append(not measured or choose(times, ref, allowed | {STAGED}, best) == STAGED)
+        times.pop(STAGED, None)
+        best = None if best == STAGED else best
         algos.append(choose(times, ref, allowed, best))
         team.append(choose(times, ref, allowed - WINDOW_ALGORITHMS, best))
     edges = (0, *(math.isqrt(a * b) for a, b in pairwise(sizes)))
-    return layout, Plan(edges, tuple(algos), tuple(team), source)
+    return layout, Plan(edges, tuple(algos), tuple(team), source, tuple(staged))
 
 
 #: What reading a bad file can raise (JSON errors are ValueErrors).

@@ -120,12 +120,12 @@ def _reduce_items(
     batches = plan(items, cfg.fusion_bytes)
     st = staging(comm)
     if st is not None:  # one node: the check (and a small message) through the node window
-        small = (
-            error is None
-            and algo.shortcuts
-            and len(batches) == 1
-            and batches[0].nbytes <= st.capacity
+        # (every rank asks, rejected input or not: auto's plan is collective the first time)
+        staged = algo.shortcuts and (
+            not isinstance(algo, AutoAlgorithm)
+            or algo.stages(batches[0].nbytes if batches else 0, comm)
         )
+        small = error is None and staged and len(batches) == 1 and batches[0].nbytes <= st.capacity
         if cfg.check or small:
             desc, fields = (
                 _signature(items, op, algo, many, error) if cfg.check else ("", _NO_FIELDS)
@@ -363,7 +363,7 @@ def _small_call(x: np.ndarray, op: str, comm: Any, out: Any, algorithm: Any, che
     op = check_op(op)
     item = prepare(x, out, op, "input")
     desc, fields = _signature([item], op, algo, False, None) if cfg.check else ("", _NO_FIELDS)
-    if st is not None and x.nbytes <= st.capacity:
+    if st is not None and x.nbytes <= st.capacity and algo.stages(x.nbytes, comm):
         return _fast.SmallCall(st, x, op, fields, desc, cfg.check, cfg.stall_seconds)
     if isinstance(algo.select(x.nbytes, comm), MPIAlgorithm) and (st is not None or not cfg.check):
         checked = st if cfg.check else None

@@ -9,10 +9,13 @@
 The command relaunches itself under ``mpiexec`` (the one next to this Python unless
 ``--mpiexec`` names another launcher, e.g. ``"srun"`` inside an allocation) once per rank
 count. At each size it times native ``comm.Allreduce`` and every algorithm that runs on the
-layout (``mpi``, ``ring``, ``rhd``, plus ``shm`` on one node or ``hierarchical`` across
-nodes), prints them, and records the winner; the table is merged into the file (other
-layouts kept). Times are medians over repetitions of the slowest rank; busbw = bytes / time
-* 2 (p - 1) / p (nccl-tests). ``benchmarks/allreduce.py`` reuses the timing helpers.
+layout (``mpi``, ``ring``, ``rhd``, plus ``shm`` and ``cma`` on one node or ``hierarchical``
+across nodes) and, on one node up to its capacity, the node window of small calls (the
+cached call, as a repeated call takes it), prints them, and records the winner; ``auto``
+then lets the window take only the sizes where it won. The table is merged into the file
+(other layouts kept). Times are medians over repetitions of the slowest rank; busbw =
+bytes / time * 2 (p - 1) / p (nccl-tests). ``benchmarks/allreduce.py`` reuses the timing
+helpers.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from workbench._util import parse_bytes
 from workbench.comm import _config
 from workbench.comm._tuning import (
     MEASURABLE,
+    STAGED,
     WINDOW_ALGORITHMS,
     choose,
     merge_layout,
@@ -143,6 +147,7 @@ def machine_facts() -> dict[str, Any]:
 def measure(comm: Any, sizes: Sequence[int], *, quick: bool = False) -> dict[str, Any]:
     """Time native MPI and every algorithm that runs on ``comm`` at each size (collective);
     rank 0 prints the table as it goes. Returns the table entry of ``comm``'s layout."""
+    from workbench.comm._staging import staging
     from workbench.comm.algorithms import available
     from workbench.comm.allreduce import allreduce
 
@@ -161,6 +166,7 @@ def measure(comm: Any, sizes: Sequence[int], *, quick: bool = False) -> dict[str
         names.remove("cma")
         say(f"cross-memory attach (cma) is not allowed here: {refused}; not measured")
 
+    window = staging(comm)  # (None across nodes)
     say(f"\n### p = {p} ranks, {layout.nodes} node(s) x {layout.per_node or 'mixed'}")
     say("float32 sum, out of place; `<-` marks what auto will use\n")
     say(table_header())
@@ -171,13 +177,16 @@ def measure(comm: Any, sizes: Sequence[int], *, quick: bool = False) -> dict[str
         reps = repetitions(nbytes, quick)
         native = time_collective(comm, partial(comm.Allreduce, x, y), reps)
         times = {}
-        for name in names:
-            times[name] = time_collective(comm, partial(allreduce, x, out=y, algorithm=name), reps)
+        calls = {name: partial(allreduce, x, out=y, algorithm=name) for name in names}
+        if window is not None and nbytes <= window.capacity:
+            calls[STAGED] = partial(staged_call(window, x), x, y)
+        for name, call in calls.items():
+            times[name] = time_collective(comm, call, reps)
             if float(y[0]) != p * (p + 1) / 2:
                 raise RuntimeError(f"{name} gave {y[0]} at {nbytes} bytes, not {p * (p + 1) / 2}")
-        best = choose(times, times["mpi"], layout.allowed())
+        best = choose(times, times["mpi"], layout.allowed() | {STAGED})
         say(format_row(nbytes, "native MPI", native, None, p))
-        for name in names:
+        for name in times:
             mark = " <-" if name == best else ""
             say(format_row(nbytes, name, times[name], native, p) + mark)
         rows.append(
@@ -196,6 +205,17 @@ def measure(comm: Any, sizes: Sequence[int], *, quick: bool = False) -> dict[str
         "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "sizes": rows,
     }
+
+
+def staged_call(window: Any, x: np.ndarray) -> Callable[[np.ndarray, Any], Any]:
+    """The cached call of the node ``window`` for ``x`` (sum, checked): what a repeated
+    ``allreduce`` of that shape runs where the window takes it."""
+    from workbench.comm._checks import signature
+    from workbench.comm._fast import SmallCall
+
+    desc = f"tune {x.shape} {x.dtype}"
+    fields = (signature(desc), x.size, 1, 1, signature("tune window"))
+    return SmallCall(window, x, "sum", fields, desc, True, _config.settings().stall_seconds)
 
 
 def _mpiexec(launcher: str | None) -> list[str]:
@@ -248,8 +268,11 @@ def _worker(sizes: Sequence[int], quick: bool, result: str) -> None:
 
 def _summary(entry: dict[str, Any]) -> str:
     layout, plan = plan_from_entry(entry, "")
-    sizes = sorted(row["bytes"] for row in entry["sizes"])
-    parts = [f"{size_label(b)} {a}" for b, a in zip(sizes, plan.algorithms, strict=True)]
+    rows = sorted(entry["sizes"], key=lambda row: row["bytes"])
+    parts = [
+        f"{size_label(row['bytes'])} {STAGED if STAGED in row.get('us', {}) and staged else a}"
+        for row, a, staged in zip(rows, plan.algorithms, plan.staged, strict=True)
+    ]
     return f"{layout.key}: " + ", ".join(parts)
 
 

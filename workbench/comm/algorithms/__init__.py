@@ -128,6 +128,12 @@ class AutoAlgorithm(Algorithm):
         plan = self._plans.get(comm.handle) or self.plan(comm)
         return _NAMED[plan.pick(nbytes, is_team_comm(comm))]
 
+    def stages(self, nbytes: int, comm: Any) -> bool:
+        """Whether the node window of ``comm`` may take a message of ``nbytes`` where it fits
+        (:meth:`Plan.stages`: a table that measured the window, only where it won)."""
+        plan = self._plans.get(comm.handle) or self.plan(comm)
+        return plan.stages(nbytes)
+
     def reduce(self, buf: np.ndarray, op: str, comm: Any, *, src: np.ndarray | None = None) -> None:
         """Reduce ``buf`` with the algorithm :meth:`select` picks for its size and ``comm``."""
         self.select(buf.nbytes, comm).reduce(buf, op, comm, src=src)
