@@ -24,6 +24,35 @@ def wait_idle(pool, timeout: float = 5.0) -> None:
         time.sleep(0.1)
 
 
+def controller_ports(cluster) -> list[int]:
+    """Every port the controller of ``cluster`` listens on for engines and clients (read
+    from its connection files)."""
+    import json
+
+    ports: set[int] = set()
+    for kind in ("engine", "client"):
+        path = os.path.join(cluster.profile_dir, "security",
+                            f"ipcontroller-{cluster.cluster_id}-{kind}.json")  # fmt: skip
+        with open(path) as f:
+            info = json.load(f)
+        for name, value in info.items():
+            if name not in ("ssh", "interface", "key", "location", "pack", "unpack"):
+                values = value if isinstance(value, list) else [value]
+                ports.update(v for v in values if isinstance(v, int))
+    return sorted(ports)
+
+
+def assert_outside_ephemeral(cluster) -> None:
+    """The controller of ``cluster`` was given ports no process binding port 0 can take
+    (workbench.pool._ports): none in the kernel's ephemeral range."""
+    from workbench.pool._ports import ephemeral_range
+
+    lo, hi = ephemeral_range()
+    ports = controller_ports(cluster)
+    assert len(ports) >= 8, ports
+    assert not [p for p in ports if lo <= p <= hi], (ports, (lo, hi))
+
+
 def stop_if_left(cluster_file: str | None) -> None:
     """Stop the pool of ``cluster_file`` when the test did not: a failed test must leave
     nothing running (nor a newer cluster file that a later test would attach to)."""

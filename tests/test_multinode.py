@@ -14,6 +14,7 @@ from collections import Counter
 import numpy as np
 import pytest
 from cluster_helpers import RUN_TIMEOUT, require_cluster, start_pool
+from helpers import assert_outside_ephemeral
 
 from workbench.pool import Pool
 
@@ -215,6 +216,7 @@ def test_engines_on_two_nodes_and_status_grouped_by_node(pool2, shell, capsys):
     names = pool2.run(socket.gethostname)
     assert len(set(names)) == 2, names
     _check_placement(pool2, [3, 1])
+    assert_outside_ephemeral(pool2.cluster)  # (srun, starting the engines, binds port 0)
     set_current(pool2)
     shell.run_line_magic("wb", "status")
     out = capsys.readouterr().out

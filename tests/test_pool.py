@@ -6,7 +6,7 @@ import os
 import signal
 
 import pytest
-from helpers import wait_idle
+from helpers import assert_outside_ephemeral, wait_idle
 
 import workbench as wb
 from workbench.errors import EngineDiedError, PoolError, PoolTimeoutError, RankError
@@ -170,6 +170,33 @@ def test_reattach_after_dropping_the_client(live_pool):
         other.close()  # drops the connection, keeps the engines
         wb.pool.set_current(live_pool)
     assert live_pool.run(_whoami, 0)[0] == (0, 3, 0)
+
+
+def test_the_controller_listens_outside_the_ports_the_kernel_hands_out(live_pool):
+    assert_outside_ephemeral(live_pool.cluster)
+
+
+def test_controller_ports_are_free_and_outside_the_range(tmp_path):
+    import socket
+
+    from workbench.pool._ports import _LOWEST, controller_ports, ephemeral_range
+
+    ports = controller_ports(12, ephemeral=(20000, 60000))
+    assert ports == list(range(ports[0], ports[0] + 12)), ports  # one consecutive run
+    assert all(_LOWEST <= p < 20000 or p > 60000 for p in ports), ports
+    # room for one run only, one of whose ports is taken: the free others
+    with socket.socket() as held:
+        held.bind(("", _LOWEST + 5))
+        held.listen()
+        ports = controller_ports(12, ephemeral=(_LOWEST + 12, 65535))
+    assert _LOWEST + 5 not in ports and len(ports) <= 11 and ports, ports
+    assert set(ports) <= set(range(_LOWEST, _LOWEST + 12)), ports
+    assert controller_ports(12, ephemeral=(_LOWEST + 5, 65530)) == []  # no room: ipyparallel's
+    bad = tmp_path / "range"
+    bad.write_text("not numbers\n")
+    assert ephemeral_range(str(bad)) == (32768, 60999)
+    bad.write_text("40000\t50000\n")
+    assert ephemeral_range(str(bad)) == (40000, 50000)
 
 
 def test_attach_to_missing_file_is_a_clear_error(tmp_path):

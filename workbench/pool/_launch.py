@@ -27,7 +27,7 @@ from traitlets.config import Config
 from workbench import _timeouts
 from workbench._util import engines
 from workbench.errors import InvalidValueError, PoolError
-from workbench.pool import _ipp, _logs, _procs
+from workbench.pool import _ipp, _logs, _ports, _procs
 from workbench.pool._allocation import step_command
 from workbench.pool._command import EngineCommand, LaunchSpec
 from workbench.pool._diagnose import diagnose
@@ -273,6 +273,10 @@ def start_cluster(
     # not detached: stopped too if this process is killed
     guarded = _guard(cluster.cluster_file) if cluster.shutdown_atexit else None
     client = None
+    # ports no process binding port 0 (srun's, starting the engines) can take (see _ports)
+    ports = _ports.controller_args()
+    cluster.controller_args = [*cluster.controller_args, *ports]
+    cluster.log.info("controller: %s", " ".join(ports) or "ports of ipyparallel's choice")
     try:
         cluster.start_cluster_sync()
         client = cluster.connect_client_sync()
