@@ -90,7 +90,7 @@ def test_a_recorded_timeline_takes_the_general_path_with_its_spans():
     assert "allreduce" in names
 
 
-def test_read_only_in_place_and_symmetric_buffers_are_never_cached():
+def test_read_only_in_place_is_never_cached_and_symmetric_buffers_keep_their_protocol():
     from workbench.comm import empty
 
     x = np.ones(4)
@@ -103,7 +103,11 @@ def test_read_only_in_place_and_symmetric_buffers_are_never_cached():
             allreduce(x, out=x)  # the general path's error, every time
     buf = empty(4, np.float64)
     buf[:] = 2
-    for _ in range(2):
+    for _ in range(3):
         assert allreduce(buf, out=buf) is buf
-    assert len(_fast._plans) == 1  # a symmetric buffer keeps its own zero-copy path
-    assert _fast.key(buf, "sum", None, buf, None, None, None) is None
+    assert (buf == 2).all()
+    assert len(_fast._plans) == 2  # a symmetric buffer keeps its own zero-copy protocol
+    k = _fast.key(buf, "sum", None, buf, None, None, None)
+    assert type(_fast.lookup(k)) is _fast.SymmetricCall
+    plain = buf.copy()  # the same call on a private array: another key (SmallCall or Copy)
+    assert k != _fast.key(plain, "sum", None, plain, None, None, None)

@@ -6,12 +6,13 @@ Run: mpiexec -n 3 python -m mpi4py tests/mpi/allreduce_symmetric.py
 from __future__ import annotations
 
 import gc
+import itertools
 
 import numpy as np
 from _common import COMM, RANK, SIZE, Failures
 
 import workbench as wb
-from workbench.comm import AllreduceMismatchError, allreduce, allreduce_async, empty
+from workbench.comm import AllreduceMismatchError, _fast, allreduce, allreduce_async, empty
 from workbench.comm.algorithms._symmetric import _blocks, allocate
 
 DTYPES = (np.float16, np.float32, np.float64, np.int32, np.int64)
@@ -139,6 +140,50 @@ def mismatch_raises_everywhere(ranks_per_node: int | None) -> None:
     allreduce(buf, out=buf)  # the buffer still works afterwards
 
 
+def cached_calls(ranks_per_node: int | None) -> None:
+    """A shape reduced in place again runs the compiled call of ``_fast`` (one node; across
+    nodes the general path every time): every op and dtype, slices, check on and off, the
+    results of the general path (its first call); a mismatch against cached shapes raises
+    on every rank."""
+    before, shapes = {id(c) for c in _fast._plans.values()}, 2  # (+ the two slices)
+    for dtype in (np.float32, np.float64, np.int32, np.int64):
+        buf = allocate(1023, dtype, ranks_per_node=ranks_per_node)
+        for op, check in itertools.product(OPS, (True, False)):
+            if op == "mean" and np.dtype(dtype).kind == "i":
+                continue
+            shapes += 1
+            for k in range(3):
+                buf[:] = contribution(1023, dtype, RANK)
+                assert allreduce(buf, op=op, out=buf, check=check) is buf
+                check_close(buf, 1023, dtype, op, f"cached {np.dtype(dtype).name} {op} #{k}")
+    block = allocate((2, 300), np.float64, ranks_per_node=ranks_per_node)
+    for _ in range(3):
+        block[:] = RANK + 1
+        for part in (block[0, 5:200], block[1]):  # (new view objects each time)
+            allreduce(part, out=part)
+        assert (block[0, 5:200] == SIZE * (SIZE + 1) / 2).all() and (block[1] == block[0, 5]).all()
+        assert (block[0, :5] == RANK + 1).all() and (block[0, 200:] == RANK + 1).all()
+    new = [c for c in _fast._plans.values() if id(c) not in before]
+    symmetric = [c for c in new if isinstance(c, _fast.SymmetricCall)]
+    assert len(symmetric) == (0 if ranks_per_node else shapes), (len(symmetric), shapes)
+    if SIZE == 1:
+        return
+    buf = allocate(100, np.float32, ranks_per_node=ranks_per_node)
+    for n in (40, 50, 40, 50):  # both shapes cached on every rank
+        allreduce(buf[:n], out=buf[:n])
+    part = buf[:40] if RANK == SIZE - 1 else buf[:50]
+    try:
+        allreduce(part, out=part)
+    except AllreduceMismatchError as exc:
+        assert "symmetric buffer" in str(exc), str(exc)  # (across nodes: the node's own)
+        assert ranks_per_node or "(40,) float32" in str(exc), str(exc)
+    else:
+        raise AssertionError("no AllreduceMismatchError on a mismatched cached call")
+    buf[:] = 1
+    allreduce(buf, out=buf)  # the buffer still works afterwards
+    assert (buf == SIZE).all()
+
+
 def unregistered_and_out_of_place_still_work() -> None:
     buf = empty(64, np.float32)
     buf[:] = 1
@@ -168,12 +213,14 @@ def main() -> None:
     f.case("torch like", torch_like)
     if SIZE > 1:
         f.case("mismatch raises everywhere", mismatch_raises_everywhere, None)
+    f.case("cached calls", cached_calls, None)
     f.case("unregistered and out of place", unregistered_and_out_of_place_still_work)
     f.case("freed when dropped", freed_when_dropped)
     if SIZE > FAKE:  # fake nodes of two ranks (uneven when SIZE is odd)
         f.case("fake nodes: every op and dtype", every_op_and_dtype, FAKE)
         f.case("fake nodes: slices", slices_of_one_block, FAKE)
         f.case("fake nodes: mismatch", mismatch_raises_everywhere, FAKE)
+        f.case("fake nodes: never cached", cached_calls, FAKE)
     f.finish(f"allreduce symmetric p={SIZE}")
 
 

@@ -1,5 +1,7 @@
 """A rank that dies while the others wait in a zero-copy allreduce (``DEATH_BUFFER=symmetric``)
-or in the cached small path of a plain array (``plain``): they raise, never hang.
+or in the cached small path of a plain array (``plain``), both the compiled calls of
+``workbench.comm._fast``, or in a cross-memory-attach call (``cma``, with
+``WORKBENCH_ALLREDUCE_ALGO=cma``: never cached): they raise, never hang.
 
 Run: mpiexec.gforker -n 3 python tests/mpi/allreduce_symmetric_death.py
 (every rank leaves with os._exit: MPI cannot be finalised with a dead rank). MPICH's
@@ -18,7 +20,7 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from workbench.comm import allreduce, empty
+from workbench.comm import _fast, allreduce, empty
 from workbench.errors import AllreduceAbortedError
 
 RANK, SIZE = MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size()
@@ -27,17 +29,17 @@ RANK, SIZE = MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size()
 for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
     signal.signal(sig, signal.SIG_IGN)
 
-buf = (
-    empty(1000, np.float32)
-    if os.environ.get("DEATH_BUFFER") == "symmetric"
-    else np.ones(1000, np.float32)
-)
+WHAT = os.environ.get("DEATH_BUFFER")
+buf = empty(1000, np.float32) if WHAT == "symmetric" else np.ones(1000, np.float32)
 buf[:] = 1
 allreduce(buf, out=buf)
 assert (buf == SIZE).all()
 buf[:] = 1
-allreduce(buf, out=buf)  # (a plain array's call shape is cached from here on)
+allreduce(buf, out=buf)  # (the call shape is cached from here on)
 assert (buf == SIZE).all()
+cached = _fast.lookup(_fast.key(buf, "sum", None, buf, None, None, None))
+kind = {"symmetric": "SymmetricCall", "plain": "SmallCall"}.get(WHAT, "NoneType")  # cma: never
+assert type(cached).__name__ == kind, (WHAT, cached)
 if RANK == SIZE - 1:
     os._exit(0)  # dies with the others about to wait for it
 start = time.monotonic()

@@ -12,14 +12,16 @@ that copies the input into the window, arrives, checks the headers and reduces t
 message into the result (on more ranks, for a message too large to read whole: reduces its
 slice, departs and copies the result out; :class:`SmallCall`); for a larger one that
 ``auto`` gives to the MPI library, the check round and the library's call
-(:class:`MpiCall`).
+(:class:`MpiCall`). An array of a symmetric buffer of one node reduced in place keeps its
+zero-copy protocol, also in one numba entry (:class:`SymmetricCall`), at any size.
 
 It is the same protocol as :meth:`workbench.comm._staging.Staging.call`, with the same call
 headers, so ranks taking either path in the same call agree: the mismatch check, the
 stall warning and the dead-rank check (Python's wait loop, once the compiled spins run out)
 all still hold. One rank is a copy. Anything else (torch tensors, float16, lists, a checked
-call across nodes, sizes where ``auto`` picks one of workbench's algorithms, a timeline
-being recorded, another algorithm) takes the general path.
+call across nodes, a symmetric buffer across nodes, sizes where ``auto`` picks one of
+workbench's algorithms, a timeline being recorded, another algorithm) takes the general
+path.
 """
 
 from __future__ import annotations
@@ -34,10 +36,10 @@ from workbench.comm import _config, _flags, kernels
 from workbench.comm._staging import Staging, reduce_once, template
 from workbench.comm.algorithms._base import block_bounds
 from workbench.comm.algorithms._mpi import MPI_OPS
-from workbench.comm.algorithms._symmetric import find
+from workbench.comm.algorithms._symmetric import Registered, compiled_plan, find
 from workbench.comm.kernels import OP_CODES
 
-__all__ = ["Copy", "SmallCall", "lookup", "remember"]
+__all__ = ["Copy", "MpiCall", "SmallCall", "SymmetricCall", "lookup", "remember"]
 
 _IN_PLACE = MPI.IN_PLACE
 _FAST_DTYPES = frozenset(np.dtype(t) for t in ("float32", "float64", "int32", "int64"))
@@ -65,9 +67,14 @@ def key(x: np.ndarray, op: str, comm: Any, out: Any, algorithm: Any, check: Any,
     if type(out) is not np.ndarray or not out.flags.writeable:
         return None  # (a read-only output is the general path's error to raise)
     if out is x:
-        if find(x) is not None:  # a symmetric buffer: its own zero-copy protocol, always
-            return None
-        return (x.shape, x.dtype, x.strides, op, where, algorithm, check, fusion_bytes, 1)
+        reg = find(x)
+        if reg is None:
+            return (x.shape, x.dtype, x.strides, op, where, algorithm, check, fusion_bytes, 1)
+        if reg.block.multi_node:
+            return None  # (its path makes MPI calls between nodes: never cached)
+        # a symmetric buffer: its own zero-copy protocol, always (SymmetricCall)
+        return (x.shape, x.dtype, x.strides, op, where, algorithm, check, fusion_bytes,
+                reg.block.key, reg.offset)  # fmt: skip
     return (x.shape, x.dtype, x.strides, op, where, algorithm, check, fusion_bytes,
             out.shape, out.dtype, out.strides)  # fmt: skip
 
@@ -110,27 +117,29 @@ class Copy:
 class SmallCall:
     """A staged call of one shape on the window ``st`` (see the module doc)."""
 
-    __slots__ = ("check", "desc", "flat", "hi", "lo", "n", "once", "op", "plan", "rows", "st",
-                 "stall")  # fmt: skip
+    __slots__ = ("check", "desc", "flat", "n", "plan", "rows", "st", "stall")
 
     def __init__(self, st: Staging, x: np.ndarray, op: str, fields: tuple[int, ...],
                  desc: str, check: bool, stall_seconds: float) -> None:  # fmt: skip
         n = x.size
-        self.st, self.n, self.op = st, n, OP_CODES[op]
-        self.rows = (st.rows(0, x.dtype), st.rows(1, x.dtype))
-        bounds = block_bounds(n, st.p)
-        self.lo, self.hi = bounds[st.rank], bounds[st.rank + 1]
+        self.st, self.n = st, n
+        self.rows = (st.rows(0, x.dtype), st.rows(1, x.dtype))  # (the result row, on code 2)
+        lo, hi = block_bounds(n, st.p)[st.rank : st.rank + 2]
         self.check, self.stall = check, stall_seconds
         self.flat = x.ndim != 1
         self.desc = desc
-        self.once = reduce_once(x.nbytes, st.p)
         self.plan = plan = np.zeros(_flags.PLAN_WORDS, dtype=np.int64)
         plan[: _flags.PLAN_HEADER] = (
             st.ctl.ctypes.data, st.p, self.rows[0].ctypes.data, self.rows[1].ctypes.data,
-            self.rows[0].shape[1], st.rank, st.spins, self.lo, self.hi, self.op, check,
-            self.once, 0, 0, 0, 0,
+            self.rows[0].shape[1], st.rank, st.spins, lo, hi, OP_CODES[op], check,
+            reduce_once(x.nbytes, st.p), 0, 0, 0, 0,
         )  # fmt: skip
         plan[_flags.PLAN_HEADER :] = template(fields, n)
+
+    @property
+    def once(self) -> bool:
+        """Whether the call takes the one-wait protocol (:func:`reduce_once`)."""
+        return bool(self.plan[_flags.PLAN_ONCE])
 
     def __call__(self, x: np.ndarray, out: Any) -> Any:
         st = self.st
@@ -146,9 +155,7 @@ class SmallCall:
         code = _flags.small_call(self.plan, half, seq, src, dst)  # (the window by address)
         if code == 1:  # someone has not arrived: wait in Python (stalls, dead ranks)
             st.wait(_flags.ARRIVE, seq, self.stall)
-            code = _flags.small_finish(st.ctl, st.rank, half, self.check, seq, st.spins,
-                                       self.rows[half], dst, self.lo, self.hi, self.op,
-                                       self.once)  # fmt: skip
+            code = _flags.small_resume(self.plan, half, seq, dst)
         if code == 2:  # someone has not finished reducing its slice
             st.wait(_flags.DEPART, seq, self.stall)
             dst[:] = self.rows[half][st.p, : self.n]
@@ -197,3 +204,41 @@ class MpiCall:
         if self.divide:
             kernels.divide_by(result.reshape(-1), self.p)
         return result
+
+
+class SymmetricCall:
+    """In place on a symmetric buffer of one node (``reg``): the zero-copy protocol of
+    :func:`workbench.comm.algorithms._symmetric.reduce_registered`, with its call header,
+    in one compiled entry (:func:`workbench.comm._flags.symmetric_call`), so ranks taking
+    either path in the same call agree; Python only waits when the compiled spins run out
+    (stalls, dead ranks) and reads the descriptions on a mismatch."""
+
+    __slots__ = ("block", "check", "desc", "like", "plan", "stall")
+
+    def __init__(self, reg: Registered, op: str, fields: tuple[int, ...], desc: str,
+                 check: bool, stall_seconds: float) -> None:  # fmt: skip
+        self.block, self.like = reg.block, np.empty(0, reg.dtype)  # (like: the rows' dtype)
+        self.plan = compiled_plan(reg, op, fields, check)
+        self.check, self.desc, self.stall = check, desc, stall_seconds
+
+    def __call__(self, x: np.ndarray, out: Any) -> Any:
+        block = self.block
+        if block.broken:
+            block.check_usable()
+        with block.lock:  # (team threads may reduce the same buffer)
+            block.seq += 1
+            seq = block.seq
+            if self.check and block.descs[0] is not self.desc:
+                block.write_description(self.desc, 0)
+            code = _flags.symmetric_call(self.plan, seq, self.like)
+            if code == 1:  # someone has not arrived: wait in Python (stalls, dead ranks)
+                block.wait(_flags.ARRIVE, seq, self.stall)
+                code = _flags.symmetric_finish(self.plan, seq, self.like)
+            if code == 2:  # someone has not finished writing its slice into every row
+                block.wait(_flags.DEPART, seq, self.stall)
+            elif code == -2:  # read the descriptions before departing (then they change)
+                error = block.mismatch(seq, 0)
+                if _flags.depart(block.ctl, block.rank, seq, block.spins):
+                    block.wait(_flags.DEPART, seq, self.stall)
+                raise error
+        return x

@@ -26,7 +26,7 @@ from workbench.comm._numba_compat import (
     load_acquire,
     store_release,
 )
-from workbench.comm.kernels import reduce_into_last, reduce_rows
+from workbench.comm.kernels import reduce_into_last, reduce_rows, reduce_to_all
 
 __all__ = [
     "ARRIVE",
@@ -50,7 +50,10 @@ __all__ = [
     "reduce_and_depart",
     "small_call",
     "small_finish",
+    "small_resume",
     "stage_and_arrive",
+    "symmetric_call",
+    "symmetric_finish",
     "wait_all",
 ]
 
@@ -83,10 +86,11 @@ CMA_DST = 97
 #: Words per rank row (832 bytes: flags, headers, descriptions and addresses on separate
 #: cache lines).
 CTL_WORDS = 104
-#: The ``plan`` of :func:`small_call`: int64 words at these indices (the address of the
-#: control block and the number of ranks; the addresses of the two halves' rows and their
-#: length in elements; this rank, spins, the slice ``lo:hi`` it reduces, op code, check,
-#: one-wait) followed by the call header.
+#: The ``plan`` of :func:`small_call` and :func:`symmetric_call`: int64 words at these
+#: indices (the address of the control block and the number of ranks; the addresses of the
+#: rows (the two halves' of a staging window, a symmetric buffer's one) and their length in
+#: elements; this rank, spins, the slice ``lo:hi`` it reduces, op code, check, one-wait)
+#: followed by the call header.
 (PLAN_CTL, PLAN_P, PLAN_ROWS, _, PLAN_COLS, PLAN_RANK, PLAN_SPINS, PLAN_LO, PLAN_HI, PLAN_OP,
  PLAN_CHECK, PLAN_ONCE) = range(12)  # fmt: skip
 PLAN_HEADER = 16
@@ -203,8 +207,19 @@ def small_call(plan, slot, seq, src, out):  # pragma: no cover - compiled
         row[i] = src[i]
     if arrive(ctl, rank, plan[PLAN_HEADER:], slot, seq, spins):
         return 1
-    return small_finish(ctl, rank, slot, plan[PLAN_CHECK], seq, spins, rows, out,
-                        plan[PLAN_LO], plan[PLAN_HI], plan[PLAN_OP], plan[PLAN_ONCE])  # fmt: skip
+    return small_resume(plan, slot, seq, out)
+
+
+@njit(cache=True, nogil=True)
+def small_resume(plan, slot, seq, out):  # pragma: no cover - compiled
+    """:func:`small_finish` of the call of ``plan`` (after :func:`small_call` returned 1
+    and Python waited for the others; codes as :func:`small_call`)."""
+    p = plan[PLAN_P]
+    ctl = carray(as_voidptr(plan[PLAN_CTL]), (p, CTL_WORDS), np.int64)
+    rows = carray(as_voidptr(plan[PLAN_ROWS + slot]), (p + 1, plan[PLAN_COLS]), out.dtype)
+    return small_finish(ctl, plan[PLAN_RANK], slot, plan[PLAN_CHECK], seq, plan[PLAN_SPINS],
+                        rows, out, plan[PLAN_LO], plan[PLAN_HI], plan[PLAN_OP],
+                        plan[PLAN_ONCE])  # fmt: skip
 
 
 @njit(cache=True, nogil=True)
@@ -229,4 +244,39 @@ def small_finish(
     result = rows[p]
     for i in range(out.size):
         out[i] = result[i]
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def symmetric_call(plan, seq, like):  # pragma: no cover - compiled
+    """The single-node zero-copy call on a symmetric buffer in one entry (the cached path
+    of :mod:`workbench.comm._fast`; the protocol of
+    :func:`workbench.comm.algorithms._symmetric.reduce_registered`): write the header of
+    ``plan`` (:data:`PLAN_WORDS`; the rows are the buffer's, of ``like``'s dtype) into slot
+    0, :func:`arrive`, then :func:`symmetric_finish`. Returns 1 when ranks have not
+    arrived within the spins (Python waits, then calls :func:`symmetric_finish`), else
+    what that returns."""
+    p = plan[PLAN_P]
+    ctl = carray(as_voidptr(plan[PLAN_CTL]), (p, CTL_WORDS), np.int64)
+    if arrive(ctl, plan[PLAN_RANK], plan[PLAN_HEADER:], 0, seq, plan[PLAN_SPINS]):
+        return 1
+    return symmetric_finish(plan, seq, like)
+
+
+@njit(cache=True, nogil=True)
+def symmetric_finish(plan, seq, like):  # pragma: no cover - compiled
+    """After everyone arrived: -2 if the check is on and the headers differ (this rank
+    has not departed: Python reads the descriptions first, then departs); else reduce this
+    rank's slice of every row into every row (:func:`workbench.comm.kernels.reduce_to_all`),
+    :func:`depart`: 0 when all departed, 2 when Python must wait for the others."""
+    p = plan[PLAN_P]
+    ctl = carray(as_voidptr(plan[PLAN_CTL]), (p, CTL_WORDS), np.int64)
+    if plan[PLAN_CHECK] and not headers_equal(ctl, 0):
+        return -2
+    lo, hi = plan[PLAN_LO], plan[PLAN_HI]
+    if hi > lo:
+        rows = carray(as_voidptr(plan[PLAN_ROWS]), (p, plan[PLAN_COLS]), like.dtype)
+        reduce_to_all(rows, lo, hi, plan[PLAN_OP], p)
+    if depart(ctl, plan[PLAN_RANK], seq, plan[PLAN_SPINS]):
+        return 2
     return 0

@@ -352,6 +352,13 @@ def _small_call(x: np.ndarray, op: str, comm: Any, out: Any, algorithm: Any, che
     cfg = _config.settings(check=check)
     if cfg.algorithm != "auto":
         return None
+    if out is x and x.size:
+        reg = find(x)
+        if reg is not None:  # in place in a symmetric buffer (of one node: _fast.key)
+            op = check_op(op)
+            algo = get_algorithm("auto")
+            desc, fields = _signature([prepare(x, x, op, "input")], op, algo, False, None)
+            return _fast.SymmetricCall(reg, op, fields, desc, cfg.check, cfg.stall_seconds)
     comm = MPI.COMM_WORLD if comm is None else comm
     if comm.Get_size() == 1:
         return _fast.Copy()

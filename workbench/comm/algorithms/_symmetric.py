@@ -48,7 +48,7 @@ from workbench.comm.algorithms._base import block_bounds, scratch
 from workbench.comm.algorithms._ring import ring_allreduce
 from workbench.errors import InvalidTypeError, InvalidValueError
 
-__all__ = ["Block", "Registered", "allocate", "find", "reduce_registered"]
+__all__ = ["Block", "Registered", "allocate", "compiled_plan", "find", "reduce_registered"]
 
 _log = logging.getLogger(__name__)
 
@@ -219,14 +219,26 @@ def find(x: Any) -> Registered | None:
     return reg
 
 
-def _header(block: Block, seq: int, fields: tuple[int, ...], reg: Registered | None) -> None:
-    h = block.header
-    h[0], h[1] = _MAGIC, seq
+def _header(fields: tuple[int, ...], reg: Registered | None) -> tuple[int, ...]:
+    """The call header (word 1, the call number, left 0 for :func:`_flags.arrive`)."""
     if reg is None:  # this rank's input was rejected: a header no other rank can match
-        h[2:] = (-1, -1, -1, -1, -1, -1)
-        return
-    h[2], h[3], h[4], h[5] = fields[0], fields[1], fields[3], reg.offset
-    h[6], h[7] = reg.dtype.num, fields[4]
+        return (_MAGIC, 0, -1, -1, -1, -1, -1, -1)
+    return (_MAGIC, 0, fields[0], fields[1], fields[3], reg.offset, reg.dtype.num, fields[4])
+
+
+def compiled_plan(reg: Registered, op: str, fields: tuple[int, ...], check: bool) -> np.ndarray:
+    """The ``plan`` of :func:`workbench.comm._flags.symmetric_call` that reduces ``reg`` (of
+    a single-node block, not float16) with ``op`` in place: the cached call of
+    :mod:`workbench.comm._fast`, the same protocol and header as :func:`reduce_registered`."""
+    block = reg.block
+    rows, lo, hi, code = _node_plan(block, reg, op)
+    plan = np.zeros(_flags.PLAN_WORDS, dtype=np.int64)
+    plan[: _flags.PLAN_HEADER] = (
+        block.ctl.ctypes.data, block.p, rows.ctypes.data, 0, rows.shape[1], block.rank,
+        block.spins, lo, hi, code, check, 0, 0, 0, 0, 0,
+    )  # fmt: skip
+    plan[_flags.PLAN_HEADER :] = _header(fields, reg)
+    return plan
 
 
 def reduce_registered(
@@ -252,7 +264,8 @@ def reduce_registered(
         block.seq += 1
         seq = block.seq
         ctl, r = block.ctl, block.rank
-        _header(block, seq, fields, reg)
+        block.header[:] = _header(fields, reg)
+        block.header[1] = seq
         if check:
             block.write_description(desc, 0)
         if _flags.arrive(ctl, r, block.header, 0, seq, block.spins):
@@ -280,8 +293,8 @@ def reduce_registered(
             raise error
 
 
-def _reduce_node(block: Block, reg: Registered, op: str) -> None:
-    """Single node: this rank's slice of every row, reduced into every row."""
+def _node_plan(block: Block, reg: Registered, op: str) -> tuple[np.ndarray, int, int, int]:
+    """Single node: the rows, the columns ``lo:hi`` this rank reduces and the op code."""
     key = (reg.offset, reg.size, reg.dtype.num, op)
     plan = block.plans.get(key)
     if plan is None:
@@ -295,7 +308,12 @@ def _reduce_node(block: Block, reg: Registered, op: str) -> None:
         )
         if len(block.plans) > 1024:
             block.plans.clear()
-    rows, lo, hi, code = plan
+    return plan
+
+
+def _reduce_node(block: Block, reg: Registered, op: str) -> None:
+    """Single node: this rank's slice of every row, reduced into every row."""
+    rows, lo, hi, code = _node_plan(block, reg, op)
     if hi <= lo:
         return
     if rows.dtype == _F16:  # numba has no float16 arithmetic: reduce in float32, round once
