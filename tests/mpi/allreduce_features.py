@@ -108,6 +108,15 @@ def fused_direct() -> None:
     np.testing.assert_array_equal(big[[1, 300_001]], want)
     twice = allreduce([a, a], "max", algorithm="cma")  # one input twice, new results
     np.testing.assert_array_equal(twice[0], twice[1])
+    # more pieces than one vectored system call takes (1024): 1500 one-element tensors
+    # between two large ones (an average over the direct path's 4 KiB), then 2100 of 4.4 KB
+    for sizes in ([1_500_000] + [1] * 1500 + [1_500_000], [1100] * 2100):
+        many = [np.full(n, float(RANK + 1 + k % 7)) for k, n in enumerate(sizes)]
+        want = [np.full(n, SIZE * (k % 7) + total) for k, n in enumerate(sizes)]
+        for got in (allreduce(many, "sum", algorithm="cma"),
+                    allreduce(many, "sum", out=many, algorithm="cma")):  # fmt: skip
+            for k, (g, w) in enumerate(zip(got, want, strict=True)):
+                np.testing.assert_array_equal(g, w, err_msg=f"tensor {k} of {len(sizes)}")
     if SIZE == 1:
         return
     # different lists with the check off: the call header still catches it on every rank,

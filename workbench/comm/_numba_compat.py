@@ -30,7 +30,9 @@ __all__ = [
     "load_acquire",
     "store_release",
     "vm_read",
+    "vm_readv",
     "vm_write",
+    "vm_writev",
 ]
 
 
@@ -165,8 +167,45 @@ def _vm_copy(name: str) -> Any:
     return _call
 
 
+def _vm_copy_vectored(name: str) -> Any:
+    """An intrinsic calling Linux's ``name`` with ``iovec`` arrays given by address (int64
+    rows of ``(base, length)``, the layout of ``struct iovec`` on a 64-bit Linux):
+    ``(pid, local iovecs, how many, remote iovecs, how many) -> bytes copied, or -errno``."""
+
+    @intrinsic
+    def _call(typingctx, pid, local, n_local, remote, n_remote):  # pragma: no cover - compiled
+        sig = types.int64(pid, local, n_local, remote, n_remote)
+
+        def codegen(context, builder, signature, args):
+            i32, i64 = ir.IntType(32), ir.IntType(64)
+            iovec = ir.LiteralStructType([i64, i64])
+            fnty = ir.FunctionType(i64, [i32, iovec.as_pointer(), i64, iovec.as_pointer(),
+                                         i64, i64])  # fmt: skip
+            fn = declare_function(builder.module, fnty, name)
+            errno_loc = declare_function(builder.module, ir.FunctionType(i32.as_pointer(), []),
+                                         "__errno_location")  # fmt: skip
+            pid_v, loc, n_loc, rem, n_rem = (
+                context.cast(builder, v, t, types.int64)
+                for v, t in zip(args, signature.args, strict=True)
+            )
+            zero64 = ir.Constant(i64, 0)
+            got = builder.call(fn, [builder.trunc(pid_v, i32),
+                                    builder.inttoptr(loc, iovec.as_pointer()), n_loc,
+                                    builder.inttoptr(rem, iovec.as_pointer()), n_rem,
+                                    zero64])  # fmt: skip
+            errno = builder.sext(builder.load(builder.call(errno_loc, [])), i64)
+            failed = builder.icmp_signed("<", got, zero64)
+            return builder.select(failed, builder.neg(errno), got)
+
+        return sig, codegen
+
+    return _call
+
+
 _process_vm_readv = _vm_copy("process_vm_readv")
 _process_vm_writev = _vm_copy("process_vm_writev")
+_process_vm_readv_vectored = _vm_copy_vectored("process_vm_readv")
+_process_vm_writev_vectored = _vm_copy_vectored("process_vm_writev")
 
 
 # What numba-compiled code calls (numba types the calls itself: the casts only tell mypy
@@ -182,6 +221,11 @@ cpu_relax = cast("Callable[[], None]", _cpu_relax)
 vm_read = cast("Callable[[int, int, int, int], int]", _process_vm_readv)
 #: ``vm_write(pid, local, remote, nbytes) -> int64``: the other way (``process_vm_writev``).
 vm_write = cast("Callable[[int, int, int, int], int]", _process_vm_writev)
+#: ``vm_readv(pid, local_iov, n_local, remote_iov, n_remote) -> int64``: ``vm_read`` of
+#: many ranges in one system call (the iovec arrays by address: int64 rows of base, length).
+vm_readv = cast("Callable[[int, int, int, int, int], int]", _process_vm_readv_vectored)
+#: ``vm_writev(pid, local_iov, n_local, remote_iov, n_remote) -> int64``: the other way.
+vm_writev = cast("Callable[[int, int, int, int, int], int]", _process_vm_writev_vectored)
 #: ``as_voidptr(addr) -> void*``: an address as a pointer, for ``numba.carray(ptr, n, dtype)``
 #: (an array of this process that a kernel knows by address only).
 as_voidptr = cast("Callable[[int], Any]", _as_voidptr)
