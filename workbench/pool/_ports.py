@@ -4,9 +4,10 @@ ipyparallel's controller picks its ports by binding port 0 and closing the socke
 them to its connection files, and binds them later, in the processes it forks (the
 heartbeat monitor, the schedulers). In between, any process that binds port 0 can be
 given one of them. Inside a Slurm allocation ``mpiexec`` starts the engines through
-``srun``, whose listening sockets bind port 0 at that very moment: in a test run one took a pool's
-heartbeat port, its engines registered, sent their heartbeats to ``srun`` ("Insane message
-length" in the pool's log), missed every one and shut down two minutes later.
+``srun``, whose listening sockets bind port 0 at that very moment: in a test run one took
+a pool's heartbeat port, its engines registered, sent their heartbeats to ``srun``
+("Insane message length" in the pool's log), missed every one and shut down two minutes
+later.
 
 The kernel never hands out a port outside ``/proc/sys/net/ipv4/ip_local_port_range`` for
 port 0, so the controller gets ports from below (or above) that range, each seen free by a
