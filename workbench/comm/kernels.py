@@ -12,6 +12,7 @@ import numpy as np
 from numba import njit
 
 __all__ = [
+    "address",
     "combine",
     "combine_into",
     "divide_by",
@@ -29,6 +30,13 @@ __all__ = [
 OP_SUM, OP_MAX, OP_MIN, OP_MEAN = 0, 1, 2, 3
 OP_CODES = {"sum": OP_SUM, "max": OP_MAX, "min": OP_MIN, "mean": OP_MEAN}
 _CHUNK = 4096  # elements per column chunk of reduce_to_all (stays in the L1/L2 cache)
+
+
+@njit(cache=True, nogil=True)
+def address(a):  # pragma: no cover - compiled
+    """``a.ctypes.data`` at a fifth of its cost from Python (numpy builds a ctypes object
+    for it: 1.2 µs an array, which a list of 200 tensors pays 400 times a call)."""
+    return a.ctypes.data
 
 
 @njit(cache=True, nogil=True)
