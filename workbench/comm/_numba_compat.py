@@ -130,6 +130,25 @@ def _clock_ns(typingctx):  # pragma: no cover - compiled
     return sig, codegen
 
 
+_I32, _I64 = ir.IntType(32), ir.IntType(64)
+_IOVEC = ir.LiteralStructType([_I64, _I64])  # struct iovec: (base, length) on a 64-bit Linux
+
+
+def _vm_call(builder: Any, name: str, pid: Any, mine: Any, n_mine: Any, theirs: Any,
+             n_theirs: Any) -> Any:  # fmt: skip
+    """Emit Linux's ``name`` (``process_vm_readv``/``writev``) on the ``iovec`` pointers
+    ``mine`` and ``theirs``: the bytes copied, or -errno."""
+    fnty = ir.FunctionType(_I64, [_I32, _IOVEC.as_pointer(), _I64, _IOVEC.as_pointer(), _I64,
+                                  _I64])  # fmt: skip
+    fn = declare_function(builder.module, fnty, name)
+    errno_loc = declare_function(builder.module, ir.FunctionType(_I32.as_pointer(), []),
+                                 "__errno_location")  # fmt: skip
+    zero64 = ir.Constant(_I64, 0)
+    got = builder.call(fn, [builder.trunc(pid, _I32), mine, n_mine, theirs, n_theirs, zero64])
+    errno = builder.sext(builder.load(builder.call(errno_loc, [])), _I64)
+    return builder.select(builder.icmp_signed("<", got, zero64), builder.neg(errno), got)
+
+
 def _vm_copy(name: str) -> Any:
     """An intrinsic calling Linux's ``name`` (``process_vm_readv``/``process_vm_writev``)
     with one local and one remote ``iovec``: ``(pid, local address, remote address,
@@ -140,27 +159,17 @@ def _vm_copy(name: str) -> Any:
         sig = types.int64(pid, local, remote, nbytes)
 
         def codegen(context, builder, signature, args):
-            i32, i64 = ir.IntType(32), ir.IntType(64)
-            iovec = ir.LiteralStructType([i64, i64])  # (base, length) on a 64-bit Linux
-            fnty = ir.FunctionType(i64, [i32, iovec.as_pointer(), i64, iovec.as_pointer(),
-                                         i64, i64])  # fmt: skip
-            fn = declare_function(builder.module, fnty, name)
-            errno_loc = declare_function(builder.module, ir.FunctionType(i32.as_pointer(), []),
-                                         "__errno_location")  # fmt: skip
             with builder.goto_entry_block():
-                mine, theirs = builder.alloca(iovec), builder.alloca(iovec)
-            zero, one = ir.Constant(i32, 0), ir.Constant(i32, 1)
+                mine, theirs = builder.alloca(_IOVEC), builder.alloca(_IOVEC)
+            zero, one = ir.Constant(_I32, 0), ir.Constant(_I32, 1)
             pid_v, loc, rem, n = (context.cast(builder, v, t, types.int64)
                                   for v, t in zip(args, signature.args, strict=True))  # fmt: skip
             builder.store(loc, builder.gep(mine, [zero, zero]))
             builder.store(n, builder.gep(mine, [zero, one]))
             builder.store(rem, builder.gep(theirs, [zero, zero]))
             builder.store(n, builder.gep(theirs, [zero, one]))
-            one64, zero64 = ir.Constant(i64, 1), ir.Constant(i64, 0)
-            got = builder.call(fn, [builder.trunc(pid_v, i32), mine, one64, theirs, one64, zero64])
-            errno = builder.sext(builder.load(builder.call(errno_loc, [])), i64)
-            failed = builder.icmp_signed("<", got, zero64)
-            return builder.select(failed, builder.neg(errno), got)
+            one64 = ir.Constant(_I64, 1)
+            return _vm_call(builder, name, pid_v, mine, one64, theirs, one64)
 
         return sig, codegen
 
@@ -177,25 +186,12 @@ def _vm_copy_vectored(name: str) -> Any:
         sig = types.int64(pid, local, n_local, remote, n_remote)
 
         def codegen(context, builder, signature, args):
-            i32, i64 = ir.IntType(32), ir.IntType(64)
-            iovec = ir.LiteralStructType([i64, i64])
-            fnty = ir.FunctionType(i64, [i32, iovec.as_pointer(), i64, iovec.as_pointer(),
-                                         i64, i64])  # fmt: skip
-            fn = declare_function(builder.module, fnty, name)
-            errno_loc = declare_function(builder.module, ir.FunctionType(i32.as_pointer(), []),
-                                         "__errno_location")  # fmt: skip
-            pid_v, loc, n_loc, rem, n_rem = (
-                context.cast(builder, v, t, types.int64)
-                for v, t in zip(args, signature.args, strict=True)
-            )
-            zero64 = ir.Constant(i64, 0)
-            got = builder.call(fn, [builder.trunc(pid_v, i32),
-                                    builder.inttoptr(loc, iovec.as_pointer()), n_loc,
-                                    builder.inttoptr(rem, iovec.as_pointer()), n_rem,
-                                    zero64])  # fmt: skip
-            errno = builder.sext(builder.load(builder.call(errno_loc, [])), i64)
-            failed = builder.icmp_signed("<", got, zero64)
-            return builder.select(failed, builder.neg(errno), got)
+            kinds = zip(args, signature.args, strict=True)
+            pid_v, loc, n_loc, rem, n_rem = (context.cast(builder, v, t, types.int64)
+                                             for v, t in kinds)  # fmt: skip
+            iov = _IOVEC.as_pointer()
+            return _vm_call(builder, name, pid_v, builder.inttoptr(loc, iov), n_loc,
+                            builder.inttoptr(rem, iov), n_rem)  # fmt: skip
 
         return sig, codegen
 

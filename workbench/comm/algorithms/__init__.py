@@ -125,14 +125,16 @@ class AutoAlgorithm(Algorithm):
         """The algorithm ``auto`` uses for ``nbytes`` on ``comm``."""
         if comm.Get_size() == 1:
             return _NAMED["mpi"]
-        plan = self._plans.get(comm.handle) or self.plan(comm)
-        return _NAMED[plan.pick(nbytes, is_team_comm(comm))]
+        return _NAMED[self._plan_of(comm).pick(nbytes, is_team_comm(comm))]
 
     def stages(self, nbytes: int, comm: Any) -> bool:
         """Whether the node window of ``comm`` may take a message of ``nbytes`` where it fits
         (:meth:`Plan.stages`: a table that measured the window, only where it won)."""
-        plan = self._plans.get(comm.handle) or self.plan(comm)
-        return plan.stages(nbytes)
+        return self._plan_of(comm).stages(nbytes)
+
+    def _plan_of(self, comm: Any) -> Plan:
+        """The plan of ``comm``: cached, else made (collective the first time)."""
+        return self._plans.get(comm.handle) or self.plan(comm)
 
     def reduce(self, buf: np.ndarray, op: str, comm: Any, *, src: np.ndarray | None = None) -> None:
         """Reduce ``buf`` with the algorithm :meth:`select` picks for its size and ``comm``."""
